@@ -1,0 +1,47 @@
+"""SPEC 6: which repositories may have environments.
+
+`allowlist`: only listed organisations (owners, case-insensitive) and listed
+`owner/repo` entries pass; an empty allowlist refuses everything.
+`denylist`: listed organisations and repositories are refused, the rest pass.
+`disabled`: everything passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    mode: Literal["allowlist", "denylist", "disabled"]
+    organizations: frozenset[str]
+    repositories: frozenset[str]
+
+    @classmethod
+    def build(
+        cls,
+        mode: Literal["allowlist", "denylist", "disabled"],
+        organizations: Iterable[str],
+        repositories: Iterable[str],
+    ) -> Allowlist:
+        return cls(
+            mode,
+            frozenset(o.strip().strip("/").lower() for o in organizations),
+            frozenset(r.strip().strip("/").lower() for r in repositories),
+        )
+
+    def refusal(self, repository: str) -> str | None:
+        """None if the repository may proceed, else the reason it may not."""
+        if self.mode == "disabled":
+            return None
+        name = repository.strip("/").lower()
+        # GitLab paths have subgroups: the organisation is the top-level group.
+        owner = name.split("/", 1)[0]
+        listed = owner in self.organizations or name in self.repositories
+        if self.mode == "allowlist" and not listed:
+            return f"repository {repository} is not in the gateway's allowlist"
+        if self.mode == "denylist" and listed:
+            return f"repository {repository} is in the gateway's denylist"
+        return None

@@ -1,0 +1,93 @@
+"""The admin API (`/api/v1`), behind the bearer token K8S_EE_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import get_args
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.events import Provider
+from gateway.state import State
+from gateway.store import Verdict
+from gateway.webhooks import JSON
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin(handler: Handler) -> Handler:
+    async def guarded(request: Request) -> Response:
+        state: State = request.app.state.k8s_ee
+        tokens = [t.get_secret_value().encode() for t in state.settings.admin_token]
+        if not tokens:
+            return JSON({"error": "the admin API is disabled: set K8S_EE_ADMIN_TOKEN"}, status_code=401)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        matched = False
+        for token in tokens:
+            matched |= hmac.compare_digest(token, given.strip().encode("utf-8", "replace"))
+        if scheme.lower() != "bearer" or not matched:
+            return JSON(
+                {"error": "missing or wrong admin token (Authorization: Bearer <K8S_EE_ADMIN_TOKEN>)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await handler(request)
+
+    return guarded
+
+
+def _bad(reason: str) -> Response:
+    return JSON({"error": reason}, status_code=400)
+
+
+@admin
+async def list_deliveries(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    query = request.query_params
+    provider: Provider | None = None
+    if query.get("provider"):
+        try:
+            provider = Provider(query["provider"])
+        except ValueError:
+            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    verdict = query.get("verdict") or None
+    if verdict is not None and verdict not in get_args(Verdict):
+        return _bad(f"verdict must be one of {', '.join(get_args(Verdict))}")
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        return _bad("limit must be a whole number")
+    if not 1 <= limit <= 500:
+        return _bad("limit must be between 1 and 500")
+    try:
+        page, cursor = await state.store.recent(
+            provider=provider,
+            repository=query.get("repository") or None,
+            verdict=verdict,  # type: ignore[arg-type]
+            limit=limit,
+            cursor=query.get("cursor") or None,
+        )
+    except ValueError as exc:
+        return _bad(str(exc))
+    return JSON({"items": [e.model_dump(mode="json") for e in page], "next_cursor": cursor})
+
+
+@admin
+async def get_delivery(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    provider: Provider | None = None
+    if request.query_params.get("provider"):
+        try:
+            provider = Provider(request.query_params["provider"])
+        except ValueError:
+            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    delivery_id = request.path_params["delivery_id"]
+    attempts = await state.store.get(delivery_id, provider)
+    if not attempts:
+        return JSON(
+            {"error": f"no delivery {delivery_id} in the log (kept for the retention period)"},
+            status_code=404,
+        )
+    return JSON({"delivery_id": delivery_id, "attempts": attempts})

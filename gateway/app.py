@@ -1,0 +1,88 @@
+"""The Starlette application of the web process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import api
+from gateway.settings import Settings, load_settings
+from gateway.sources import warn_insecure
+from gateway.state import State
+from gateway.webhooks import JSON, endpoint
+
+logger = logging.getLogger("k8s_ee.gateway")
+
+
+async def healthz(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    try:
+        await state.redis.ping()
+    except RedisError as exc:
+        return JSON(
+            {"status": "unavailable", "reason": f"Redis unreachable: {type(exc).__name__}"}, status_code=503
+        )
+    return JSON({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    try:
+        state.metrics.queue_depth.set(await state.store.queue_depth())
+    except RedisError:
+        state.metrics.redis_errors.inc()
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Reached only by a bug; the sender still gets JSON, and the trace goes to our log.
+    logger.exception("unhandled error")
+    return JSON({"error": "internal error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    state = State.build(settings)
+    warn_insecure(state.sources)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await state.redis.aclose()
+
+    routes = [
+        Route(f"/webhooks/{name}", endpoint(source), methods=["POST"])
+        for name, source in state.sources.items()
+    ]
+    routes += [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/v1/deliveries", api.list_deliveries),
+        Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.k8s_ee = state
+    return app

@@ -1,0 +1,54 @@
+"""`k8s-ee`: run the web process (`serve`) or the worker (`worker`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from gateway.logs import configure_logging
+from gateway.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="k8s-ee", description="k8s-ee gateway: preview environments per pull request"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the webhook gateway (Starlette on uvicorn)")
+    serve.add_argument("--host", help="listen address (default K8S_EE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default K8S_EE_PORT or 8080)")
+    commands.add_parser("worker", help="run the arq worker that acts on lifecycle events")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"k8s-ee: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+
+    if args.command == "serve":
+        import uvicorn
+
+        from gateway.app import create_app
+
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=args.host or settings.host,
+            port=args.port if args.port is not None else settings.port,
+            log_config=None,
+            access_log=settings.access_log,
+            server_header=False,
+        )
+        return 0
+
+    from handlers.worker import run_worker
+
+    logging.getLogger("k8s_ee.worker").info("starting worker")
+    return run_worker(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the web process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # A registry per app, so tests can build several apps in one process.
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.deliveries = Counter(
+            "k8s_ee_deliveries",
+            "Webhook deliveries by provider, normalised event type and verdict.",
+            ["provider", "type", "verdict"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "k8s_ee_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "k8s_ee_queue_depth", "Jobs waiting in the arq queue.", registry=self.registry
+        )
+        self.redis_errors = Counter(
+            "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
+        )

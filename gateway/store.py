@@ -1,0 +1,280 @@
+"""The delivery log and the durable hand-off to the queue, in Redis.
+
+Every delivery, whatever its verdict, leaves an entry; an accepted one also leaves
+its (secret-stripped, compressed) headers and body and an arq job, all in the one
+Lua script `deliver.lua`, so a delivery is stored and queued in a single round trip.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from gateway.events import LifecycleEvent, Provider
+from gateway.settings import Settings
+
+Verdict = Literal["accepted", "duplicate", "ignored", "pong", "rejected"]
+
+# What the worker runs for each accepted event (see handlers.worker).
+PROCESS_EVENT = "process_event"
+# arq drops a job not started within this long; a day is arq's own default.
+JOB_EXPIRES_MS = 86_400_000
+
+# Headers that authenticate a delivery: never stored, never shown.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-gitlab-token",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "webhook-signature",
+    }
+)
+
+_SCRIPT = resources.files("gateway").joinpath("deliver.lua").read_text()
+
+
+class DeliveryEntry(BaseModel):
+    """One attempt at a delivery, as the admin API shows it."""
+
+    provider: Provider
+    delivery_id: str
+    attempt: int = 0
+    verdict: Verdict
+    status: int
+    reason: str | None = None
+    repository: str | None = None
+    event_type: str | None = None
+    event: dict[str, Any] | None = None
+    received_at: datetime
+
+
+class StoredBody(BaseModel):
+    headers: dict[str, str]
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    accepted: bool
+    attempt: int
+    first_seen: datetime
+
+
+def entry_json(
+    *,
+    provider: Provider,
+    delivery_id: str,
+    verdict: Verdict,
+    status: int,
+    received_at: datetime,
+    reason: str | None = None,
+    repository: str | None = None,
+    event_type: str | None = None,
+    event_json: bytes | None = None,
+) -> bytes:
+    # Built by hand rather than through DeliveryEntry: this runs for every delivery,
+    # and the event is already serialised.
+    return orjson.dumps(
+        {
+            "provider": provider.value,
+            "delivery_id": delivery_id,
+            "verdict": verdict,
+            "status": status,
+            "reason": reason,
+            "repository": repository,
+            "event_type": event_type,
+            "event": orjson.Fragment(event_json) if event_json is not None else None,
+            "received_at": received_at,
+        }
+    )
+
+
+def body_blob(headers: Mapping[str, str], body: bytes) -> bytes:
+    kept = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+    return zlib.compress(orjson.dumps({"headers": kept, "body": body.decode("utf-8", "replace")}), 3)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self._deliver = redis.register_script(_SCRIPT)
+
+    def _common_args(
+        self, provider: Provider, delivery_id: str, now: datetime, repository: str | None
+    ) -> list[Any]:
+        return [
+            self.prefix,
+            provider.value,
+            delivery_id,
+            _ms(now),
+            self.settings.retention_ms,
+            self.settings.delivery_log_max_entries,
+            repository or "",
+        ]
+
+    async def accept(
+        self,
+        event: LifecycleEvent,
+        event_json: bytes,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> AcceptResult:
+        """Store and queue an accepted event, unless its delivery id was seen before."""
+        entry = entry_json(
+            provider=event.provider,
+            delivery_id=event.delivery_id,
+            verdict="accepted",
+            status=202,
+            received_at=event.received_at,
+            repository=event.repository,
+            event_type=event.type.value,
+            event_json=event_json,
+        )
+        duplicate = entry_json(
+            provider=event.provider,
+            delivery_id=event.delivery_id,
+            verdict="duplicate",
+            status=200,
+            reason="delivery id already accepted",
+            received_at=event.received_at,
+            repository=event.repository,
+            event_type=event.type.value,
+            event_json=event_json,
+        )
+        now_ms = _ms(event.received_at)
+        job_id = f"event:{event.provider.value}:{event.delivery_id}"
+        # The same dict arq.jobs.serialize_job pickles, so arq's worker reads it as its own.
+        job = pickle.dumps(
+            {"t": None, "f": PROCESS_EVENT, "a": (event_json.decode(),), "k": {}, "et": now_ms}
+        )
+        blob = body_blob(headers, body) if self.settings.delivery_bodies_max > 0 else b""
+        verdict, attempt, first = await self._deliver(
+            args=[
+                *self._common_args(event.provider, event.delivery_id, event.received_at, event.repository),
+                "accept",
+                entry,
+                duplicate,
+                job_id,
+                job,
+                JOB_EXPIRES_MS,
+                self.settings.queue_name,
+                blob,
+                self.settings.delivery_bodies_max,
+            ]
+        )
+        return AcceptResult(verdict == 1, int(attempt), datetime.fromtimestamp(int(first) / 1000, tz=UTC))
+
+    async def log(
+        self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes
+    ) -> int:
+        """Record a delivery that was not accepted (ignored, pong, rejected)."""
+        _, attempt, _ = await self._deliver(
+            args=[*self._common_args(provider, delivery_id, now, repository), "log", entry]
+        )
+        return int(attempt)
+
+    async def queue_depth(self) -> int:
+        return int(await self.redis.zcard(self.settings.queue_name))
+
+    # -- reading the log (admin API) --
+
+    async def recent(
+        self,
+        *,
+        provider: Provider | None = None,
+        repository: str | None = None,
+        verdict: Verdict | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        scan_limit: int = 5000,
+    ) -> tuple[list[DeliveryEntry], str | None]:
+        """Newest first. Returns the page and the cursor of the next one (None at the end)."""
+        if repository:
+            index = f"{self.prefix}deliveries:repository:{repository.lower()}"
+        elif provider:
+            index = f"{self.prefix}deliveries:provider:{provider.value}"
+        else:
+            index = f"{self.prefix}deliveries"
+        top: str | float = "+inf"
+        after_member: bytes | None = None
+        if cursor:
+            score_text, _, cursor_member = cursor.partition(":")
+            try:
+                top = float(score_text)
+            except ValueError:
+                raise ValueError("cursor is not one this API returned") from None
+            after_member = cursor_member.encode()
+        page: list[DeliveryEntry] = []
+        scanned = 0
+        batch = max(limit * 2, 50)
+        while len(page) < limit and scanned < scan_limit:
+            rows: list[tuple[bytes, float]] = await self.redis.zrevrangebyscore(
+                index, top, "-inf", start=0, num=batch, withscores=True
+            )
+            # Members that share the top score with the cursor were returned on an earlier page.
+            if after_member is not None:
+                rows = [(m, s) for m, s in rows if not (s == top and m >= after_member)]
+            if not rows:
+                return page, None
+            values = await self.redis.mget([f"{self.prefix}delivery:{m.decode()}" for m, _ in rows])
+            for (member, score), raw in zip(rows, values, strict=True):
+                scanned += 1
+                top, after_member = score, member
+                if raw is None:
+                    continue
+                entry = self._entry(member.decode(), raw)
+                if (provider and entry.provider != provider) or (verdict and entry.verdict != verdict):
+                    continue
+                if repository and (entry.repository or "").lower() != repository.lower():
+                    continue
+                page.append(entry)
+                if len(page) == limit:
+                    break
+        next_cursor = f"{top!r}:{after_member.decode()}" if after_member is not None else None
+        return page, next_cursor
+
+    async def get(self, delivery_id: str, provider: Provider | None = None) -> list[dict[str, Any]]:
+        """Every attempt stored under this delivery id, oldest first, with the stored body if any."""
+        providers = [provider] if provider else list(Provider)
+        found: list[dict[str, Any]] = []
+        for p in providers:
+            ident = f"{p.value}:{delivery_id}"
+            count = await self.redis.get(f"{self.prefix}attempts:{ident}")
+            if not count:
+                continue
+            keys = [f"{self.prefix}delivery:{ident}:{n}" for n in range(1, int(count) + 1)]
+            values = await self.redis.mget(keys)
+            blob = await self.redis.get(f"{self.prefix}body:{ident}")
+            stored = StoredBody.model_validate_json(zlib.decompress(blob)) if blob else None
+            for key, raw in zip(keys, values, strict=True):
+                if raw is None:
+                    continue
+                entry = self._entry(key.removeprefix(f"{self.prefix}delivery:"), raw).model_dump(mode="json")
+                if stored is not None and entry["verdict"] == "accepted":
+                    entry["request"] = stored.model_dump()
+                found.append(entry)
+        return found
+
+    @staticmethod
+    def _entry(member: str, raw: bytes) -> DeliveryEntry:
+        entry = DeliveryEntry.model_validate_json(raw)
+        entry.attempt = int(member.rsplit(":", 1)[1])
+        return entry

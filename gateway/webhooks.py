@@ -1,0 +1,217 @@
+"""The webhook endpoints: read, verify, normalise, store, answer.
+
+Every answer is JSON that a person reading the sender's "recent deliveries" page
+understands. Accepted means stored and queued; nothing is acknowledged before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from gateway.events import Provider
+from gateway.logs import delivery_id_var
+from gateway.sources import MAX_DELIVERY_ID, Source, fallback_delivery_id
+from gateway.state import State
+from gateway.store import Verdict, entry_json
+from gateway.verdicts import Accepted, Ignored, Pong, Refusal
+
+logger = logging.getLogger("k8s_ee.gateway")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def endpoint(source: Source):  # type: ignore[no-untyped-def]
+    async def receive(request: Request) -> Response:
+        state: State = request.app.state.k8s_ee
+        started = time.perf_counter()
+        response = await _receive(request, source, state)
+        state.metrics.latency.labels(f"/webhooks/{source.name}").observe(time.perf_counter() - started)
+        return response
+
+    return receive
+
+
+async def _receive(request: Request, source: Source, state: State) -> Response:
+    received_at = datetime.now(UTC)
+    headers = request.headers
+    provider = source.guess_provider(headers)
+    delivery_id = source.guess_delivery_id(headers)
+    token = delivery_id_var.set(delivery_id)
+    try:
+        try:
+            body = await read_body(request, state.settings.max_body_bytes)
+        except TooLarge:
+            return await _refused(
+                state,
+                provider,
+                delivery_id or "unknown",
+                received_at,
+                Refusal(413, f"body is larger than the limit of {state.settings.max_body_bytes} bytes"),
+            )
+        except ClientDisconnect:
+            return JSON({"status": "rejected", "reason": "client disconnected"}, status_code=400)
+
+        try:
+            source.verify(headers, body, received_at.timestamp())
+            adapter = source.adapter(headers)
+            provider = adapter.provider
+            delivery_id = adapter.delivery_id(headers) or fallback_delivery_id(provider, body)
+            if len(delivery_id) > MAX_DELIVERY_ID or not delivery_id.isprintable():
+                delivery_id = fallback_delivery_id(provider, body)
+                raise Refusal(
+                    400, f"delivery id header is not a printable id of at most {MAX_DELIVERY_ID} chars"
+                )
+            delivery_id_var.set(delivery_id)
+            outcome = adapter.parse(headers, body, delivery_id, received_at)
+            if isinstance(outcome, Accepted):
+                reason = state.allowlist.refusal(outcome.event.repository)
+                if reason is not None:
+                    raise Refusal(403, reason)
+        except Refusal as refusal:
+            if delivery_id is None:
+                delivery_id = fallback_delivery_id(provider, body)
+            return await _refused(state, provider, delivery_id, received_at, refusal)
+
+        if isinstance(outcome, Accepted):
+            return await _accept(state, outcome, headers, body)
+        if isinstance(outcome, Pong):
+            await _log(state, provider, delivery_id, received_at, "pong", 200, "ping received", None, None)
+            return JSON({"status": "pong", "delivery_id": delivery_id})
+        assert isinstance(outcome, Ignored)
+        await _log(
+            state,
+            provider,
+            delivery_id,
+            received_at,
+            "ignored",
+            200,
+            outcome.reason,
+            outcome.repository,
+            outcome.type,
+        )
+        return JSON({"status": "ignored", "delivery_id": delivery_id, "reason": outcome.reason})
+    finally:
+        delivery_id_var.reset(token)
+
+
+async def _accept(state: State, outcome: Accepted, headers: Mapping[str, str], body: bytes) -> Response:
+    event = outcome.event
+    event_json = event.__pydantic_serializer__.to_json(event)
+    try:
+        result = await state.store.accept(event, event_json, headers, body)
+    except RedisError as exc:
+        return _unavailable(state, event.provider, event.type.value, exc)
+    verdict: Verdict = "accepted" if result.accepted else "duplicate"
+    state.metrics.deliveries.labels(event.provider.value, event.type.value, verdict).inc()
+    logger.info(
+        "delivery %s",
+        verdict,
+        extra={
+            "provider": event.provider.value,
+            "event_type": event.type.value,
+            "repository": event.repository,
+        },
+    )
+    if not result.accepted:
+        return JSON(
+            {
+                "status": "duplicate",
+                "delivery_id": event.delivery_id,
+                "reason": f"this delivery was already accepted at {result.first_seen.isoformat()}; nothing done",
+            }
+        )
+    return JSON(
+        {"status": "accepted", "delivery_id": event.delivery_id, "event": orjson.Fragment(event_json)},
+        status_code=202,
+    )
+
+
+async def _refused(
+    state: State, provider: Provider, delivery_id: str, received_at: datetime, refusal: Refusal
+) -> Response:
+    await _log(
+        state, provider, delivery_id, received_at, "rejected", refusal.status, refusal.reason, None, None
+    )
+    logger.info(
+        "delivery rejected: %s", refusal.reason, extra={"provider": provider.value, "status": refusal.status}
+    )
+    return JSON(
+        {"status": "rejected", "delivery_id": delivery_id, "reason": refusal.reason},
+        status_code=refusal.status,
+    )
+
+
+async def _log(
+    state: State,
+    provider: Provider,
+    delivery_id: str,
+    received_at: datetime,
+    verdict: Verdict,
+    status: int,
+    reason: str,
+    repository: str | None,
+    event_type: str | None,
+) -> None:
+    state.metrics.deliveries.labels(provider.value, event_type or "-", verdict).inc()
+    entry = entry_json(
+        provider=provider,
+        delivery_id=delivery_id,
+        verdict=verdict,
+        status=status,
+        received_at=received_at,
+        reason=reason,
+        repository=repository,
+        event_type=event_type,
+    )
+    try:
+        await state.store.log(provider, delivery_id, received_at, repository, entry)
+    except RedisError as exc:
+        # The answer to the sender does not depend on the log: say so in our own log and go on.
+        state.metrics.redis_errors.inc()
+        logger.warning("could not record the delivery in the log: %s", type(exc).__name__)
+
+
+def _unavailable(state: State, provider: Provider, event_type: str, exc: RedisError) -> Response:
+    state.metrics.redis_errors.inc()
+    state.metrics.deliveries.labels(provider.value, event_type, "unavailable").inc()
+    logger.error("could not store the delivery: %s: %s", type(exc).__name__, exc)
+    return JSON(
+        {
+            "status": "unavailable",
+            "reason": "the gateway could not store this delivery (queue storage unreachable); "
+            "it was not accepted: redeliver it",
+        },
+        status_code=503,
+        headers={"Retry-After": "10"},
+    )

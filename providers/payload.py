@@ -1,0 +1,133 @@
+"""Reading provider payloads: JSON decoding and field access that names what is missing.
+
+Every failure here is a `Refusal(400)` whose reason names the field by its dotted
+path, so that the sender's "recent deliveries" page says what was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import orjson
+
+from gateway.verdicts import bad_request, unsupported_media_type
+
+T = TypeVar("T")
+
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json_media_type(value: str) -> bool:
+    return value in JSON_TYPES or (value.startswith("application/") and value.endswith("+json"))
+
+
+def require_json(headers: Mapping[str, str]) -> None:
+    value = media_type(headers)
+    if not is_json_media_type(value):
+        raise unsupported_media_type(f"Content-Type must be application/json, got {value or 'none'!r}")
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise bad_request(f"body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_form_payload(body: bytes) -> dict[str, Any]:
+    """GitHub's `application/x-www-form-urlencoded` deliveries carry the JSON in a `payload` field."""
+    try:
+        fields = parse_qs(body.decode("utf-8"), strict_parsing=False, max_num_fields=16)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad_request(f"form body could not be decoded: {exc}") from None
+    values = fields.get("payload")
+    if not values:
+        raise bad_request("form body has no 'payload' field")
+    return load_json_object(values[0].encode("utf-8"))
+
+
+def field(data: Mapping[str, Any], path: str, kind: type[T]) -> T:
+    """The value at dotted `path`, which must exist and be of `kind`."""
+    value: Any = data
+    walked: list[str] = []
+    for part in path.split("."):
+        walked.append(part)
+        if not isinstance(value, Mapping) or part not in value or value[part] is None:
+            raise bad_request(f"missing field {'.'.join(walked)}")
+        value = value[part]
+    return _check(value, path, kind)
+
+
+def optional(data: Mapping[str, Any], path: str, kind: type[T]) -> T | None:
+    """The value at dotted `path`, or None where any step is absent or null."""
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or value.get(part) is None:
+            return None
+        value = value[part]
+    return _check(value, path, kind)
+
+
+def _check(value: Any, path: str, kind: type[T]) -> T:
+    # bool is an int in Python; a number field holding true is still wrong.
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad_request(f"field {path} must be an integer")
+    if not isinstance(value, kind):
+        raise bad_request(f"field {path} must be of type {_json_name(kind)}")
+    return value
+
+
+def _json_name(kind: type) -> str:
+    return {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}.get(
+        kind, kind.__name__
+    )
+
+
+def parse_time(value: object, path: str) -> datetime | None:
+    """ISO-8601 text (with `Z` or an offset) or epoch milliseconds, as UTC; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise bad_request(f"field {path} must be a time")
+    if isinstance(value, int | float):
+        # Bitbucket Data Center sends epoch milliseconds.
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise bad_request(f"field {path} is not a time in epoch milliseconds") from None
+    if not isinstance(value, str):
+        raise bad_request(f"field {path} must be a time")
+    text = value.strip()
+    # GitLab's older payloads say "2024-01-02 03:04:05 UTC".
+    if text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_request(f"field {path} is not an ISO-8601 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise bad_request(f"field {path} is out of range: {value[:40]!r}") from None
+
+
+def branch_from_ref(ref: str) -> str | None:
+    """`refs/heads/x` gives `x`; a tag or other ref gives None."""
+    prefix = "refs/heads/"
+    return ref[len(prefix) :] if ref.startswith(prefix) else None
+
+
+NULL_SHA = "0" * 40

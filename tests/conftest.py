@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.support.http_server import ServedApp
+from tests.support.redis_server import RedisServer
+from tests.support.senders import SECRET_SETTINGS
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[Any]:
+    client = redis_server.client()
+    # This Redis was started by this test session: emptying it between tests is ours to do.
+    client.flushall()
+    yield client
+    client.close()
+
+
+Gateway = Callable[..., httpx.Client]
+
+
+@pytest.fixture
+def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
+    """Start the real web app on uvicorn; returns an HTTP client for it. Settings can be overridden."""
+    started: list[tuple[ServedApp, httpx.Client]] = []
+
+    def start(**overrides: Any) -> httpx.Client:
+        values: dict[str, Any] = {"redis_url": redis_server.url, **SECRET_SETTINGS, **overrides}
+        served = ServedApp(create_app(Settings(**values))).__enter__()
+        client = httpx.Client(base_url=served.url, timeout=15)
+        started.append((served, client))
+        return client
+
+    yield start
+    for served, client in started:
+        client.close()
+        served.__exit__(None, None, None)
