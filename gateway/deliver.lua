@@ -10,8 +10,8 @@
 --  8 mode: 'accept' or 'log'
 --  9 entry JSON (the log entry for this attempt)
 -- accept mode only:
--- 10 duplicate entry JSON   11 arq job id   12 arq job (serialised)   13 job expiry (ms)
--- 14 arq queue name         15 body blob ('' to keep none)           16 max stored bodies
+-- 10 arq job id             11 arq job (serialised)   12 job expiry (ms)
+-- 13 arq queue name         14 body blob ('' to keep none)           15 max stored bodies
 --
 -- Returns {verdict, attempt, first_seen_ms}: verdict 1 accepted, 0 duplicate, 2 logged.
 
@@ -62,19 +62,22 @@ end
 local seen = prefix .. 'seen:' .. ident
 if not redis.call('SET', seen, now, 'NX', 'PX', retention) then
   local first = tonumber(redis.call('GET', seen)) or 0
-  return {0, log(ARGV[10]), first}
+  -- The same entry, told as a duplicate (store.py writes the accepted one in this exact form).
+  local duplicate = string.gsub(ARGV[9], '"verdict":"accepted","status":202,"reason":null',
+    '"verdict":"duplicate","status":200,"reason":"delivery id already accepted"', 1)
+  return {0, log(duplicate), first}
 end
 
 -- arq's own job format: the job under arq:job:<id>, its id in the queue's sorted set.
-redis.call('SET', 'arq:job:' .. ARGV[11], ARGV[12], 'PX', tonumber(ARGV[13]))
-redis.call('ZADD', ARGV[14], now, ARGV[11])
+redis.call('SET', 'arq:job:' .. ARGV[10], ARGV[11], 'PX', tonumber(ARGV[12]))
+redis.call('ZADD', ARGV[13], now, ARGV[10])
 
-if ARGV[15] ~= '' then
+if ARGV[14] ~= '' then
   local bodies = prefix .. 'bodies'
-  redis.call('SET', prefix .. 'body:' .. ident, ARGV[15], 'PX', retention)
+  redis.call('SET', prefix .. 'body:' .. ident, ARGV[14], 'PX', retention)
   redis.call('ZADD', bodies, now, ident)
   redis.call('PEXPIRE', bodies, retention)
-  trim(bodies, tonumber(ARGV[16]), prefix .. 'body:')
+  trim(bodies, tonumber(ARGV[15]), prefix .. 'body:')
 end
 
 return {1, log(ARGV[9]), now}
