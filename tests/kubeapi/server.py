@@ -1,0 +1,265 @@
+"""A stateful Kubernetes API server on loopback, for tests that drive the real `kubernetes` client.
+
+    with KubeAPIServer() as kube:
+        client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=kube.url))
+        ...
+        assert kube.objects("ConfigMap", "demo-pr-1")
+
+It serves discovery, the kinds in `kinds.RESOURCES` and their verbs over HTTP/1.1 from a
+`ThreadingHTTPServer` in a background thread. Tests count calls (`requests`), inject failures
+and slow answers (`add_fault`), hold namespace deletion and look at the stored objects; the same
+controls are served under `/_test/` for another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import api, control_api
+from .api import Request, Response
+from .controls import Controls, Fault, RequestRecord
+from .status import KubeError
+from .store import Store
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], kube: KubeAPIServer) -> None:
+        super().__init__(address, _Handler)
+        self.kube = kube
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    # Connections are tracked so that stop() can cut kept-alive ones: otherwise a pooled client
+    # connection would keep talking to a handler thread of a stopped server.
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as urllib3 pools expect
+    # Headers and body go out in two writes; with Nagle on, each answer would wait for the
+    # client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(
+            method=method,
+            path=url.path,
+            query=url.query,
+            content_type=self.headers.get("Content-Type", ""),
+            body=self.rfile.read(length) if length else b"",
+            user_agent=self.headers.get("User-Agent", ""),
+        )
+        response = self.server.kube.respond(request)
+        if isinstance(response.body, str):
+            payload, content_type = response.body.encode(), "text/plain; charset=utf-8"
+        else:
+            payload, content_type = json.dumps(response.body).encode(), "application/json"
+        try:
+            self.send_response(response.code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout ran out during an injected delay).
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests read `requests`; a line per call on stderr would only be noise
+
+
+class KubeAPIServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = (host, port)
+        self._store = Store()
+        self._controls = Controls()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Listen on a free port and serve in a background thread; answers the base URL."""
+        if self._httpd is not None:
+            return self.url
+        self._stopping.clear()
+        self._httpd = _HTTPServer(self._address, self)
+        self.url = f"http://{self._address[0]}:{self._httpd.server_port}"
+        # A short poll interval keeps stop() (and so each test's teardown) fast.
+        httpd = self._httpd
+        self._thread = threading.Thread(
+            target=lambda: httpd.serve_forever(poll_interval=0.05), name="kubeapi", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._stopping.set()  # wakes calls sleeping in an injected delay
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> KubeAPIServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def objects(self, kind: str | None = None, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Stored objects (copies), optionally of one kind (`Deployment` or `deployments.apps`)
+        and one namespace; sorted by namespace and name within each kind."""
+        return self._store.objects(kind, namespace)
+
+    def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = [obj for obj in self._store.objects(kind, namespace) if obj["metadata"]["name"] == name]
+        return found[0] if found else None
+
+    def add_object(self, obj: Any) -> dict[str, Any]:
+        """Create an object as a client would (same checks), by its apiVersion and kind."""
+        if not isinstance(obj, dict):
+            raise ValueError("an object must be a mapping")
+        resource = self._store.resource_of(str(obj.get("kind")))
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "") if resource.namespaced else ""
+        return self._store.create(resource, namespace, obj, manager="kubeapi-test")
+
+    def set_status(self, kind: str, namespace: str, name: str, new_status: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object's status, as its controller would (through the status subresource)."""
+        resource = self._store.resource_of(kind)
+        namespace = namespace if resource.namespaced else ""
+        body = {"metadata": {"name": name}, "status": new_status}
+        return self._store.replace(resource, namespace, name, body, "kubeapi-test", subresource="status")
+
+    def hold_namespace_deletion(self, name: str, times: int) -> None:
+        """Once namespace `name` is deleted, its next `times` GETs still answer it Terminating
+        (and creating in it is Forbidden); 0 lets a held deletion finish now."""
+        self._store.hold_namespace_deletion(name, times)
+
+    def reset(self) -> None:
+        """Forget every object, hold, fault and logged request (the resourceVersion counter stays)."""
+        self._store.reset()
+        self._controls.clear_faults()
+        self._controls.reset_requests()
+
+    # -- requests and faults -------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self._controls.requests
+
+    def reset_requests(self) -> int:
+        return self._controls.reset_requests()
+
+    def count_requests(self, method: str | None = None, path_contains: str = "") -> int:
+        return sum(
+            1
+            for record in self._controls.requests
+            if (method is None or record.method == method.upper()) and path_contains in record.path
+        )
+
+    def add_fault(
+        self, method: str, path_regex: str, status: int | None = 500, times: int = 1, delay: float = 0.0
+    ) -> Fault:
+        """Answer the next `times` calls whose method matches (`*` for any) and whose path matches
+        `path_regex` (re.search) with `status` and a Status body, after sleeping `delay` seconds.
+        `status=None` only delays (a hang when `delay` exceeds the client's timeout)."""
+        return self._controls.add_fault(Fault(method, path_regex, status, times, delay))
+
+    def add_fault_object(self, fault: Fault) -> Fault:
+        return self._controls.add_fault(fault)
+
+    @property
+    def faults(self) -> list[Fault]:
+        return self._controls.faults
+
+    def clear_faults(self) -> None:
+        self._controls.clear_faults()
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def respond(self, request: Request) -> Response:
+        try:
+            if request.path.startswith("/_test/"):
+                return control_api.handle(self, request)
+            self._controls.record(
+                RequestRecord(request.method, request.path, request.query, request.content_type)
+            )
+            fault = self._controls.take_fault(request.method, request.path)
+            if fault is not None:
+                if fault.delay:
+                    self._stopping.wait(fault.delay)
+                if fault.status is not None:
+                    injected = KubeError(fault.status, fault.message)
+                    headers = {"Retry-After": "1"} if fault.status == 429 else {}
+                    return Response(fault.status, injected.status(), headers)
+            host, port = self._address[0], urlsplit(self.url).port
+            return api.handle(self._store, request, f"{host}:{port}")
+        except KubeError as error:
+            return Response(error.code, error.status())
+        except Exception as error:  # a bug here must reach the client as a real 500, not a hang
+            traceback.print_exc(file=sys.stderr)
+            failure = KubeError(
+                500, f"test API server error: {type(error).__name__}: {error}", "InternalError"
+            )
+            return Response(500, failure.status())
+
+
+__all__ = ["Fault", "KubeAPIServer", "RequestRecord"]
