@@ -13,6 +13,7 @@ from gateway.events import Provider
 from gateway.state import State
 from gateway.store import Verdict
 from gateway.webhooks import JSON
+from handlers.status import State as StatusState
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -90,4 +91,37 @@ async def get_delivery(request: Request) -> Response:
             {"error": f"no delivery {delivery_id} in the log (kept for the retention period)"},
             status_code=404,
         )
+    for attempt in attempts:
+        if attempt["verdict"] == "accepted":
+            # What the worker did with it: the reconcile that applied it, or why nothing was needed.
+            attempt["applied"] = await state.statuses.applied(Provider(attempt["provider"]), delivery_id)
     return JSON({"delivery_id": delivery_id, "attempts": attempts})
+
+
+@admin
+async def list_environments(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    query = request.query_params
+    provider: Provider | None = None
+    if query.get("provider"):
+        try:
+            provider = Provider(query["provider"])
+        except ValueError:
+            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    wanted = query.get("state") or None
+    if wanted is not None and wanted not in get_args(StatusState):
+        return _bad(f"state must be one of {', '.join(get_args(StatusState))}")
+    found = await state.statuses.recent(
+        provider=provider, repository=query.get("repository") or None, state=wanted
+    )
+    return JSON({"items": [s.model_dump(mode="json") for s in found]})
+
+
+@admin
+async def get_environment(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    namespace = request.path_params["namespace"]
+    status = await state.statuses.by_namespace(namespace)
+    if status is None:
+        return JSON({"error": f"no environment with namespace {namespace}"}, status_code=404)
+    return JSON(status.model_dump(mode="json"))

@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics),
         Route("/api/v1/deliveries", api.list_deliveries),
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
+        Route("/api/v1/environments", api.list_environments),
+        Route("/api/v1/environments/{namespace}", api.get_environment),
     ]
     app = Starlette(
         routes=routes,

@@ -44,10 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
+    from handlers.settings import load_worker_settings
     from handlers.worker import run_worker
 
+    try:
+        worker_settings = load_worker_settings()
+    except SettingsError as exc:
+        print(f"k8s-ee: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("k8s_ee.worker").info("starting worker")
-    return run_worker(settings)
+    return run_worker(worker_settings)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.sources import Source, build_sources
 from gateway.store import DeliveryStore
+from handlers.status import StatusStore
 
 
 @dataclass
@@ -21,6 +22,7 @@ class State:
     allowlist: Allowlist
     metrics: Metrics
     sources: dict[str, Source]
+    statuses: StatusStore
 
     @classmethod
     def build(cls, settings: Settings) -> State:
@@ -39,4 +41,5 @@ class State:
             ),
             metrics=Metrics(),
             sources=build_sources(settings),
+            statuses=StatusStore(redis, settings.key_prefix, settings.retention_ms),
         )

@@ -1,40 +1,191 @@
-"""The arq worker: consumes the lifecycle events the gateway queues."""
+"""The arq worker: turns queued lifecycle events into desired states, and reconciles them.
+
+Two job functions. `process_event` (one per accepted delivery) updates the
+desired state of the environment(s) the event concerns and queues a reconcile;
+`reconcile` (one per new desired generation; most find nothing left to do)
+brings the cluster there. See handlers/desired.py for why this is safe under
+duplicates, reordering and bursts.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from arq import run_worker as arq_run_worker
+from arq import Retry, func
 from arq.connections import RedisSettings
+from arq.worker import Worker
 
-from gateway.events import LifecycleEvent
+from gateway.events import EventType, LifecycleEvent, Provider
 from gateway.logs import delivery_id_var
-from gateway.settings import Settings
+from handlers.cluster import Cluster, TransientClusterError, detect_cluster
+from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.policy import Rules, decide
+from handlers.reconcile import Reconciler, RetryLater
+from handlers.settings import WorkerSettings
+from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
+from providers.host_settings import load_host_settings
+from providers.hosts import Host, HostUnavailable, build_hosts
 
 logger = logging.getLogger("k8s_ee.worker")
 
+# A compare-and-set that keeps losing means something is badly wrong; give up loudly.
+MAX_CAS_ATTEMPTS = 50
+
+
+@dataclass
+class Deps:
+    settings: WorkerSettings
+    desired: DesiredStore
+    statuses: StatusStore
+    reconciler: Reconciler
+    rules: Rules
+
+
+def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
+    """For events without a change number (pushes, builds): does this environment's head match?"""
+    if current is None:
+        return False
+    if event.type == EventType.PUSH:
+        return current.head_ref == event.head_ref
+    sha, head = event.head_sha or "", current.head_sha or ""
+    return bool(sha and head and (head.startswith(sha) or sha.startswith(head)))
+
 
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
+    deps: Deps = ctx["deps"]
     event = LifecycleEvent.model_validate_json(event_json)
     token = delivery_id_var.set(event.delivery_id)
     try:
-        logger.info("event %s for %s", event.type.value, event.key, extra={"provider": event.provider.value})
-        return event.type.value
+        if event.number is not None:
+            numbers = [event.number]
+        else:
+            numbers = await deps.desired.numbers(event.provider, event.repository)
+        outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
+        summary = "; ".join(outcomes) or "no environment of this repository is concerned"
+        logger.info("event %s: %s", event.type.value, summary, extra={"repository": event.repository})
+        return summary
     finally:
         delivery_id_var.reset(token)
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
+async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
+    key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+    for _ in range(MAX_CAS_ATTEMPTS):
+        generation, current = await deps.desired.load(key)
+        if event.number is None and not _concerns(current, event):
+            return f"{key}: not concerned"
+        decision = decide(current, event, deps.rules)
+        if decision.desired is None:
+            await deps.statuses.link(
+                event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
+            )
+            return f"{key}: {decision.reason}"
+        new_generation = await deps.desired.save(decision.desired, generation)
+        if new_generation is None:
+            continue  # another event of this environment won the race: decide again on its result
+        if decision.reconcile:
+            await deps.statuses.create(
+                EnvironmentStatus(
+                    provider=key.provider,
+                    repository=key.repository,
+                    number=key.number,
+                    state="queued",
+                    head_sha=decision.desired.head_sha,
+                    head_ref=decision.desired.head_ref,
+                    updated_at=event.received_at,
+                )
+            )
+            await ctx["redis"].enqueue_job(
+                "reconcile",
+                str(key),
+                _job_id=f"reconcile:{key}:{new_generation}",
+                _queue_name=deps.settings.queue_name,
+            )
+        return f"{key}: {decision.reason}"
+    raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
+
+
+async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
+    deps: Deps = ctx["deps"]
+    key = EnvKey.parse(key_text)
+    try:
+        return await deps.reconciler.reconcile(key)
+    except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+        tries = int(ctx.get("job_try", 1))
+        if tries >= deps.settings.reconcile_max_tries:
+            await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
+            return "failed"
+        # Exponential backoff with full jitter, capped at five minutes.
+        delay = random.uniform(0, min(300.0, 2.0**tries))
+        logger.warning("reconcile of %s will be retried in %.1f s: %s", key, delay, exc)
+        raise Retry(defer=delay) from exc
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: WorkerSettings = ctx["settings"]
+    cluster: Cluster | None = ctx.get("cluster")
+    if cluster is None:
+        cluster, explanation = detect_cluster(settings.cluster, settings.directory, settings.kubeconfig)
+        logger.info(explanation)
+    hosts: Mapping[Provider, Host] | None = ctx.get("hosts")
+    if hosts is None:
+        hosts = build_hosts(load_host_settings())
+        for provider in Provider:
+            if provider not in hosts and provider != Provider.GENERIC:
+                logger.info(
+                    "no credentials for %s: its changes are not re-read from the host", provider.value
+                )
+    redis = ctx["redis"]
+    desired = DesiredStore(redis, settings.key_prefix)
+    statuses = StatusStore(redis, settings.key_prefix, settings.retention_ms)
+    ctx["deps"] = Deps(
+        settings=settings,
+        desired=desired,
+        statuses=statuses,
+        reconciler=Reconciler(
+            desired=desired,
+            statuses=statuses,
+            cluster=cluster,
+            hosts=hosts,
+            render_settings=settings.render_settings(),
+            default_config=settings.default_config,
+            lock_ttl_s=settings.lock_ttl,
+        ),
+        rules=Rules(deploy_drafts=settings.deploy_drafts, deploy_forks=settings.deploy_forks),
+    )
+
+
+def worker_settings(
+    settings: WorkerSettings, *, cluster: Cluster | None = None, hosts: Mapping[Provider, Host] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for arq's Worker; tests pass their own cluster and hosts."""
     return {
-        "functions": [process_event],
+        "functions": [
+            # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
+            # keep this one no longer than the reconcile's.
+            func(process_event, max_tries=5, timeout=min(30, settings.reconcile_timeout)),
+            # keep_result=0: a finished reconcile leaves nothing behind in Redis.
+            func(
+                reconcile,
+                max_tries=settings.reconcile_max_tries + 1,
+                timeout=settings.reconcile_timeout,
+                keep_result=0,
+            ),
+        ],
+        "on_startup": startup,
+        "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts},
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
-        "max_tries": 10,
+        "max_jobs": settings.max_jobs,
         "keep_result": 3600,
+        "handle_signals": True,
     }
 
 
-def run_worker(settings: Settings) -> int:
-    arq_run_worker(None, **worker_settings(settings))  # type: ignore[arg-type]
+def run_worker(settings: WorkerSettings) -> int:
+    Worker(**worker_settings(settings)).run()
     return 0

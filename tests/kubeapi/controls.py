@@ -16,6 +16,8 @@ class RequestRecord(NamedTuple):
     path: str
     query: str
     content_type: str
+    # Wall-clock time (time.time()) the request arrived: the benchmark times environments by it.
+    at: float = 0.0
 
     @property
     def params(self) -> dict[str, str]:

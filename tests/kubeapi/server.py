@@ -18,6 +18,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -240,7 +241,7 @@ class KubeAPIServer:
             if request.path.startswith("/_test/"):
                 return control_api.handle(self, request)
             self._controls.record(
-                RequestRecord(request.method, request.path, request.query, request.content_type)
+                RequestRecord(request.method, request.path, request.query, request.content_type, time.time())
             )
             fault = self._controls.take_fault(request.method, request.path)
             if fault is not None:

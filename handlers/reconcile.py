@@ -1,0 +1,288 @@
+"""Bring one environment to its desired state: read the truth, render, apply or destroy.
+
+One reconcile per environment at a time (a Redis lock, renewed while it runs);
+it loops until the desired state it applied is still the newest, so an event
+that arrives mid-reconcile is applied right after, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.events import Provider
+from handlers import naming
+from handlers.cluster import (
+    Cluster,
+    OwnershipError,
+    PermanentClusterError,
+    TransientClusterError,
+)
+from handlers.config import ConfigError, Problem, RepoConfig, config_from_mapping, load_config
+from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.hibernate import hibernate
+from handlers.render import (
+    RenderSettings,
+    RenderTarget,
+    new_password,
+    render_environment,
+    required_passwords,
+)
+from handlers.status import AppliedBy, EnvironmentStatus, State, StatusStore
+from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound
+
+logger = logging.getLogger("k8s_ee.worker")
+
+CONFIG_PATH = "k8s-ee.yaml"
+
+
+def config_problem(message: str) -> ConfigError:
+    return ConfigError([Problem(path="", message=message)])
+
+
+class RetryLater(Exception):
+    """A transient failure (cluster or host unreachable): the job is retried with backoff."""
+
+
+@dataclass
+class Reconciler:
+    desired: DesiredStore
+    statuses: StatusStore
+    cluster: Cluster
+    hosts: Mapping[Provider, Host]
+    render_settings: RenderSettings
+    default_config: Path | None = None
+    lock_ttl_s: int = 30
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    async def reconcile(self, key: EnvKey) -> str:
+        token = uuid.uuid4().hex
+        ttl_ms = self.lock_ttl_s * 1000
+        if not await self.desired.acquire(key, token, ttl_ms):
+            # Another reconcile holds it; its finish check sees our generation and runs again.
+            return "busy"
+        heartbeat = asyncio.create_task(self._heartbeat(key, token, ttl_ms))
+        try:
+            while True:
+                generation, want = await self.desired.load(key)
+                if want is None:
+                    await self.desired.release(key, token)
+                    return "nothing desired"
+                try:
+                    outcome = await self._converge(want, generation)
+                except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+                    await self._note_error(key, str(exc))
+                    raise
+                finished = await self.desired.finish(key, token, generation, ttl_ms)
+                if finished == "done":
+                    return outcome
+                if finished == "lost":
+                    logger.warning("lost the lock of %s while reconciling; another worker took over", key)
+                    return "lost lock"
+        except BaseException:
+            await self.desired.release(key, token)
+            raise
+        finally:
+            heartbeat.cancel()
+
+    async def give_up(self, key: EnvKey, message: str) -> None:
+        """A transient failure that outlasted every retry: the environment is failed, with why."""
+        status = await self.statuses.get(str(key))
+        if status is not None:
+            await self._failed(status, message)
+
+    async def _note_error(self, key: EnvKey, message: str) -> None:
+        status = await self.statuses.get(str(key))
+        if status is not None:
+            await self.statuses.put(
+                status.model_copy(update={"last_error": message, "updated_at": self.clock()})
+            )
+
+    async def _heartbeat(self, key: EnvKey, token: str, ttl_ms: int) -> None:
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            if not await self.desired.renew(key, token, ttl_ms):
+                return
+
+    # -- one pass --
+
+    async def _converge(self, want: Desired, generation: int) -> str:
+        key = str(want.key)
+        status = await self.statuses.get(key) or EnvironmentStatus(
+            provider=want.provider, repository=want.repository, number=want.number, state="queued"
+        )
+        reconcile_id = f"{key}#{status.reconciles + 1}"
+        status = status.model_copy(
+            update={
+                "reconciles": status.reconciles + 1,
+                "last_reconcile": reconcile_id,
+                "generation": generation,
+            }
+        )
+        want = await self._with_truth(want)
+        if want.action == "destroy":
+            status = await self._destroy(want, status)
+        elif want.action == "deploy":
+            status = await self._deploy(want, status)
+        else:
+            status = status.model_copy(
+                update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
+            )
+            await self.statuses.put(status)
+        await self.statuses.link(
+            want.provider,
+            want.deliveries,
+            AppliedBy(
+                reconcile=reconcile_id,
+                namespace=status.namespace,
+                state=status.state,
+                note=status.last_error,
+                at=self.clock(),
+            ),
+        )
+        return status.state
+
+    async def _with_truth(self, want: Desired) -> Desired:
+        """Where the host can be asked, its answer decides: open or closed, and which head commit."""
+        host = self.hosts.get(want.provider)
+        if host is None:
+            return want
+        try:
+            truth: ChangeState = await asyncio.to_thread(host.change, want.repository, want.number)
+        except NotFound:
+            return want.model_copy(update={"action": "destroy", "reason": "the change no longer exists"})
+        except HostUnavailable as exc:
+            logger.warning(
+                "could not read %s from %s (%s); acting on the events", want.key, want.provider.value, exc
+            )
+            return want
+        if truth.state != "open":
+            return want.model_copy(update={"action": "destroy", "closed": True})
+        update: dict[str, object] = {
+            "head_sha": truth.head_sha,
+            "head_ref": truth.head_ref,
+            "draft": truth.draft,
+        }
+        if want.action == "destroy" and want.closed:
+            # A close we saw is not what the host says now (reopened since): the host wins.
+            update |= {"action": "deploy", "closed": False}
+        return want.model_copy(update=update)
+
+    async def _read_config(self, want: Desired) -> RepoConfig:
+        if want.config is not None:
+            return config_from_mapping(want.config)
+        host = self.hosts.get(want.provider)
+        if host is not None:
+            assert want.head_sha is not None
+            try:
+                text = await asyncio.to_thread(host.read_file, want.repository, CONFIG_PATH, want.head_sha)
+            except HostUnavailable as exc:
+                raise RetryLater(f"could not read {CONFIG_PATH}: {exc}") from exc
+            except HostError as exc:
+                raise config_problem(f"could not read {CONFIG_PATH} at {want.head_sha[:12]}: {exc}") from exc
+            if text is None:
+                raise config_problem(f"{CONFIG_PATH} not found at commit {want.head_sha[:12]}")
+            return load_config(text)
+        if self.default_config is not None:
+            return load_config(self.default_config.read_text())
+        raise config_problem(
+            f"cannot read {CONFIG_PATH}: no credentials for {want.provider.value} "
+            "(configure them, or K8S_EE_DEFAULT_CONFIG)",
+        )
+
+    async def _deploy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
+        assert want.head_sha is not None
+        now = self.clock()
+        status = status.model_copy(
+            update={
+                "state": "deploying",
+                "head_sha": want.head_sha,
+                "head_ref": want.head_ref,
+                "updated_at": now,
+            }
+        )
+        await self.statuses.put(status)
+        try:
+            config = await self._read_config(want)
+        except ConfigError as exc:
+            return await self._failed(status, str(exc))
+        if config.trigger == "on-demand" and not want.requested:
+            return await self._settle(
+                status,
+                "skipped",
+                note="trigger is on-demand: comment /deploy-preview to deploy",
+                namespace=None,
+            )
+        namespace = naming.namespace_name(config.project_id, want.number)
+        if status.namespace and status.namespace != namespace:
+            # projectId changed: the old namespace goes, the new one comes.
+            await self.cluster.destroy(status.namespace, want.repository)
+        # Recorded before the first object is applied, so that a destroy after a
+        # half-finished deploy still knows which namespace to remove.
+        status = status.model_copy(update={"namespace": namespace})
+        await self.statuses.put(status)
+        target = RenderTarget(
+            provider=want.provider,
+            repository=want.repository,
+            number=want.number,
+            head_sha=want.head_sha,
+            head_ref=want.head_ref or "unknown",
+            image=want.image,
+            created_at=status.created_at or now,
+            now=now,
+            app_version=want.built_sha[:12] if want.built_sha else None,
+        )
+        try:
+            passwords = await self.cluster.read_credentials(namespace)
+            for name in required_passwords(config):
+                passwords.setdefault(name, new_password())
+            manifests = render_environment(target, config, self.render_settings, passwords)
+            if want.hibernated:
+                manifests = hibernate(manifests)
+            await self.cluster.apply(namespace, want.repository, manifests)
+        except (PermanentClusterError, OwnershipError, ValueError) as exc:
+            return await self._failed(status, str(exc))
+        return await self._settle(
+            status,
+            "hibernated" if want.hibernated else "deployed",
+            namespace=namespace,
+            preview_url=naming.preview_url(namespace, self.render_settings.preview_domain),
+            databases=[db.name for db in config.enabled_databases()],
+            created_at=status.created_at or now,
+            deployed_at=now,
+        )
+
+    async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
+        namespace = status.namespace
+        if not namespace:
+            return await self._settle(status, "destroyed", namespace=None)
+        status = status.model_copy(update={"updated_at": self.clock()})
+        try:
+            result = await self.cluster.destroy(namespace, want.repository)
+        except (PermanentClusterError, OwnershipError) as exc:
+            return await self._failed(status, str(exc))
+        if result.preserved:
+            return await self._settle(
+                status, "preserved", namespace=status.namespace, note="preserved: not deleted"
+            )
+        return await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
+
+    async def _settle(self, status: EnvironmentStatus, state: State, **fields: object) -> EnvironmentStatus:
+        settled = status.model_copy(
+            update={"state": state, "last_error": None, "updated_at": self.clock(), "note": None, **fields}
+        )
+        await self.statuses.put(settled)
+        return settled
+
+    async def _failed(self, status: EnvironmentStatus, message: str) -> EnvironmentStatus:
+        failed = status.model_copy(
+            update={"state": "failed", "last_error": message, "updated_at": self.clock()}
+        )
+        await self.statuses.put(failed)
+        logger.warning("environment %s failed: %s", status.key, message)
+        return failed

@@ -1,0 +1,135 @@
+"""Each environment's status record, and the links from deliveries to the reconciles that applied them.
+
+Written by the worker, read by the gateway's admin API (this module imports no
+cluster or SDK code, so the web process can use it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from gateway.events import Provider
+
+State = Literal[
+    "queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped"
+]
+
+
+class EnvironmentStatus(BaseModel):
+    provider: Provider
+    repository: str
+    number: int
+    state: State
+    namespace: str | None = None
+    head_sha: str | None = None
+    head_ref: str | None = None
+    preview_url: str | None = None
+    databases: list[str] = []
+    # What went wrong last (a config error with its field path, an API error's message).
+    last_error: str | None = None
+    # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand).
+    note: str | None = None
+    generation: int = 0
+    reconciles: int = 0
+    last_reconcile: str | None = None
+    # The deliveries the last reconcile applied.
+    deliveries: list[str] = []
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deployed_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.value}:{self.repository}:{self.number}"
+
+
+class AppliedBy(BaseModel):
+    """Where an accepted delivery ended up: the reconcile that applied it, or why none did."""
+
+    reconcile: str | None = None
+    namespace: str | None = None
+    state: State | None = None
+    note: str | None = None
+    at: datetime
+
+
+class StatusStore:
+    def __init__(self, redis: Redis, prefix: str, retention_ms: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention_ms = retention_ms
+
+    def _status_key(self, key: str) -> str:
+        return f"{self.prefix}status:{key}"
+
+    async def get(self, key: str) -> EnvironmentStatus | None:
+        raw = await self.redis.get(self._status_key(key))
+        return EnvironmentStatus.model_validate_json(raw) if raw else None
+
+    async def put(self, status: EnvironmentStatus) -> None:
+        stamp = status.updated_at.timestamp() if status.updated_at else 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._status_key(status.key), status.model_dump_json())
+            pipe.zadd(f"{self.prefix}statuses", {status.key: stamp})
+            if status.namespace:
+                pipe.set(f"{self.prefix}namespace:{status.namespace}", status.key)
+            await pipe.execute()
+
+    async def create(self, status: EnvironmentStatus) -> bool:
+        """Write a first record; an existing one is left alone (the reconcile owns it)."""
+        stamp = status.updated_at.timestamp() if status.updated_at else 0
+        if not await self.redis.set(self._status_key(status.key), status.model_dump_json(), nx=True):
+            return False
+        await self.redis.zadd(f"{self.prefix}statuses", {status.key: stamp})
+        return True
+
+    async def by_namespace(self, namespace: str) -> EnvironmentStatus | None:
+        key = await self.redis.get(f"{self.prefix}namespace:{namespace}")
+        return await self.get(key.decode()) if key else None
+
+    async def recent(
+        self,
+        *,
+        provider: Provider | None = None,
+        repository: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[EnvironmentStatus]:
+        keys = await self.redis.zrevrange(f"{self.prefix}statuses", 0, -1)
+        found: list[EnvironmentStatus] = []
+        # Environments number in the hundreds, not millions: one MGET of all of them is fine.
+        values = await self.redis.mget([self._status_key(k.decode()) for k in keys]) if keys else []
+        for raw in values:
+            if raw is None:
+                continue
+            status = EnvironmentStatus.model_validate_json(raw)
+            if provider and status.provider != provider:
+                continue
+            if repository and status.repository.lower() != repository.lower():
+                continue
+            if state and status.state != state:
+                continue
+            found.append(status)
+            if len(found) == limit:
+                break
+        return found
+
+    async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
+        if not delivery_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.set(
+                    f"{self.prefix}applied:{provider.value}:{delivery_id}",
+                    applied.model_dump_json(),
+                    px=self.retention_ms,
+                )
+            await pipe.execute()
+
+    async def applied(self, provider: Provider, delivery_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"{self.prefix}applied:{provider.value}:{delivery_id}")
+        return AppliedBy.model_validate_json(raw).model_dump(mode="json") if raw else None

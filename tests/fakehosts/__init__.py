@@ -1,0 +1,27 @@
+"""Local HTTP servers that answer like the code hosts' REST APIs, for tests that drive the real SDKs.
+
+One module per host (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_server`), each a small
+router of handler functions over an in-memory state; `base` holds the server, the request log and
+fault injection they share. To serve more of an API, add a handler and a `router.add` line in
+that host's `routes()`.
+"""
+
+from .base import Failure, FakeHost, Fault, RecordedRequest, Request, Response, fake_sha
+from .bitbucket_cloud import FakeBitbucketCloud
+from .bitbucket_server import FakeBitbucketServer
+from .github import FakeGitHub
+from .gitlab import FakeGitLab
+
+__all__ = [
+    "Failure",
+    "FakeBitbucketCloud",
+    "FakeBitbucketServer",
+    "FakeGitHub",
+    "FakeGitLab",
+    "FakeHost",
+    "Fault",
+    "RecordedRequest",
+    "Request",
+    "Response",
+    "fake_sha",
+]

@@ -1,0 +1,99 @@
+"""Running the real arq worker in tests: drained in burst mode, or kept running in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from arq.worker import Worker
+from kubernetes import client
+
+from gateway.events import Provider
+from handlers.cluster import Cluster
+from handlers.cluster.kubernetes import KubernetesCluster
+from handlers.cluster.retry import RetryPolicy
+from handlers.settings import WorkerSettings
+from handlers.worker import worker_settings
+from providers.hosts import Host
+
+
+def kube_cluster(url: str, **options: Any) -> KubernetesCluster:
+    configuration = client.Configuration(host=url)
+    options.setdefault("retry", RetryPolicy(attempts=3, budget=5, base_delay=0.01, max_delay=0.05))
+    options.setdefault("poll_interval", 0.02)
+    options.setdefault("destroy_timeout", 2.0)
+    return KubernetesCluster(client.ApiClient(configuration), **options)
+
+
+def make_worker(
+    settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None = None, *, burst: bool
+) -> Worker:
+    options = worker_settings(settings, cluster=cluster, hosts=hosts or {})
+    options["handle_signals"] = False
+    return Worker(**options, burst=burst, poll_delay=0.01)
+
+
+def drain(
+    settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None = None, workers: int = 1
+) -> None:
+    """Run `workers` workers until the queue is empty (deferred retries included)."""
+
+    async def run() -> None:
+        running = [make_worker(settings, cluster, hosts, burst=True) for _ in range(workers)]
+        try:
+            await asyncio.gather(*(w.main() for w in running))
+        finally:
+            for w in running:
+                await w.close()
+
+    asyncio.run(run())
+
+
+class BackgroundWorker:
+    """A worker on its own event loop in a thread, for tests that send events while it works."""
+
+    def __init__(
+        self, settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None = None
+    ):
+        self.settings, self.cluster, self.hosts = settings, cluster, hosts
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.started = threading.Event()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        # arq binds the worker to the event loop current when it is built: build it here.
+        self.worker = make_worker(self.settings, self.cluster, self.hosts, burst=False)
+        self.started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self.worker.async_run())
+
+    def __enter__(self) -> BackgroundWorker:
+        self.thread.start()
+        self.started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        def stop() -> None:
+            if self.worker.main_task is not None:
+                self.worker.main_task.cancel()
+
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)
+        self.loop.run_until_complete(self.worker.close())
+        self.loop.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
