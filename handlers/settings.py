@@ -47,6 +47,9 @@ class WorkerSettings(Settings):
     reconcile_max_tries: int = Field(8, ge=1, le=100)
     lock_ttl: int = Field(30, ge=3, le=600)
     max_jobs: int = Field(10, ge=1, le=1000)
+    # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
+    # a second to every webhook: an event job and then its reconcile job each wait for it).
+    poll_delay: float = Field(0.02, gt=0, le=5)
 
     preview_domain: str = "preview.localhost"
     ingress_class: str = "traefik"

@@ -181,6 +181,7 @@ def worker_settings(
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
         "max_jobs": settings.max_jobs,
+        "poll_delay": settings.poll_delay,
         "keep_result": 3600,
         "handle_signals": True,
     }

@@ -184,7 +184,9 @@ def test_first_apply_creates_everything_in_order_within_the_request_budget(
     result = run(cluster.apply(NS, REPO, manifests))
 
     assert result.created_namespace and not result.adopted and result.pruned == []
-    assert [str(ref) for ref in result.applied] == [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]
+    assert sorted(str(ref) for ref in result.applied) == sorted(
+        f"{m['kind']}/{m['metadata']['name']}" for m in manifests
+    )
     assert result.created == result.applied
     assert len(kube.requests) == len(manifests) + 1 <= len(manifests) + 3
     first, *patches = kube.requests
@@ -192,7 +194,18 @@ def test_first_apply_creates_everything_in_order_within_the_request_budget(
     assert all(r.method == "PATCH" and r.content_type == APPLY for r in patches)
     assert all(r.params == {"fieldManager": "k8s-ee-gateway", "force": "true"} for r in patches)
     assert patches[0].path == f"/api/v1/namespaces/{NS}"
-    assert patches[-1].path == f"/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/{NS}-app"
+    # Waves: guard rails before anything else in the namespace; the app's Deployment, Ingress
+    # and ServiceMonitor after everything they use.
+    kinds = [r.path.split("/")[-2] for r in patches[1:]]
+    guard = {"resourcequotas", "limitranges", "networkpolicies"}
+    last = {"ingresses", "servicemonitors"}
+    app_deployment = patches.index(next(r for r in patches if r.path.endswith(f"/deployments/{NS}-app"))) - 1
+    assert max(i for i, k in enumerate(kinds) if k in guard) < min(
+        i for i, k in enumerate(kinds) if k not in guard
+    )
+    assert min(i for i, k in enumerate(kinds) if k in last) > max(
+        i for i, k in enumerate(kinds) if k not in last and k not in guard and i != app_deployment
+    )
 
     for manifest in manifests[1:]:
         stored = kube.get_object(manifest["kind"], NS, manifest["metadata"]["name"])

@@ -33,6 +33,7 @@ from handlers.cluster.resources import (
     SECRET,
     Planned,
     check_namespace_name,
+    phases,
     plan,
     resource_for,
     secret_values,
@@ -146,10 +147,13 @@ class KubernetesCluster:
                 result.pruned.append(ref)
 
         _record_applied(planned[0].manifest, [item.ref for item in planned[1:]])
-        for item in planned:
-            if await self._apply_one(namespace, item, secrets):
-                result.created.append(item.ref)
-            result.applied.append(item.ref)
+        # Each wave at once: the same requests as one by one, in a fraction of the time.
+        for wave in phases(namespace, planned):
+            created = await asyncio.gather(*(self._apply_one(namespace, item, secrets) for item in wave))
+            for item, was_created in zip(wave, created, strict=True):
+                if was_created:
+                    result.created.append(item.ref)
+                result.applied.append(item.ref)
         return result
 
     async def _apply_one(self, namespace: str, item: Planned, secrets: list[str]) -> bool:

@@ -155,3 +155,25 @@ def redact(message: str, secrets: list[str]) -> str:
         if value in message:
             message = message.replace(value, "[redacted]")
     return message
+
+
+# Guard rails come before anything that runs, and the app comes after what it uses.
+_GUARD_RAILS = frozenset({"ResourceQuota", "LimitRange", "NetworkPolicy"})
+_LAST = frozenset({"Ingress", "ServiceMonitor"})
+
+
+def phases(namespace: str, planned: list[Planned]) -> list[list[Planned]]:
+    """The plan in waves whose members can be applied at once, in an order that keeps the
+    namespace's guarantees: the namespace; its quota, limits and network policies (so no pod
+    ever runs unconfined); credentials, databases and the app's config and Service; then the
+    app's Deployment, Ingress and ServiceMonitor."""
+    waves: list[list[Planned]] = [[planned[0]], [], [], []]
+    app = f"{namespace}-app"
+    for item in planned[1:]:
+        if item.ref.kind in _GUARD_RAILS:
+            waves[1].append(item)
+        elif item.ref.kind in _LAST or (item.ref.kind == "Deployment" and item.ref.name == app):
+            waves[3].append(item)
+        else:
+            waves[2].append(item)
+    return [wave for wave in waves if wave]

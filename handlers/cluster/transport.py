@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import urllib3
@@ -31,6 +32,10 @@ DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
 
 
+# Concurrent requests to the API server, and connections kept open to it.
+POOL_SIZE = 32
+
+
 class Answer(NamedTuple):
     status: int
     body: dict[str, Any]
@@ -48,6 +53,9 @@ class Transport:
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         _disable_client_retries(api_client)
+        # The client is synchronous: its calls run on threads of their own, as many as the
+        # connection pool holds, so that many environments and objects go out at once.
+        self._threads = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="k8s-api")
 
     async def request(
         self,
@@ -68,13 +76,24 @@ class Transport:
         """
 
         async def attempt() -> Answer:
-            return await asyncio.to_thread(
-                self._send, method, path, action, query, body, content_type, accept, secrets or []
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._threads,
+                self._send,
+                method,
+                path,
+                action,
+                query,
+                body,
+                content_type,
+                accept,
+                secrets or [],
             )
 
         return await with_retries(attempt, self._retry)
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False)
         self._api.close()  # type: ignore[no-untyped-call]
 
     def _send(
@@ -126,6 +145,7 @@ def _disable_client_retries(api_client: ApiClient) -> None:
     if configuration.retries is False:
         return
     configuration.retries = False
+    configuration.connection_pool_maxsize = POOL_SIZE
     api_client.rest_client.pool_manager.clear()
     api_client.rest_client = rest.RESTClientObject(configuration)
 

@@ -34,7 +34,7 @@ def make_worker(
 ) -> Worker:
     options = worker_settings(settings, cluster=cluster, hosts=hosts or {})
     options["handle_signals"] = False
-    return Worker(**options, burst=burst, poll_delay=0.01)
+    return Worker(**options, burst=burst)
 
 
 def drain(
