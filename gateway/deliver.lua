@@ -1,23 +1,24 @@
 -- One round trip per delivery: dedup, delivery log, stored body and arq job, atomically.
 -- A delivery is acknowledged (202) only after this script has returned.
 --
--- Key names are built here from ARGV[1] (the prefix), so this script assumes a
--- single Redis (or a primary with replicas), not Redis Cluster.
+-- Key names are built here from the prefix, so this script assumes a single Redis
+-- (or a primary with replicas), not Redis Cluster.
+--
+-- The settings are written into the script when the store is built (store.py), so
+-- that each call sends only what changes:
+local prefix, retention, max_entries = {prefix}, {retention}, {max_entries}
+local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
 --
 -- ARGV:
---  1 prefix            2 provider          3 delivery id       4 now (ms)
---  5 retention (ms)    6 max log entries   7 repository ('' if none)
---  8 mode: 'accept' or 'log'
---  9 entry JSON (the log entry for this attempt)
+--  1 provider    2 delivery id    3 now (ms)    4 repository ('' if none)
+--  5 mode: 'accept' or 'log'      6 entry JSON (the log entry for this attempt)
 -- accept mode only:
--- 10 arq job id             11 arq job (serialised)   12 job expiry (ms)
--- 13 arq queue name         14 body blob ('' to keep none)           15 max stored bodies
+--  7 arq job id  8 arq job (serialised)   9 body blob ('' to keep none)
 --
 -- Returns {verdict, attempt, first_seen_ms}: verdict 1 accepted, 0 duplicate, 2 logged.
 
-local prefix, provider, delivery_id = ARGV[1], ARGV[2], ARGV[3]
-local now, retention, max_entries = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local repository, mode = ARGV[7], ARGV[8]
+local provider, delivery_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local repository, mode = ARGV[4], ARGV[5]
 local ident = provider .. ':' .. delivery_id
 local cutoff = now - retention
 
@@ -56,28 +57,28 @@ local function log(entry)
 end
 
 if mode == 'log' then
-  return {2, log(ARGV[9]), 0}
+  return {2, log(ARGV[6]), 0}
 end
 
 local seen = prefix .. 'seen:' .. ident
 if not redis.call('SET', seen, now, 'NX', 'PX', retention) then
   local first = tonumber(redis.call('GET', seen)) or 0
   -- The same entry, told as a duplicate (store.py writes the accepted one in this exact form).
-  local duplicate = string.gsub(ARGV[9], '"verdict":"accepted","status":202,"reason":null',
+  local duplicate = string.gsub(ARGV[6], '"verdict":"accepted","status":202,"reason":null',
     '"verdict":"duplicate","status":200,"reason":"delivery id already accepted"', 1)
   return {0, log(duplicate), first}
 end
 
 -- arq's own job format: the job under arq:job:<id>, its id in the queue's sorted set.
-redis.call('SET', 'arq:job:' .. ARGV[10], ARGV[11], 'PX', tonumber(ARGV[12]))
-redis.call('ZADD', ARGV[13], now, ARGV[10])
+redis.call('SET', 'arq:job:' .. ARGV[7], ARGV[8], 'PX', job_expires)
+redis.call('ZADD', queue, now, ARGV[7])
 
-if ARGV[14] ~= '' then
+if ARGV[9] ~= '' then
   local bodies = prefix .. 'bodies'
-  redis.call('SET', prefix .. 'body:' .. ident, ARGV[14], 'PX', retention)
+  redis.call('SET', prefix .. 'body:' .. ident, ARGV[9], 'PX', retention)
   redis.call('ZADD', bodies, now, ident)
   redis.call('PEXPIRE', bodies, retention)
-  trim(bodies, tonumber(ARGV[15]), prefix .. 'body:')
+  trim(bodies, max_bodies, prefix .. 'body:')
 end
 
-return {1, log(ARGV[9]), now}
+return {1, log(ARGV[6]), now}

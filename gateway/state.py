@@ -26,9 +26,10 @@ class State:
 
     @classmethod
     def build(cls, settings: Settings) -> State:
+        # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
+        # command) when one is set. Each store call has one deadline instead (store.py).
         redis = Redis.from_url(
             settings.redis_url,
-            socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
             health_check_interval=30,
         )

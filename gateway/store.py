@@ -7,8 +7,10 @@ Lua script `deliver.lua`, so a delivery is stored and queued in a single round t
 
 from __future__ import annotations
 
+import asyncio
 import pickle
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -18,7 +20,9 @@ import orjson
 import zstandard
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.batching import ScriptBatcher
 from gateway.events import LifecycleEvent, Provider
 from gateway.settings import Settings
 
@@ -118,6 +122,13 @@ def read_blob(blob: bytes) -> StoredBody:
     return StoredBody(headers=orjson.loads(headers), body=body.decode("utf-8", "replace"))
 
 
+def lua_string(value: str) -> str:
+    """A Lua string literal of `value` (settings written into the script): plain bytes as they
+    are, every other byte as a decimal escape, so no setting can end the literal."""
+    plain = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_./"
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in value.encode()) + '"'
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -127,20 +138,32 @@ class DeliveryStore:
         self.redis = redis
         self.settings = settings
         self.prefix = settings.key_prefix
-        self._deliver = redis.register_script(_SCRIPT)
+        script = _SCRIPT
+        for name, value in {
+            "prefix": lua_string(self.prefix),
+            "retention": str(settings.retention_ms),
+            "max_entries": str(settings.delivery_log_max_entries),
+            "queue": lua_string(settings.queue_name),
+            "job_expires": str(JOB_EXPIRES_MS),
+            "max_bodies": str(settings.delivery_bodies_max),
+        }.items():
+            script = script.replace("{" + name + "}", value)
+        self._deliver = ScriptBatcher(redis, script)
 
+    @staticmethod
     def _common_args(
-        self, provider: Provider, delivery_id: str, now: datetime, repository: str | None
+        provider: Provider, delivery_id: str, now: datetime, repository: str | None
     ) -> list[Any]:
-        return [
-            self.prefix,
-            provider.value,
-            delivery_id,
-            _ms(now),
-            self.settings.retention_ms,
-            self.settings.delivery_log_max_entries,
-            repository or "",
-        ]
+        return [provider.value, delivery_id, _ms(now), repository or ""]
+
+    @asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """One deadline per store call; past it the call fails as Redis being unavailable."""
+        try:
+            async with asyncio.timeout(self.settings.redis_timeout):
+                yield
+        except TimeoutError:
+            raise RedisTimeoutError(f"Redis did not answer within {self.settings.redis_timeout} s") from None
 
     async def accept(
         self,
@@ -167,32 +190,34 @@ class DeliveryStore:
             {"t": None, "f": PROCESS_EVENT, "a": (event_json.decode(),), "k": {}, "et": now_ms}
         )
         blob = body_blob(headers, body) if self.settings.delivery_bodies_max > 0 else b""
-        verdict, attempt, first = await self._deliver(
-            args=[
-                *self._common_args(event.provider, event.delivery_id, event.received_at, event.repository),
-                "accept",
-                entry,
-                job_id,
-                job,
-                JOB_EXPIRES_MS,
-                self.settings.queue_name,
-                blob,
-                self.settings.delivery_bodies_max,
-            ]
-        )
+        async with self._deadline():
+            verdict, attempt, first = await self._deliver(
+                [
+                    *self._common_args(
+                        event.provider, event.delivery_id, event.received_at, event.repository
+                    ),
+                    "accept",
+                    entry,
+                    job_id,
+                    job,
+                    blob,
+                ]
+            )
         return AcceptResult(verdict == 1, int(attempt), datetime.fromtimestamp(int(first) / 1000, tz=UTC))
 
     async def log(
         self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes
     ) -> int:
         """Record a delivery that was not accepted (ignored, pong, rejected)."""
-        _, attempt, _ = await self._deliver(
-            args=[*self._common_args(provider, delivery_id, now, repository), "log", entry]
-        )
+        async with self._deadline():
+            _, attempt, _ = await self._deliver(
+                [*self._common_args(provider, delivery_id, now, repository), "log", entry]
+            )
         return int(attempt)
 
     async def queue_depth(self) -> int:
-        return int(await self.redis.zcard(self.settings.queue_name))
+        async with self._deadline():
+            return int(await self.redis.zcard(self.settings.queue_name))
 
     # -- reading the log (admin API) --
 
