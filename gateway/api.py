@@ -13,7 +13,9 @@ from gateway.events import Provider
 from gateway.state import State
 from gateway.store import Verdict
 from gateway.webhooks import JSON
+from handlers.status import ReportState
 from handlers.status import State as StatusState
+from handlers.status_webhooks import api as status_webhooks_api
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -124,4 +126,27 @@ async def get_environment(request: Request) -> Response:
     status = await state.statuses.by_namespace(namespace)
     if status is None:
         return JSON({"error": f"no environment with namespace {namespace}"}, status_code=404)
-    return JSON(status.model_dump(mode="json"))
+    # What the last report back to the code host did (the comment, the native status).
+    raw = await state.redis.get(f"{state.settings.key_prefix}report:{status.key}")
+    report = (
+        ReportState.model_validate_json(raw).model_dump(mode="json", exclude={"reported"}) if raw else None
+    )
+    return JSON({**status.model_dump(mode="json"), "report": report})
+
+
+@admin
+async def list_status_deliveries(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    status, answer = await status_webhooks_api.list_deliveries(
+        state.redis, state.settings.key_prefix, request.query_params
+    )
+    return JSON(answer, status_code=status)
+
+
+@admin
+async def get_status_delivery(request: Request) -> Response:
+    state: State = request.app.state.k8s_ee
+    status, answer = await status_webhooks_api.get_delivery(
+        state.redis, state.settings.key_prefix, request.path_params["delivery_id"]
+    )
+    return JSON(answer, status_code=status)

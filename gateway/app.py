@@ -42,6 +42,9 @@ async def metrics(request: Request) -> Response:
     state: State = request.app.state.k8s_ee
     try:
         state.metrics.queue_depth.set(await state.store.queue_depth())
+        # Written by the worker after each call to a host (handlers/report.py), per provider/installation.
+        for key, remaining in (await state.store.rate_limits()).items():
+            state.metrics.rate_limit_remaining.labels(key).set(remaining)
     except RedisError:
         state.metrics.redis_errors.inc()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -80,6 +83,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
+        Route("/api/v1/status-deliveries", api.list_status_deliveries),
+        Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]
     app = Starlette(
         routes=routes,

@@ -25,6 +25,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "k8s_ee_queue_depth", "Jobs waiting in the arq queue.", registry=self.registry
         )
+        self.rate_limit_remaining = Gauge(
+            "k8s_ee_provider_rate_limit_remaining",
+            "Requests left in a code host's rate-limit window, as the worker last saw it.",
+            ["key"],
+            registry=self.registry,
+        )
         self.redis_errors = Counter(
             "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
         )

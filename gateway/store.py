@@ -219,6 +219,11 @@ class DeliveryStore:
         async with self._deadline():
             return int(await self.redis.zcard(self.settings.queue_name))
 
+    async def rate_limits(self) -> dict[str, float]:
+        async with self._deadline():
+            raw: dict[bytes, bytes] = await self.redis.hgetall(f"{self.prefix}rate-limits")  # type: ignore[misc]
+        return {k.decode(): float(v) for k, v in raw.items()}
+
     # -- reading the log (admin API) --
 
     async def recent(

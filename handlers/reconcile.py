@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ class Reconciler:
     default_config: Path | None = None
     lock_ttl_s: int = 30
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Told of every state change (report back, status webhooks).
+    on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
         token = uuid.uuid4().hex
@@ -90,6 +92,11 @@ class Reconciler:
         finally:
             heartbeat.cancel()
 
+    async def _put(self, status: EnvironmentStatus) -> None:
+        previous = await self.statuses.put(status)
+        if self.on_change is not None and (previous is None or previous.state != status.state):
+            await self.on_change(status, previous.state if previous else None)
+
     async def give_up(self, key: EnvKey, message: str) -> None:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
         status = await self.statuses.get(str(key))
@@ -99,9 +106,7 @@ class Reconciler:
     async def _note_error(self, key: EnvKey, message: str) -> None:
         status = await self.statuses.get(str(key))
         if status is not None:
-            await self.statuses.put(
-                status.model_copy(update={"last_error": message, "updated_at": self.clock()})
-            )
+            await self._put(status.model_copy(update={"last_error": message, "updated_at": self.clock()}))
 
     async def _heartbeat(self, key: EnvKey, token: str, ttl_ms: int) -> None:
         while True:
@@ -133,7 +138,7 @@ class Reconciler:
             status = status.model_copy(
                 update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
             )
-            await self.statuses.put(status)
+            await self._put(status)
         await self.statuses.link(
             want.provider,
             want.deliveries,
@@ -206,7 +211,7 @@ class Reconciler:
                 "updated_at": now,
             }
         )
-        await self.statuses.put(status)
+        await self._put(status)
         try:
             config = await self._read_config(want)
         except ConfigError as exc:
@@ -225,7 +230,7 @@ class Reconciler:
         # Recorded before the first object is applied, so that a destroy after a
         # half-finished deploy still knows which namespace to remove.
         status = status.model_copy(update={"namespace": namespace})
-        await self.statuses.put(status)
+        await self._put(status)
         target = RenderTarget(
             provider=want.provider,
             repository=want.repository,
@@ -276,13 +281,13 @@ class Reconciler:
         settled = status.model_copy(
             update={"state": state, "last_error": None, "updated_at": self.clock(), "note": None, **fields}
         )
-        await self.statuses.put(settled)
+        await self._put(settled)
         return settled
 
     async def _failed(self, status: EnvironmentStatus, message: str) -> EnvironmentStatus:
         failed = status.model_copy(
             update={"state": "failed", "last_error": message, "updated_at": self.clock()}
         )
-        await self.statuses.put(failed)
+        await self._put(failed)
         logger.warning("environment %s failed: %s", status.key, message)
         return failed

@@ -13,6 +13,7 @@ from pydantic_settings import NoDecode
 
 from gateway.settings import Settings, SettingsError, _split
 from handlers.render import RenderSettings
+from handlers.status_webhooks.config import Subscribers
 
 KeyValues = Annotated[dict[str, str], NoDecode]
 
@@ -62,6 +63,13 @@ class WorkerSettings(Settings):
     image_registry: str = "ghcr.io"
     api_server_cidrs: Annotated[list[str], NoDecode] = ["0.0.0.0/0"]
     dashboard_url: str | None = None
+
+    # Outbound status webhooks (handlers/status_webhooks): a JSON list of subscribers.
+    status_webhooks: Subscribers = []
+    # Let them reach loopback, private, link-local and metadata addresses (receivers inside the network).
+    status_webhooks_allow_private: bool = False
+    # How long a failing delivery is retried, from its first attempt, before it is dead.
+    status_webhooks_retry_hours: float = Field(24.0, gt=0, le=168)
 
     @field_validator("ingress_annotations", "ingress_controller_labels", "prometheus_labels", mode="before")
     @classmethod

@@ -47,6 +47,16 @@ class EnvironmentStatus(BaseModel):
         return f"{self.provider.value}:{self.repository}:{self.number}"
 
 
+class ReportState(BaseModel):
+    """What was last told to the host about one environment (kept beside its status record)."""
+
+    comment_id: str | None = None
+    reported: str | None = None  # state@head@updated_at of the last report that got through
+    last_error: str | None = None
+    attempts: int = 0
+    updated_at: datetime | None = None
+
+
 class AppliedBy(BaseModel):
     """Where an accepted delivery ended up: the reconcile that applied it, or why none did."""
 
@@ -70,14 +80,16 @@ class StatusStore:
         raw = await self.redis.get(self._status_key(key))
         return EnvironmentStatus.model_validate_json(raw) if raw else None
 
-    async def put(self, status: EnvironmentStatus) -> None:
+    async def put(self, status: EnvironmentStatus) -> EnvironmentStatus | None:
+        """Write the record; answers the one it replaced."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._status_key(status.key), status.model_dump_json())
+            pipe.set(self._status_key(status.key), status.model_dump_json(), get=True)
             pipe.zadd(f"{self.prefix}statuses", {status.key: stamp})
             if status.namespace:
                 pipe.set(f"{self.prefix}namespace:{status.namespace}", status.key)
-            await pipe.execute()
+            previous, *_ = await pipe.execute()
+        return EnvironmentStatus.model_validate_json(previous) if previous else None
 
     async def create(self, status: EnvironmentStatus) -> bool:
         """Write a first record; an existing one is left alone (the reconcile owns it)."""

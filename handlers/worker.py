@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry, func
@@ -25,8 +26,10 @@ from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.policy import Rules, decide
 from handlers.reconcile import Reconciler, RetryLater
+from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerSettings
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
+from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
 from providers.host_settings import load_host_settings
 from providers.hosts import Host, HostUnavailable, build_hosts
 
@@ -34,6 +37,8 @@ logger = logging.getLogger("k8s_ee.worker")
 
 # A compare-and-set that keeps losing means something is badly wrong; give up loudly.
 MAX_CAS_ATTEMPTS = 50
+# Reports retry with backoff up to ten minutes apart: about a day in all.
+REPORT_MAX_TRIES = 150
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Deps:
     desired: DesiredStore
     statuses: StatusStore
     reconciler: Reconciler
+    reporter: Reporter
     rules: Rules
 
 
@@ -88,17 +94,17 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
         if decision.reconcile:
-            await deps.statuses.create(
-                EnvironmentStatus(
-                    provider=key.provider,
-                    repository=key.repository,
-                    number=key.number,
-                    state="queued",
-                    head_sha=decision.desired.head_sha,
-                    head_ref=decision.desired.head_ref,
-                    updated_at=event.received_at,
-                )
+            queued = EnvironmentStatus(
+                provider=key.provider,
+                repository=key.repository,
+                number=key.number,
+                state="queued",
+                head_sha=decision.desired.head_sha,
+                head_ref=decision.desired.head_ref,
+                updated_at=event.received_at,
             )
+            if await deps.statuses.create(queued):
+                await state_changed(ctx, queued, None)
             await ctx["redis"].enqueue_job(
                 "reconcile",
                 str(key),
@@ -125,6 +131,36 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
         raise Retry(defer=delay) from exc
 
 
+async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous: str | None) -> None:
+    """Every state change is reported on the change and sent to the status webhooks' subscribers."""
+    deps: Deps = ctx["deps"]
+    stamp = status.updated_at.timestamp() if status.updated_at else 0
+    await ctx["redis"].enqueue_job(
+        "report",
+        status.key,
+        _job_id=f"report:{status.key}:{status.state}:{stamp}",
+        _queue_name=deps.settings.queue_name,
+    )
+    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
+
+
+async def report(ctx: dict[str, Any], env: str) -> str:
+    deps: Deps = ctx["deps"]
+    tries = int(ctx.get("job_try", 1))
+    try:
+        return await deps.reporter.report(env, datetime.now(UTC))
+    except ReportBusy as exc:
+        raise Retry(defer=0.5) from exc
+    except HostUnavailable as exc:
+        if tries >= REPORT_MAX_TRIES:
+            logger.warning("giving up reporting %s after %d attempts: %s", env, tries, exc)
+            return "gave up"
+        # Back off as the host asked, or exponentially; never at once.
+        delay = max(exc.retry_after or 0.0, random.uniform(1.0, min(600.0, 2.0**tries)))
+        logger.warning("reporting %s will be retried in %.1f s: %s", env, delay, exc)
+        raise Retry(defer=delay) from exc
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: WorkerSettings = ctx["settings"]
     cluster: Cluster | None = ctx.get("cluster")
@@ -142,10 +178,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     redis = ctx["redis"]
     desired = DesiredStore(redis, settings.key_prefix)
     statuses = StatusStore(redis, settings.key_prefix, settings.retention_ms)
+
+    async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
+        await state_changed(ctx, status, previous)
+
     ctx["deps"] = Deps(
         settings=settings,
         desired=desired,
         statuses=statuses,
+        reporter=Reporter(redis, settings.key_prefix, statuses, hosts, settings.dashboard_url),
         reconciler=Reconciler(
             desired=desired,
             statuses=statuses,
@@ -154,6 +195,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             render_settings=settings.render_settings(),
             default_config=settings.default_config,
             lock_ttl_s=settings.lock_ttl,
+            on_change=on_change,
         ),
         rules=Rules(deploy_drafts=settings.deploy_drafts, deploy_forks=settings.deploy_forks),
     )
@@ -175,6 +217,13 @@ def worker_settings(
                 timeout=settings.reconcile_timeout,
                 keep_result=0,
             ),
+            func(
+                report,
+                max_tries=REPORT_MAX_TRIES + 1,
+                timeout=min(60, settings.reconcile_timeout),
+                keep_result=0,
+            ),
+            status_webhook_function(),
         ],
         "on_startup": startup,
         "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts},

@@ -4,11 +4,17 @@ The calls go through the `Cloud` client's own REST methods rather than its objec
 it creates (repositories, pull requests) get a fresh timeout (75 s) and retry settings of their
 own, while the client keeps the bounded ones given here. A pull request's payload names its head
 commit by a 12-character hash; the full SHA is read from the commit endpoint.
+
+Reporting back: the environment's comment is a pull request comment found again by its marker
+(every page searched; deleted comments, which Bitbucket keeps with their text emptied, and inline
+comments and replies are skipped); the native status is the build status `k8s-ee-preview` of the
+head commit, tied to the pull request by its source branch (`refname`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -21,26 +27,48 @@ from providers.hosts import (
     HostError,
     HttpPolicy,
     NotFound,
+    Pacer,
     decode_text,
     owner_and_name,
     requests_error,
 )
+from providers.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
 
+T = TypeVar("T")
 NAME = "Bitbucket Cloud"
 _STATES = {"OPEN": "open", "MERGED": "merged", "DECLINED": "closed", "SUPERSEDED": "closed"}
 FULL_SHA_LENGTH = 40
 # atlassian-python-api's functions carry no annotations: its client is used as `Any`.
 _Client: Any = Cloud
+# The build status of each environment state: STOPPED is Bitbucket's neutral end.
+_BUILD_STATES = {
+    "queued": "INPROGRESS",
+    "deploying": "INPROGRESS",
+    "deployed": "SUCCESSFUL",
+    "preserved": "SUCCESSFUL",
+    "hibernated": "SUCCESSFUL",
+    "failed": "FAILED",
+    "destroyed": "STOPPED",
+    "skipped": "STOPPED",
+}
 
 
 class BitbucketCloudHost:
     provider: Provider = Provider.BITBUCKET_CLOUD
 
     def __init__(
-        self, url: str, token: SecretStr, policy: HttpPolicy, *, username: str | None = None
+        self,
+        url: str,
+        token: SecretStr,
+        policy: HttpPolicy,
+        *,
+        username: str | None = None,
+        per_page: int = 100,
     ) -> None:
         self.url = url.rstrip("/")
+        self.per_page = per_page
         self._secrets = (token.get_secret_value(),)
+        self._pacer = Pacer(Provider.BITBUCKET_CLOUD.value, NAME, policy)
         # A user name means HTTP Basic (an API token or app password); without one the token is a
         # workspace, project or repository access token, sent as a Bearer token.
         credentials: dict[str, Any] = (
@@ -53,9 +81,11 @@ class BitbucketCloudHost:
             if username
             else "K8S_EE_BITBUCKET_CLOUD_TOKEN"
         )
+        session = policy.session()
+        session.hooks["response"].append(self._observe)
         self._cloud = _Client(
             url=self.url,
-            session=policy.session(),
+            session=session,
             timeout=policy.timeout_seconds,
             backoff_and_retry=False,
             retry_with_header=False,
@@ -104,8 +134,79 @@ class BitbucketCloudHost:
             return False
         return True
 
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        check_marker(body, marker)
+        comments = f"{_repository_path(repository)}/pullrequests/{number}/comments"
+        content = {"content": {"raw": body}}
+
+        def write() -> str:
+            if known_id is not None and known_id.isdigit():
+                try:
+                    edited = self._cloud.put(f"{comments}/{known_id}", data=content)
+                    if isinstance(edited, dict) and not edited.get("deleted"):
+                        return known_id
+                except requests.HTTPError as exc:
+                    if exc.response is None or exc.response.status_code != 404:
+                        raise
+            for comment in self._pages(comments, {"pagelen": self.per_page}):
+                if _is_marked(comment, marker):
+                    self._cloud.put(f"{comments}/{comment['id']}", data=content)
+                    return str(comment["id"])
+            created = self._cloud.post(comments, data=content)
+            if not isinstance(created, dict) or "id" not in created:
+                raise HostError(f"{NAME}: unexpected answer creating a comment on {repository}#{number}")
+            return str(created["id"])
+
+        return self._request(write, f"the comment on pull request {repository}#{number}", write=True)
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        check_report(report, number)
+        base = _repository_path(repository)
+
+        def write() -> None:
+            url, ref = report.link, report.ref
+            if url is None or ref is None:
+                # The build status needs a link, and the source branch to show on the pull request.
+                pull = self._cloud.get(f"{base}/pullrequests/{number}")
+                pull = pull if isinstance(pull, dict) else {}
+                url = url or ((pull.get("links") or {}).get("html") or {}).get("href")
+                ref = ref or ((pull.get("source") or {}).get("branch") or {}).get("name")
+            status: dict[str, Any] = {
+                "key": BUILD_KEY,
+                "state": _BUILD_STATES[report.state],
+                "name": BUILD_NAME,
+                "description": report.description,
+                "url": url,
+            }
+            if ref:
+                status["refname"] = ref
+            # A status with the same key is overwritten: the commit shows one.
+            self._cloud.post(f"{base}/commit/{quote(report.head_sha, safe='')}/statuses/build", data=status)
+
+        self._request(write, f"the build status of pull request {repository}#{number}", write=True)
+
+    def rate_limits(self) -> dict[str, float]:
+        return self._pacer.budgets()
+
     def close(self) -> None:
         self._cloud.close()
+
+    def _pages(self, endpoint: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every value of a paged list, following its `next` links."""
+        page = self._cloud.get(endpoint, params=params)
+        while isinstance(page, dict):
+            for value in page.get("values") or []:
+                if isinstance(value, dict):
+                    yield value
+            following = page.get("next")
+            if not following:
+                return
+            page = self._cloud.get(following, absolute=True)
+
+    def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._pacer.record_headers("token", response.headers)
 
     def _get_json(self, endpoint: str, what: str) -> dict[str, Any]:
         data = self._request(lambda: self._cloud.get(endpoint), what)
@@ -113,11 +214,25 @@ class BitbucketCloudHost:
             raise HostError(f"{NAME}: unexpected answer reading {what}")
         return data
 
-    def _request(self, call: Any, what: str) -> Any:
-        try:
-            return call()
-        except requests.RequestException as exc:
-            raise requests_error(NAME, self.url, exc, what, self._secrets, self._credentials) from exc
+    def _request(self, call: Callable[[], T], what: str, *, write: bool = False) -> T:
+        action = "writing" if write else "reading"
+
+        def attempt() -> T:
+            try:
+                return call()
+            except requests.RequestException as exc:
+                raise requests_error(
+                    NAME, self.url, exc, what, self._secrets, self._credentials, action
+                ) from exc
+
+        return self._pacer.run("token", attempt, write=write)
+
+
+def _is_marked(comment: dict[str, Any], marker: str) -> bool:
+    """A live, top-level, general comment holding the marker."""
+    if comment.get("deleted") or comment.get("inline") or comment.get("parent"):
+        return False
+    return marker in str((comment.get("content") or {}).get("raw") or "")
 
 
 def _repository_path(repository: str) -> str:

@@ -2,13 +2,20 @@
 
 Authenticates with an HTTP access token (Bearer). Repositories are `PROJECTKEY/repo-slug`;
 personal repositories (`~USER/repo`) work the same way.
+
+Reporting back: the environment's comment is a pull request comment found again by its marker in
+the pull request's activities (every page; general comments only). Data Center edits a comment only
+at its current `version`, so an edit reads the comment first (and reads it again once should it
+have changed in between). The native status is the build status `k8s-ee-preview` of the head
+commit (the repository builds API of Data Center 7.14 and later, whose states include CANCELLED,
+its word for Cloud's STOPPED).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -21,27 +28,45 @@ from providers.hosts import (
     HostError,
     HttpPolicy,
     NotFound,
+    Pacer,
     decode_text,
     owner_and_name,
     requests_error,
 )
+from providers.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
 
+T = TypeVar("T")
 NAME = "Bitbucket Data Center"
 # atlassian-python-api's functions carry no annotations: its client is used as `Any`.
 _Client: Any = Bitbucket
 _STATES = {"OPEN": "open", "MERGED": "merged", "DECLINED": "closed"}
+# The build status of each environment state.
+_BUILD_STATES = {
+    "queued": "INPROGRESS",
+    "deploying": "INPROGRESS",
+    "deployed": "SUCCESSFUL",
+    "preserved": "SUCCESSFUL",
+    "hibernated": "SUCCESSFUL",
+    "failed": "FAILED",
+    "destroyed": "CANCELLED",
+    "skipped": "CANCELLED",
+}
 
 
 class BitbucketServerHost:
     provider: Provider = Provider.BITBUCKET_SERVER
 
-    def __init__(self, url: str, token: SecretStr, policy: HttpPolicy) -> None:
+    def __init__(self, url: str, token: SecretStr, policy: HttpPolicy, *, per_page: int = 100) -> None:
         self.url = url.rstrip("/")
+        self.per_page = per_page
         self._secrets = (token.get_secret_value(),)
+        self._pacer = Pacer(Provider.BITBUCKET_SERVER.value, NAME, policy)
+        session = policy.session()
+        session.hooks["response"].append(self._observe)
         self._server = _Client(
             url=self.url,
             token=token.get_secret_value(),
-            session=policy.session(),
+            session=session,
             timeout=policy.timeout_seconds,
             backoff_and_retry=False,
             retry_with_header=False,
@@ -94,16 +119,104 @@ class BitbucketServerHost:
             return False
         return True
 
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        check_marker(body, marker)
+        key, slug = _key_and_slug(repository)
+
+        def write() -> str:
+            comment = self._comment(key, slug, number, known_id) if known_id and known_id.isdigit() else None
+            if comment is None or marker not in str(comment.get("text") or ""):
+                comment = self._find(key, slug, number, marker)
+            if comment is not None:
+                return self._edit(key, slug, number, comment, body)
+            created = self._server.add_pull_request_comment(key, slug, number, body)
+            if not isinstance(created, dict) or "id" not in created:
+                raise HostError(f"{NAME}: unexpected answer creating a comment on {repository}#{number}")
+            return str(created["id"])
+
+        return self._request(write, f"the comment on pull request {repository}#{number}", write=True)
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        check_report(report, number)
+        key, slug = _key_and_slug(repository)
+        status: dict[str, Any] = {
+            "key": BUILD_KEY,
+            "state": _BUILD_STATES[report.state],
+            "name": BUILD_NAME,
+            "description": report.description,
+            # A link is required: the pull request itself when there is nothing better.
+            "url": report.link or f"{self.url}/projects/{key}/repos/{slug}/pull-requests/{number}",
+        }
+        if report.ref:
+            status["ref"] = f"refs/heads/{report.ref}"
+        endpoint = self._server.resource_url(f"projects/{key}/repos/{slug}/commits/{report.head_sha}/builds")
+
+        def write() -> None:
+            # A status with the same key is replaced: the commit shows one.
+            self._server.post(endpoint, data=status)
+
+        self._request(write, f"the build status of pull request {repository}#{number}", write=True)
+
+    def rate_limits(self) -> dict[str, float]:
+        return self._pacer.budgets()
+
     def close(self) -> None:
         self._server.close()
 
-    def _request(self, call: Callable[[], Any], what: str) -> Any:
+    def _comment(self, key: str, slug: str, number: int, comment_id: str) -> dict[str, Any] | None:
         try:
-            return call()
-        except requests.RequestException as exc:
-            raise requests_error(
-                NAME, self.url, exc, what, self._secrets, "K8S_EE_BITBUCKET_SERVER_TOKEN"
-            ) from exc
+            comment = self._server.get_pull_request_comment(key, slug, number, comment_id)
+        except requests.HTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                return None
+            raise
+        return comment if isinstance(comment, dict) else None
+
+    def _find(self, key: str, slug: str, number: int, marker: str) -> dict[str, Any] | None:
+        """The oldest general comment holding the marker. Activities come newest first, so every
+        page is read."""
+        found: dict[str, Any] | None = None
+        for activity in self._server.get_pull_requests_activities(key, slug, number, limit=self.per_page):
+            comment = activity.get("comment") if isinstance(activity, dict) else None
+            if activity.get("action") != "COMMENTED" or not isinstance(comment, dict):
+                continue
+            if activity.get("commentAnchor") or comment.get("anchor"):
+                continue  # a comment on a file or line
+            if marker in str(comment.get("text") or "") and (found is None or comment["id"] < found["id"]):
+                found = comment
+        return found
+
+    def _edit(self, key: str, slug: str, number: int, comment: dict[str, Any], body: str) -> str:
+        comment_id = str(comment["id"])
+        try:
+            self._server.update_pull_request_comment(key, slug, number, comment_id, body, comment["version"])
+        except requests.HTTPError as exc:
+            # Someone edited it since it was read: read its version again, once.
+            if exc.response is None or exc.response.status_code != 409:
+                raise
+            current = self._comment(key, slug, number, comment_id)
+            if current is None:
+                raise
+            self._server.update_pull_request_comment(key, slug, number, comment_id, body, current["version"])
+        return comment_id
+
+    def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._pacer.record_headers("token", response.headers)
+
+    def _request(self, call: Callable[[], T], what: str, *, write: bool = False) -> T:
+        action = "writing" if write else "reading"
+
+        def attempt() -> T:
+            try:
+                return call()
+            except requests.RequestException as exc:
+                raise requests_error(
+                    NAME, self.url, exc, what, self._secrets, "K8S_EE_BITBUCKET_SERVER_TOKEN", action
+                ) from exc
+
+        return self._pacer.run("token", attempt, write=write)
 
 
 def _key_and_slug(repository: str) -> tuple[str, str]:

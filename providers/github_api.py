@@ -4,6 +4,12 @@ Authenticates with a token, or as a GitHub App: the app's JWT finds the installa
 repository (cached per repository), and one client per installation holds an installation token
 that PyGithub's `AppInstallationAuth` renews shortly before it expires. Clients are lazy, so
 reading a pull request is one request.
+
+Reporting back: the environment's comment is an issue comment found again by its marker (every
+page searched, oldest first); the native status is a Deployment for environment `pr-{number}` at
+the head commit (one per commit, found again before one is created) with deployment statuses, and
+a commit status `k8s-ee/preview`. Each credential's remaining budget is read from the
+`X-RateLimit-*` headers PyGithub keeps per client.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from typing import Any, TypeVar
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.Deployment import Deployment
 from github.GithubException import RateLimitExceededExceedsMaxWait, RateLimitExceededException
+from github.GithubObject import NotSet
 from github.Repository import Repository
 from pydantic import SecretStr
 
@@ -28,6 +36,7 @@ from providers.hosts import (
     HostUnavailable,
     HttpPolicy,
     NotFound,
+    Pacer,
     WaitCappedMixin,
     decode_text,
     owner_and_name,
@@ -36,9 +45,34 @@ from providers.hosts import (
     status_error,
     unreachable,
 )
+from providers.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
 
 T = TypeVar("T")
 NAME = "GitHub"
+# GitHub asks for at least a minute's wait after a secondary rate limit that names no wait.
+SECONDARY_RATE_WAIT = 60
+FULL_SHA_LENGTH = 40
+# The deployment status of each environment state; no deployment for a skipped change.
+_DEPLOYMENT_STATES = {
+    "queued": "in_progress",
+    "deploying": "in_progress",
+    "deployed": "success",
+    "preserved": "success",
+    "failed": "failure",
+    "hibernated": "inactive",
+    "destroyed": "inactive",
+}
+# The commit status of each: a change without an environment (gone, or not wanted) is not a failure.
+_COMMIT_STATES = {
+    "queued": "pending",
+    "deploying": "pending",
+    "deployed": "success",
+    "preserved": "success",
+    "hibernated": "success",
+    "failed": "failure",
+    "destroyed": "success",
+    "skipped": "success",
+}
 
 
 class _Retry(WaitCappedMixin, GithubRetry):
@@ -53,7 +87,7 @@ def _retry(policy: HttpPolicy) -> _Retry:
     # calls are repeated (a failed token mint surfaces as HostUnavailable, and is tried next time).
     options["allowed_methods"] = GithubRetry.DEFAULT_ALLOWED_METHODS
     # GitHub asks for at least a minute's wait after a secondary rate limit.
-    return _Retry(secondary_rate_wait=60, max_rate_limit_wait=policy.max_wait, **options)
+    return _Retry(secondary_rate_wait=SECONDARY_RATE_WAIT, max_rate_limit_wait=policy.max_wait, **options)
 
 
 class GitHubHost:
@@ -69,6 +103,7 @@ class GitHubHost:
         private_key: SecretStr | None = None,
         seconds_between_requests: float | None = 0.25,
         seconds_between_writes: float | None = 1.0,
+        per_page: int = 100,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         options: dict[str, Any] = {
@@ -78,8 +113,11 @@ class GitHubHost:
             "retry": _retry(policy),
             "seconds_between_requests": seconds_between_requests or None,
             "seconds_between_writes": seconds_between_writes or None,
+            # Comments and deployments are listed page by page: fewer, larger pages.
+            "per_page": per_page,
             "lazy": True,
         }
+        self._pacer = Pacer(Provider.GITHUB.value, NAME, policy)
         self._lock = threading.Lock()
         self._github: Github | None = None
         self._integration: GithubIntegration | None = None
@@ -163,6 +201,62 @@ class GitHubHost:
         except NotFound:
             return False
 
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        """Issue comments serve pull requests too. `known_id` is edited with one PATCH and no read
+        first: it must be an id this method returned for this pull request (GitHub numbers comments
+        per repository)."""
+        check_marker(body, marker)
+
+        def write(repo: Repository) -> str:
+            issue = repo.get_issue(number)
+            if known_id is not None and known_id.isdigit():
+                try:
+                    issue.get_comment(int(known_id)).edit(body)
+                    return known_id
+                except GithubException as exc:
+                    if exc.status not in (404, 410):
+                        raise
+            # Oldest first, every page: the first comment holding the marker is the one.
+            for comment in issue.get_comments():
+                if marker in (comment.body or ""):
+                    comment.edit(body)
+                    return str(comment.id)
+            return str(issue.create_comment(body).id)
+
+        return self._call(repository, f"the comment on pull request {repository}#{number}", write, write=True)
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        check_report(report, number)
+
+        def write(repo: Repository) -> None:
+            sha = self._full_sha(repo, report.head_sha)
+            state = _DEPLOYMENT_STATES.get(report.state)
+            if state == "inactive":
+                self._deactivate(repo, report)
+            elif state is not None:
+                deployment = self._deployment(repo, report, sha)
+                deployment.create_status(
+                    state,
+                    target_url=report.target_url or NotSet,
+                    description=report.description,
+                    environment_url=report.preview_url
+                    if state == "success" and report.preview_url
+                    else NotSet,
+                )
+            repo.get_commit(sha).create_status(
+                _COMMIT_STATES[report.state],
+                target_url=report.link or NotSet,
+                description=report.description,
+                context=STATUS_CONTEXT,
+            )
+
+        self._call(repository, f"the status of pull request {repository}#{number}", write, write=True)
+
+    def rate_limits(self) -> dict[str, float]:
+        return self._pacer.budgets()
+
     def close(self) -> None:
         with self._lock:
             clients = [*self._clients.values(), *([self._github] if self._github else [])]
@@ -172,24 +266,92 @@ class GitHubHost:
         if self._integration is not None:
             self._integration.close()
 
+    # -- deployments -------------------------------------------------------------------------------
+
+    def _full_sha(self, repo: Repository, sha: str) -> str:
+        # Deployments are found again by the full SHA GitHub records for them.
+        if len(sha) >= FULL_SHA_LENGTH:
+            return sha
+        return str(repo.get_commit(sha).complete().sha)
+
+    def _deployment(self, repo: Repository, report: StatusReport, sha: str) -> Deployment:
+        """The commit's deployment to the environment: the one made before, or a new one."""
+        for deployment in repo.get_deployments(sha=sha, environment=report.environment):
+            return deployment
+        return repo.create_deployment(
+            ref=sha,
+            environment=report.environment,
+            description=report.description,
+            # Not GitHub's default: merging the default branch in, and waiting for every check.
+            auto_merge=False,
+            required_contexts=[],
+            # Each success marks the environment's earlier deployments inactive (GitHub's
+            # auto_inactive applies to non-transient, non-production environments).
+            transient_environment=False,
+            production_environment=False,
+        )
+
+    def _deactivate(self, repo: Repository, report: StatusReport) -> None:
+        """Mark every deployment of the environment that is not inactive yet as inactive: one that
+        succeeded before a later push failed is still shown as live otherwise."""
+        for deployment in repo.get_deployments(environment=report.environment):
+            latest = next(iter(deployment.get_statuses()), None)
+            if latest is None or latest.state != "inactive":
+                deployment.create_status("inactive", description=report.description)
+
     # -- clients -----------------------------------------------------------------------------------
 
-    def _call(self, repository: str, what: str, read: Callable[[Repository], T]) -> T:
+    def _call(self, repository: str, what: str, call: Callable[[Repository], T], *, write: bool = False) -> T:
         owner_and_name(repository)
+        action = "writing" if write else "reading"
+        key = self._guarded(lambda: self._key(repository), what, action)
+        return self._pacer.run(
+            key, lambda: self._guarded(lambda: self._attempt(repository, call), what, action), write=write
+        )
+
+    def _attempt(self, repository: str, call: Callable[[Repository], T]) -> T:
         try:
             try:
-                return read(self._client(repository).get_repo(repository))
+                return call(self._client(repository).get_repo(repository))
             except GithubException as exc:
                 if exc.status != 401 or self._integration is None:
                     raise
                 # The app was uninstalled or its token revoked: look the installation up afresh,
                 # once.
                 self._forget(repository)
-                return read(self._client(repository).get_repo(repository))
+                return call(self._client(repository).get_repo(repository))
+        finally:
+            self._record(repository)
+
+    def _guarded(self, call: Callable[[], T], what: str, action: str) -> T:
+        try:
+            return call()
         except GithubException as exc:
-            raise self._error(exc, what) from exc
+            raise self._error(exc, what, action) from exc
         except requests.RequestException as exc:
             raise unreachable(NAME, self.api_url, exc) from exc
+
+    def _key(self, repository: str) -> str:
+        """Whose budget a call spends: the token's, or the app installation's (never a secret)."""
+        if self._github is not None:
+            return "token"
+        self._client(repository)
+        with self._lock:
+            return str(self._installations.get(repository, "app"))
+
+    def _record(self, repository: str) -> None:
+        with self._lock:
+            installation_id = self._installations.get(repository)
+            client = self._github or (
+                self._clients.get(installation_id) if installation_id is not None else None
+            )
+        if client is None:
+            return
+        remaining, _limit = client.requester.rate_limiting
+        if remaining >= 0:
+            reset = client.requester.rate_limiting_resettime
+            key = "token" if self._github is not None else str(installation_id)
+            self._pacer.record(key, remaining, reset or None)
 
     def _client(self, repository: str) -> Github:
         if self._github is not None:
@@ -232,15 +394,21 @@ class GitHubHost:
             if installation_id is not None:
                 self._clients.pop(installation_id, None)
 
-    def _error(self, exc: GithubException, what: str) -> HostError:
+    def _error(self, exc: GithubException, what: str, action: str = "reading") -> HostError:
         data = exc.data if isinstance(exc.data, dict) else {}
         detail = redact(str(data.get("message") or exc.message or ""), self._secrets)
         headers = {str(k): str(v) for k, v in (exc.headers or {}).items()}
         if isinstance(exc, RateLimitExceededException):
-            wait = exc.wait if isinstance(exc, RateLimitExceededExceedsMaxWait) else None
+            wait = exc.wait if isinstance(exc, RateLimitExceededExceedsMaxWait) else retry_after(headers)
+            if wait is None:
+                # No Retry-After and budget left: a secondary rate limit.
+                wait = SECONDARY_RATE_WAIT
             return HostUnavailable(
-                f"{NAME} rate limit reached reading {what} ({exc.status} {detail})",
+                f"{NAME} rate limit reached {action} {what} ({exc.status} {detail})",
                 status=exc.status,
-                retry_after=wait if wait is not None else retry_after(headers),
+                retry_after=wait,
+                rate_limited=True,
             )
-        return status_error(NAME, exc.status, detail, what, headers=headers, credentials=self._credentials)
+        return status_error(
+            NAME, exc.status, detail, what, headers=headers, credentials=self._credentials, action=action
+        )

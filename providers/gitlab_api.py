@@ -3,6 +3,11 @@
 A project is addressed by its full path, subgroups included; python-gitlab URL-encodes it into
 the project id (`group%2Fsub%2Fproject`), so no lookup of the numeric id is needed. Projects are
 taken lazily: reading a merge request is one request.
+
+Reporting back: the environment's comment is a merge request note found again by its marker
+(every page searched, oldest first, system notes skipped); the native status is an environment
+`pr-{number}` with the preview as its `external_url` (stopped when the preview is destroyed) and a
+commit status `k8s-ee/preview`. GitLab answers `RateLimit-*` headers where rate limits are on.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, TypeVar
 import gitlab
 import requests
 from gitlab.exceptions import GitlabError
-from gitlab.v4.objects import Project
+from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
 from gateway.events import Provider
@@ -24,11 +29,13 @@ from providers.hosts import (
     HostError,
     HttpPolicy,
     NotFound,
+    Pacer,
     decode_text,
     redact,
     status_error,
     unreachable,
 )
+from providers.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
 
 T = TypeVar("T")
 NAME = "GitLab"
@@ -36,14 +43,29 @@ _STATES = {"opened": "open", "locked": "open", "closed": "closed", "merged": "me
 # python-gitlab retries 429s itself, sleeping as long as Retry-After says, up to ten times;
 # the session's bounded retry does that job instead.
 _CALL: dict[str, Any] = {"obey_rate_limit": False, "retry_transient_errors": False, "max_retries": 0}
+# The commit status of each environment state.
+_COMMIT_STATES = {
+    "queued": "pending",
+    "deploying": "running",
+    "deployed": "success",
+    "preserved": "success",
+    "hibernated": "success",
+    "failed": "failed",
+    "destroyed": "canceled",
+    "skipped": "skipped",
+}
+# Review environments, in GitLab's words.
+TIER = "development"
 
 
 class GitLabHost:
     provider: Provider = Provider.GITLAB
 
-    def __init__(self, url: str, token: SecretStr, policy: HttpPolicy) -> None:
+    def __init__(self, url: str, token: SecretStr, policy: HttpPolicy, *, per_page: int = 100) -> None:
         self.url = url.rstrip("/")
+        self.per_page = per_page
         self._secrets = (token.get_secret_value(),)
+        self._pacer = Pacer(Provider.GITLAB.value, NAME, policy)
         # python-gitlab's errors carry no headers: the last error answer's are kept (per thread)
         # for the wait a 429 asks for.
         self._last = threading.local()
@@ -91,23 +113,104 @@ class GitLabHost:
         except NotFound:
             return False
 
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        check_marker(body, marker)
+
+        def write(project: Project) -> str:
+            notes = project.mergerequests.get(number, lazy=True).notes
+            if known_id is not None and known_id.isdigit():
+                try:
+                    notes.update(int(known_id), {"body": body}, **_CALL)
+                    return known_id
+                except GitlabError as exc:
+                    if exc.response_code != 404:
+                        raise
+            found = notes.list(
+                iterator=True, per_page=self.per_page, sort="asc", order_by="created_at", **_CALL
+            )
+            for note in found:
+                if not note.attributes.get("system") and marker in str(note.attributes.get("body") or ""):
+                    notes.update(note.get_id(), {"body": body}, **_CALL)
+                    return str(note.get_id())
+            return str(notes.create({"body": body}, **_CALL).get_id())
+
+        return self._call(repository, f"the note on merge request {repository}!{number}", write, write=True)
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        check_report(report, number)
+
+        def write(project: Project) -> None:
+            if report.state != "skipped":
+                self._environment(project, report)
+            status: dict[str, Any] = {
+                "state": _COMMIT_STATES[report.state],
+                "name": STATUS_CONTEXT,
+                "description": report.description,
+            }
+            if report.link:
+                status["target_url"] = report.link
+            if report.ref:
+                status["ref"] = report.ref
+            try:
+                project.commits.get(report.head_sha, lazy=True).statuses.create(status, **_CALL)
+            except GitlabError as exc:
+                # GitLab refuses to move a pending or running status to the state it is in
+                # ("Cannot transition status via :run from :running"): it is already shown.
+                if exc.response_code != 400 or "transition" not in str(exc.error_message):
+                    raise
+
+        self._call(repository, f"the status of merge request {repository}!{number}", write, write=True)
+
+    def rate_limits(self) -> dict[str, float]:
+        return self._pacer.budgets()
+
     def close(self) -> None:
         self._gitlab.session.close()
 
+    def _environment(self, project: Project, report: StatusReport) -> None:
+        """Create, update or stop environment `pr-{number}`. A stopped environment cannot be made
+        available again through the API: when its change comes back, it is replaced."""
+        found: list[ProjectEnvironment] = project.environments.list(
+            name=report.environment, get_all=False, **_CALL
+        )
+        environment = found[0] if found else None
+        state = environment.attributes.get("state") if environment is not None else None
+        if report.state == "destroyed":
+            if environment is not None and state not in ("stopped", "stopping"):
+                environment.stop(**_CALL)
+            return
+        if environment is not None and state == "stopped":
+            project.environments.delete(environment.get_id(), **_CALL)
+            environment = None
+        if environment is None:
+            data = {"name": report.environment, "tier": TIER}
+            if report.preview_url:
+                data["external_url"] = report.preview_url
+            project.environments.create(data, **_CALL)
+        elif report.preview_url and environment.attributes.get("external_url") != report.preview_url:
+            project.environments.update(environment.get_id(), {"external_url": report.preview_url}, **_CALL)
+
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = response.headers if response.status_code >= 400 else None
+        self._pacer.record_headers("token", response.headers)
 
-    def _call(self, repository: str, what: str, read: Callable[[Project], T]) -> T:
+    def _call(self, repository: str, what: str, call: Callable[[Project], T], *, write: bool = False) -> T:
         if not repository.strip("/") or "//" in repository:
             raise HostError(f"{repository!r} is not a GitLab project path")
+        return self._pacer.run("token", lambda: self._attempt(repository, what, call, write), write=write)
+
+    def _attempt(self, repository: str, what: str, call: Callable[[Project], T], write: bool) -> T:
+        action = "writing" if write else "reading"
         self._last.headers = None
         try:
-            return read(self._gitlab.projects.get(repository, lazy=True))
+            return call(self._gitlab.projects.get(repository, lazy=True))
         except GitlabError as exc:
             # GitLab's messages start with the status ("404 Project Not Found"): say it once.
             detail = redact(str(exc.error_message), self._secrets).removeprefix(f"{exc.response_code} ")
             if exc.response_code is None:
-                raise HostError(f"{NAME}: reading {what} failed ({detail})") from exc
+                raise HostError(f"{NAME}: {action} {what} failed ({detail})") from exc
             raise status_error(
                 NAME,
                 exc.response_code,
@@ -115,6 +218,7 @@ class GitLabHost:
                 what,
                 headers=getattr(self._last, "headers", None),
                 credentials="K8S_EE_GITLAB_API_TOKEN",
+                action=action,
             ) from exc
         except requests.RequestException as exc:
             raise unreachable(NAME, self.url, exc) from exc

@@ -1,9 +1,11 @@
-"""What the worker reads from the code hosts: one interface over four official SDKs.
+"""What the worker reads from and writes to the code hosts: one interface over four official SDKs.
 
 The worker asks a host three things: what state a change is in, what a file holds at a commit, and
-whether a repository still exists. Each `*_api` module answers them through its host's SDK
-(PyGithub, python-gitlab, atlassian-python-api). This module holds what they share: the answer
-and error types, the HTTP policy that bounds every SDK's retries and timeouts, and `build_hosts`.
+whether a repository still exists; and it reports back on the change: one comment, edited in place,
+and the host's native status for the environment. Each `*_api` module does this through its host's
+SDK (PyGithub, python-gitlab, atlassian-python-api). This module holds what they share: the answer
+and error types, the HTTP policy that bounds every SDK's retries and timeouts, the `Pacer` that
+keeps each host's rate-limit answers, and `build_hosts`.
 
 Only the worker imports this module and the `*_api` modules: the web process never loads an SDK.
 The calls are synchronous, as the SDKs are; the worker runs them in a thread.
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import email.utils
 import math
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -33,6 +36,9 @@ from gateway.events import Provider
 
 if TYPE_CHECKING:
     from providers.host_settings import HostSettings
+    from providers.reporting import StatusReport
+
+T = TypeVar("T")
 
 USER_AGENT = "k8s-ee-gateway"
 # Answers worth another try: rate limited, or the host (or a proxy before it) failed.
@@ -66,12 +72,22 @@ class HostUnavailable(HostError):
     """The host cannot answer now (unreachable, 5xx, rate limited, credentials refused).
 
     Nothing is known about the change: keep its environment and try again later, no sooner than
-    `retry_after` seconds when the host said so."""
+    `retry_after` seconds when the host said so (or, after a write whose outcome is unknown, when
+    the host module says so: re-run the whole call then, it finds what was already written).
+    `rate_limited` is set when the host refused because of a rate limit: it did nothing."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
 
 
 class Host(Protocol):
@@ -85,6 +101,27 @@ class Host(Protocol):
 
     def repository_exists(self, repository: str) -> bool:
         """False when the host answers 404; `HostUnavailable` when it cannot answer."""
+        ...
+
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        """Edit the change's comment that holds `marker`, or create it; return the comment's id.
+
+        `known_id` (an id this method returned for the same change) is edited directly; when it is
+        gone, every page of comments is searched for the marker, and a comment is created only when
+        none holds it. A create is never repeated after an answer that leaves its outcome unknown:
+        `HostUnavailable(retry_after=...)` asks for the whole call to be run again later."""
+        ...
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        """Show the environment's state with the host's own status (deployment, environment,
+        commit or build status) at the report's head commit."""
+        ...
+
+    def rate_limits(self) -> dict[str, float]:
+        """The request budget each credential had left when the host last said so, keyed
+        `"{provider}:{credential}"` (never a secret: "token", or a GitHub App installation id)."""
         ...
 
     def close(self) -> None: ...
@@ -101,6 +138,9 @@ class HttpPolicy:
     retries: int = 2
     backoff: float = 0.5
     max_wait: float = 10.0
+    # After a write whose outcome is unknown (no answer, or a 5xx), the caller is asked to run the
+    # whole call again after this many seconds, rather than having the write repeated blindly.
+    rerun_after: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: HostSettings) -> HttpPolicy:
@@ -239,21 +279,27 @@ def status_error(
     *,
     headers: Mapping[str, str] | None = None,
     credentials: str = "",
+    action: str = "reading",
 ) -> HostError:
-    """The `HostError` for an HTTP error answer from `host` about `what`."""
+    """The `HostError` for an HTTP error answer from `host` about `what` (`action` says what we
+    were doing with it: "reading", "writing")."""
     answer = f"{status} {detail}".strip()
     if status == 404:
         return NotFound(f"{host}: {what} not found ({answer})")
     if status in (401, 403) and not (headers and retry_after(headers) is not None):
         hint = f"; check {credentials}" if credentials else ""
         refused = "rejected the credentials" if status == 401 else "refused access"
-        return HostUnavailable(f"{host} {refused} reading {what} ({answer}){hint}", status=status)
+        return HostUnavailable(f"{host} {refused} {action} {what} ({answer}){hint}", status=status)
     if status in (403, 429) or status >= 500:
         wait = retry_after(headers or {})
         return HostUnavailable(
-            f"{host} could not answer for {what} ({answer})", status=status, retry_after=wait
+            f"{host} could not answer for {what} ({answer})",
+            status=status,
+            retry_after=wait,
+            # A 403 gets here only with a wait attached: GitHub's way of saying "rate limited".
+            rate_limited=status in (403, 429),
         )
-    return HostError(f"{host}: reading {what} failed ({answer})")
+    return HostError(f"{host}: {action} {what} failed ({answer})")
 
 
 def unreachable(host: str, url: str, error: BaseException) -> HostUnavailable:
@@ -261,7 +307,13 @@ def unreachable(host: str, url: str, error: BaseException) -> HostUnavailable:
 
 
 def requests_error(
-    host: str, url: str, exc: requests.RequestException, what: str, secrets: Iterable[str], credentials: str
+    host: str,
+    url: str,
+    exc: requests.RequestException,
+    what: str,
+    secrets: Iterable[str],
+    credentials: str,
+    action: str = "reading",
 ) -> HostError:
     """The `HostError` for what requests raised: an error answer (`HTTPError`) or no answer at all."""
     response = exc.response if isinstance(exc, requests.HTTPError) else None
@@ -269,7 +321,13 @@ def requests_error(
         return unreachable(host, url, exc)
     detail = redact(str(exc), secrets)
     return status_error(
-        host, response.status_code, detail, what, headers=response.headers, credentials=credentials
+        host,
+        response.status_code,
+        detail,
+        what,
+        headers=response.headers,
+        credentials=credentials,
+        action=action,
     )
 
 
@@ -285,6 +343,111 @@ def owner_and_name(repository: str, kind: str = "owner/repo") -> tuple[str, str]
     if len(parts) != 2 or not all(parts):
         raise HostError(f"{repository!r} is not {kind}")
     return parts[0], parts[1]
+
+
+# -- rate limits -----------------------------------------------------------------------------------
+
+
+class Pacer:
+    """One host's rate-limit answers, per credential: the budget it last reported, and how long
+    every call must hold back after it said "too many".
+
+    Every call to the host goes through `run`. While a hold runs, a call sleeps out the rest when
+    it is short (at most the policy's `max_wait`), and otherwise fails at once with
+    `HostUnavailable(retry_after=rest)`, sending nothing: a host that asked for a pause is not
+    asked again before it ends, by this call or any other.
+
+    Writes follow one rule: a rate-limit answer means the host did nothing, so after the wait the
+    whole call runs again (it searches before it creates, so nothing is written twice). Any other
+    failure of a write (no answer, a timeout, a 5xx) leaves its outcome unknown: it is never
+    repeated here; the caller gets `HostUnavailable(retry_after=rerun_after)` and runs the whole
+    call again later. Reads are repeated by the HTTP policy itself (idempotent methods only)."""
+
+    def __init__(self, provider: str, name: str, policy: HttpPolicy) -> None:
+        self.provider = provider
+        self.name = name
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._remaining: dict[str, float] = {}
+        self._until: dict[str, float] = {}  # credential key -> time.monotonic() the hold ends
+
+    def budgets(self) -> dict[str, float]:
+        with self._lock:
+            return {f"{self.provider}:{key}": value for key, value in self._remaining.items()}
+
+    def record(self, key: str, remaining: float, reset_at: float | None = None) -> None:
+        """The host's last word on the budget; a spent one holds calls until `reset_at` (epoch s)."""
+        with self._lock:
+            self._remaining[key] = float(remaining)
+        if remaining <= 0 and reset_at is not None:
+            self.hold(key, reset_at - time.time())
+
+    def record_headers(self, key: str, headers: Mapping[str, str]) -> None:
+        """Read `RateLimit-Remaining` (GitLab) or `X-RateLimit-Remaining` (GitHub, Bitbucket), and
+        the matching reset time, when the answer carries them."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        for prefix in ("ratelimit-", "x-ratelimit-"):
+            remaining = _number(lowered.get(prefix + "remaining"))
+            if remaining is not None:
+                self.record(key, remaining, _number(lowered.get(prefix + "reset")))
+                return
+
+    def hold(self, key: str, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        until = time.monotonic() + seconds
+        with self._lock:
+            self._until[key] = max(until, self._until.get(key, 0.0))
+
+    def wait(self, key: str) -> None:
+        with self._lock:
+            rest = self._until.get(key, 0.0) - time.monotonic()
+        if rest <= 0:
+            return
+        if rest > self.policy.max_wait:
+            raise HostUnavailable(
+                f"{self.name} asked for a pause in calls; {math.ceil(rest)}s of it are left",
+                retry_after=rest,
+                rate_limited=True,
+            )
+        time.sleep(rest)
+
+    def run(self, key: str, call: Callable[[], T], *, write: bool = False) -> T:
+        attempt = 0
+        while True:
+            self.wait(key)
+            try:
+                return call()
+            except HostUnavailable as exc:
+                if not exc.rate_limited:
+                    if write and exc.retry_after is None and (exc.status is None or exc.status >= 500):
+                        raise HostUnavailable(
+                            f"{exc}; not repeated now, as a write may have been applied: "
+                            "run the whole call again later",
+                            status=exc.status,
+                            retry_after=self.policy.rerun_after,
+                        ) from exc
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                self.hold(key, wait)
+                if write and attempt < self.policy.retries and wait <= self.policy.max_wait:
+                    attempt += 1
+                    continue
+                if exc.retry_after is None:
+                    raise HostUnavailable(
+                        str(exc), status=exc.status, retry_after=wait, rate_limited=True
+                    ) from exc
+                raise
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.policy.max_wait, self.policy.backoff * 2.0**attempt)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 # -- building --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ thread. Handlers run one at a time under the fake's lock, so they can change the
         assert github.requests[-1].path == "/repos/octo/app/pulls/5"
 
 Tests steer it directly (`add_*` methods, `add_fault`) and read `requests`: every call as received,
-percent-encoding kept, with its query and the kind of credential it carried.
+percent-encoding kept, with its query, the kind of credential it carried and when it arrived
+(`time.monotonic()`, to measure how long a client held back).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,16 +83,21 @@ class RecordedRequest:
     auth: str | None  # "token", "bearer", "basic", "private-token", or None
     credential: str | None  # the token, or "user:password" for basic
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def call(self) -> tuple[str, str]:
         return self.method, self.path
 
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
 
 @dataclass
 class Fault:
     """Answer the next `times` matching calls with `status` in the host's error shape (after
-    sleeping `delay` seconds); `status=None` only delays. `times=-1` matches forever."""
+    sleeping `delay` seconds); `status=None` answers normally, only after the delay and with the
+    extra `headers`. `times=-1` matches forever."""
 
     status: int | None = 500
     times: int = 1
@@ -347,6 +354,10 @@ class FakeHost:
         """(method, path) of every request so far."""
         return [record.call for record in self.requests]
 
+    def writes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request so far that was not a GET."""
+        return [record.call for record in self.requests if record.method != "GET"]
+
     def reset_requests(self) -> None:
         with self.lock:
             self._requests.clear()
@@ -410,6 +421,8 @@ class FakeHost:
                     response.headers.update(fault.headers)
                 else:
                     response = self._route(request)
+                    if fault is not None:
+                        response.headers.update(fault.headers)
                 self.finish(request, response)
                 return response
         except Exception as error:  # a bug here must reach the client as a real 500, not a hang

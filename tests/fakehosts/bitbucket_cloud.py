@@ -3,7 +3,10 @@
 A pull request names its commits by 12-character hashes, as Bitbucket Cloud does; the commit
 endpoint resolves a hash prefix to the full commit. Lists are paged with `page` / `pagelen` and a
 `next` URL. Errors are `{"type": "error", "error": {"message": ...}}`. Credentials: HTTP Basic
-(user name and API token / app password) or a Bearer access token.
+(user name and API token / app password) or a Bearer access token; with `rate_limit` set, answers
+to an access token carry `X-RateLimit-Limit`, `-Resource` and `-NearLimit` (Bitbucket sends no
+remaining count: a test adds `X-RateLimit-Remaining` with a fault's headers), and a spent budget
+answers 429. Comments and build statuses are served by `bitbucket_cloud_writes`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of, parse_authorization
+from .bitbucket_cloud_writes import BitbucketCloudWrites, BuildStatus, CloudComment
 
 SHORT = 12
 
@@ -45,13 +49,15 @@ class CloudRepository:
     pull_requests: dict[int, CloudPullRequest] = field(default_factory=dict)
     commits: set[str] = field(default_factory=set)  # full SHAs
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # branch or full SHA -> path -> bytes
+    comments: dict[int, CloudComment] = field(default_factory=dict)
+    build_statuses: dict[tuple[str, str], BuildStatus] = field(default_factory=dict)  # (SHA, key)
 
     @property
     def full_name(self) -> str:
         return f"{self.workspace}/{self.slug}"
 
 
-class FakeBitbucketCloud(FakeHost):
+class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
     name = "bitbucket-cloud"
     prefix = "/2.0"
 
@@ -60,6 +66,8 @@ class FakeBitbucketCloud(FakeHost):
         self.repositories: dict[str, CloudRepository] = {}
         self.basic: set[tuple[str, str]] = set()  # (user name, token)
         self.bearer: set[str] = set()
+        self.rate_limit: int | None = None  # requests an hour per access token
+        self.rate_remaining = 0
 
     # -- state, for tests ----------------------------------------------------------------------
 
@@ -119,8 +127,19 @@ class FakeBitbucketCloud(FakeHost):
             request.principal = credential.split(":", 1)[0]
         elif scheme == "bearer" and credential in self.bearer:
             request.principal = "access-token"
+            if self.rate_limit is not None:
+                if self.rate_remaining <= 0:
+                    raise Failure(429, "Rate limit for this resource has been exceeded")
+                self.rate_remaining -= 1
         else:
             raise Failure(401, "Unauthorized")
+
+    def finish(self, request: Request, response: Response) -> None:
+        if self.rate_limit is not None and request.principal == "access-token":
+            response.headers.setdefault("X-RateLimit-Limit", str(self.rate_limit))
+            response.headers.setdefault("X-RateLimit-Resource", "api")
+            near = self.rate_remaining < self.rate_limit // 5
+            response.headers.setdefault("X-RateLimit-NearLimit", str(near).lower())
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -132,6 +151,7 @@ class FakeBitbucketCloud(FakeHost):
         add("GET", f"{base}/pullrequests/{{id}}", self.get_pull_request)
         add("GET", f"{base}/commit/{{commit}}", self.get_commit)
         add("GET", f"{base}/src/{{commit}}/{{path:path}}", self.get_source)
+        self.write_routes(add)
 
     def _repository(self, request: Request) -> CloudRepository:
         name = f"{request.params['workspace']}/{request.params['slug']}"

@@ -4,6 +4,7 @@ requests, raw files.
 Pages are `{"size", "limit", "start", "isLastPage", "nextPageStart", "values"}`, driven by
 `start` / `limit`. Errors are `{"errors": [{"context", "message", "exceptionName"}]}` with the
 `application/json;charset=UTF-8` type Data Center sends. Credentials: HTTP access tokens (Bearer).
+Comments, activities and build statuses are served by `bitbucket_server_writes`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, parse_authorization
+from .bitbucket_server_writes import Activity, BitbucketServerWrites, ServerBuildStatus, ServerComment
 
 JSON = "application/json;charset=UTF-8"
 _EXCEPTIONS = {
@@ -47,9 +49,12 @@ class ServerRepository:
     default_branch: str = "main"
     pull_requests: dict[int, ServerPullRequest] = field(default_factory=dict)
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # branch or SHA -> path -> bytes
+    comments: dict[int, ServerComment] = field(default_factory=dict)
+    activities: list[Activity] = field(default_factory=list)  # oldest first
+    build_statuses: dict[tuple[str, str], ServerBuildStatus] = field(default_factory=dict)  # (SHA, key)
 
 
-class FakeBitbucketServer(FakeHost):
+class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
     name = "bitbucket-server"
     prefix = "/rest/api/1.0"
 
@@ -78,7 +83,9 @@ class FakeBitbucketServer(FakeHost):
         key, slug = name.split("/")
         with self.lock:
             pull = ServerPullRequest(id=id, **fields)
-            self.repositories[key.upper(), slug.lower()].pull_requests[id] = pull
+            repository = self.repositories[key.upper(), slug.lower()]
+            repository.pull_requests[id] = pull
+            repository.activities.append(Activity(next(self._write_ids), id, "OPENED", "dev"))
             return pull
 
     def add_file(self, name: str, path: str, content: str | bytes, ref: str) -> None:
@@ -109,6 +116,7 @@ class FakeBitbucketServer(FakeHost):
         add("GET", f"{base}/pull-requests", self.list_pull_requests)
         add("GET", f"{base}/pull-requests/{{id}}", self.get_pull_request)
         add("GET", f"{base}/raw/{{path:path}}", self.get_raw)
+        self.write_routes(add)
 
     def _repository(self, request: Request) -> ServerRepository:
         key, slug = request.params["key"], request.params["slug"]

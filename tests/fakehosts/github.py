@@ -4,7 +4,8 @@ Serves what the worker reads (repositories, pull requests, contents, blobs) and 
 flow: `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access_tokens` take the
 app's JWT, whose RS256 signature is checked with the app's public key; the installation tokens
 they mint expire, and each only opens its own account's repositories. Every answer carries the
-`X-RateLimit-*` headers; a spent limit answers 403 as GitHub does.
+`X-RateLimit-*` headers; a spent limit answers 403 as GitHub does. What is written back on pull
+requests (comments, deployments, statuses) is served by `github_writes.GitHubWrites`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 import jwt
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .github_writes import CommitStatus, Deployment, GitHubWrites, IssueComment
 
 DOCS = "https://docs.github.com/rest"
 SECONDARY_RATE_LIMIT = (
@@ -58,6 +60,10 @@ class GitHubRepo:
     pulls: dict[int, GitHubPull] = field(default_factory=dict)
     # ref (branch name or commit SHA) -> path -> bytes
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    commits: set[str] = field(default_factory=set)  # full SHAs besides the pull requests' heads
+    comments: dict[int, IssueComment] = field(default_factory=dict)
+    deployments: list[Deployment] = field(default_factory=list)  # oldest first
+    statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
 
     @property
     def full_name(self) -> str:
@@ -72,7 +78,7 @@ class MintedToken:
     revoked: bool = False
 
 
-class FakeGitHub(FakeHost):
+class FakeGitHub(GitHubWrites, FakeHost):
     name = "github"
 
     def __init__(self, *, enterprise: bool = False) -> None:
@@ -132,8 +138,12 @@ class FakeGitHub(FakeHost):
                 if minted.installation_id == installation_id:
                     minted.revoked = True
 
-    def add_secondary_rate_limit(self, times: int = 1, retry_after: int | None = None) -> None:
-        self.add_fault(403, times, message=SECONDARY_RATE_LIMIT, retry_after=retry_after)
+    def add_secondary_rate_limit(
+        self, times: int = 1, retry_after: int | None = None, *, method: str = "*", path: str = ""
+    ) -> None:
+        self.add_fault(
+            403, times, message=SECONDARY_RATE_LIMIT, retry_after=retry_after, method=method, path=path
+        )
 
     # -- the host's conventions ----------------------------------------------------------------
 
@@ -211,6 +221,7 @@ class FakeGitHub(FakeHost):
         add("GET", "/repos/{owner}/{repo}/git/blobs/{sha}", self.get_blob)
         add("GET", "/repos/{owner}/{repo}/installation", self.get_installation)
         add("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token)
+        self.write_routes(add)
 
     def _app_only(self, request: Request) -> None:
         if not (request.principal and request.principal[0] == "app"):

@@ -3,18 +3,24 @@ raw repository files.
 
 As on GitLab, a project path or file path with its `/` not encoded as `%2F` matches no route.
 Lists are paginated with `page` / `per_page` and the `X-Page`, `X-Next-Page`, `X-Total-Pages`
-(and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`.
+(and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`. With `rate_limit`
+set, answers carry GitLab's `RateLimit-*` headers and a spent budget answers 429 "Retry later"
+with `Retry-After`. Notes, environments and commit statuses are served by
+`gitlab_writes.GitLabWrites`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import itertools
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .gitlab_writes import CommitStatus, Environment, GitLabWrites, Note
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -44,9 +50,13 @@ class GitLabProject:
     default_branch: str = "main"
     merge_requests: dict[int, GitLabMergeRequest] = field(default_factory=dict)
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # ref -> path -> bytes
+    commits: set[str] = field(default_factory=set)  # full SHAs besides the merge requests' heads
+    notes: dict[int, Note] = field(default_factory=dict)
+    environments: dict[int, Environment] = field(default_factory=dict)
+    statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
 
 
-class FakeGitLab(FakeHost):
+class FakeGitLab(GitLabWrites, FakeHost):
     name = "gitlab"
     prefix = "/api/v4"
 
@@ -55,6 +65,11 @@ class FakeGitLab(FakeHost):
         self.projects: dict[str, GitLabProject] = {}  # path (lower case) -> project
         self.tokens: set[str] = set()
         self._ids = itertools.count(100)
+        # Requests a minute, as GitLab's rate limits are counted; None: no limit, no headers (the
+        # default of a self-managed instance).
+        self.rate_limit: int | None = None
+        self.rate_remaining = 0
+        self.rate_reset_at = 0.0  # epoch seconds
 
     # -- state, for tests ----------------------------------------------------------------------
 
@@ -83,7 +98,18 @@ class FakeGitLab(FakeHost):
 
     # -- the host's conventions ----------------------------------------------------------------
 
+    def set_rate_limit(self, limit: int, remaining: int | None = None, reset_in: float = 60) -> None:
+        """Turn rate limiting on: `remaining` requests left until the window ends in `reset_in` s
+        (the budget is not refilled by itself)."""
+        with self.lock:
+            self.rate_limit = limit
+            self.rate_remaining = limit if remaining is None else remaining
+            self.rate_reset_at = time.time() + reset_in
+
     def error(self, status: int, message: str) -> Response:
+        if status == 429:
+            # Rack::Attack's answer, as plain text.
+            return Response(429, "Retry later\n", content_type="text/plain")
         if message[:3].isdigit():
             return Response(status, {"message": message})
         return Response(status, {"message": f"{status} {message}"})
@@ -99,6 +125,24 @@ class FakeGitLab(FakeHost):
         if token not in self.tokens:
             raise Failure(401, "401 Unauthorized")
         request.principal = token
+        if self.rate_limit is not None:
+            if self.rate_remaining <= 0:
+                raise Failure(429, "Retry later", {"Retry-After": str(self._seconds_to_reset())})
+            self.rate_remaining -= 1
+
+    def finish(self, request: Request, response: Response) -> None:
+        if self.rate_limit is None:
+            return
+        reset = int(self.rate_reset_at)
+        response.headers.setdefault("RateLimit-Name", "throttle_authenticated_api")
+        response.headers.setdefault("RateLimit-Limit", str(self.rate_limit))
+        response.headers.setdefault("RateLimit-Observed", str(self.rate_limit - self.rate_remaining))
+        response.headers.setdefault("RateLimit-Remaining", str(self.rate_remaining))
+        response.headers.setdefault("RateLimit-Reset", str(reset))
+        response.headers.setdefault("RateLimit-ResetTime", email.utils.formatdate(reset, usegmt=True))
+
+    def _seconds_to_reset(self) -> int:
+        return max(1, round(self.rate_reset_at - time.time()))
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -108,6 +152,7 @@ class FakeGitLab(FakeHost):
         add("GET", "/projects/{id}/merge_requests", self.list_merge_requests)
         add("GET", "/projects/{id}/merge_requests/{iid}", self.get_merge_request)
         add("GET", "/projects/{id}/repository/files/{file_path}/raw", self.get_raw_file)
+        self.write_routes(add)
 
     def _project(self, request: Request) -> GitLabProject:
         wanted = request.params["id"]

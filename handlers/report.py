@@ -1,0 +1,137 @@
+"""Report an environment back on its pull request: the one living comment and the host's native status.
+
+Runs as its own job after each state change, never inside the reconcile: a host
+that is down or rate limited delays the report (retried through the queue with
+backoff), never the environment. One report per environment at a time (a lock),
+so two racing updates cannot both create a comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.events import Provider
+from handlers.comment import MARKER, render_comment
+from handlers.status import EnvironmentStatus, ReportState, StatusStore
+from providers.hosts import Host, HostError, HostUnavailable, NotFound
+from providers.reporting import StatusReport
+
+logger = logging.getLogger("k8s_ee.worker")
+
+
+class ReportBusy(Exception):
+    """Another report of this environment is running: try again in a moment."""
+
+
+@dataclass
+class Reporter:
+    redis: Redis
+    prefix: str
+    statuses: StatusStore
+    hosts: Mapping[Provider, Host]
+    dashboard_url: str | None = None
+    lock_ttl_s: int = 60
+
+    def _key(self, kind: str, env: str) -> str:
+        return f"{self.prefix}{kind}:{env}"
+
+    async def state(self, env: str) -> ReportState:
+        raw = await self.redis.get(self._key("report", env))
+        return ReportState.model_validate_json(raw) if raw else ReportState()
+
+    async def _save(self, env: str, state: ReportState) -> None:
+        await self.redis.set(self._key("report", env), state.model_dump_json())
+
+    async def report(self, env: str, now: datetime) -> str:
+        status = await self.statuses.get(env)
+        if status is None:
+            return "no status"
+        host = self.hosts.get(status.provider)
+        if host is None:
+            if status.provider != Provider.GENERIC and await self.redis.set(
+                self._key("report-skip-warned", env), "1", nx=True
+            ):
+                logger.warning(
+                    "no credentials for %s: not reporting on %s (the environment works regardless)",
+                    status.provider.value,
+                    env,
+                )
+            return "no credentials"
+        token = uuid.uuid4().hex
+        lock = self._key("lock:report", env)
+        if not await self.redis.set(lock, token, nx=True, px=self.lock_ttl_s * 1000):
+            raise ReportBusy(env)
+        try:
+            return await self._report(env, status, host, now)
+        finally:
+            if await self.redis.get(lock) == token.encode():
+                await self.redis.delete(lock)
+
+    async def _report(self, env: str, status: EnvironmentStatus, host: Host, now: datetime) -> str:
+        state = await self.state(env)
+        stamp = f"{status.state}@{status.head_sha}@{status.updated_at}"
+        if state.reported == stamp:
+            return "already reported"
+        body = render_comment(status, self.dashboard_url)
+        try:
+            comment_id = await asyncio.to_thread(
+                host.upsert_comment, status.repository, status.number, body, MARKER, state.comment_id
+            )
+            if status.head_sha:
+                await asyncio.to_thread(
+                    host.report_status, status.repository, status.number, self._status(status)
+                )
+        except HostUnavailable as exc:
+            await self._save(
+                env,
+                state.model_copy(
+                    update={"last_error": str(exc), "attempts": state.attempts + 1, "updated_at": now}
+                ),
+            )
+            raise
+        except (NotFound, HostError) as exc:
+            # The change or repository is gone, or the host refuses for good: nothing to retry.
+            await self._save(env, state.model_copy(update={"last_error": str(exc), "updated_at": now}))
+            return f"not reported: {exc}"
+        finally:
+            await self._record_rate_limits(host)
+        await self._save(
+            env,
+            ReportState(comment_id=comment_id, reported=stamp, last_error=None, attempts=0, updated_at=now),
+        )
+        return "reported"
+
+    def _status(self, status: EnvironmentStatus) -> StatusReport:
+        target = (
+            self.dashboard_url.replace("{namespace}", status.namespace)
+            if self.dashboard_url and status.namespace
+            else None
+        )
+        return StatusReport(
+            state=status.state,
+            head_sha=status.head_sha or "",
+            environment=f"pr-{status.number}",
+            preview_url=status.preview_url if status.state == "deployed" else None,
+            description=(status.last_error or "")[:140] if status.state == "failed" else "",
+            target_url=target,
+            ref=status.head_ref,
+        )
+
+    async def _record_rate_limits(self, host: Host) -> None:
+        remaining = host.rate_limits()
+        if remaining:
+            await self.redis.hset(  # type: ignore[misc]
+                f"{self.prefix}rate-limits", mapping={k: str(v) for k, v in remaining.items()}
+            )
+
+
+def report_summary(state: ReportState) -> dict[str, Any]:
+    return state.model_dump(mode="json", exclude={"reported"})

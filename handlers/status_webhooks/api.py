@@ -1,0 +1,47 @@
+"""What the admin API answers about status webhook deliveries (gateway/api.py adds the guard).
+
+GET /api/v1/status-deliveries?state=pending|delivered|dead&limit=50&cursor=...  newest first
+GET /api/v1/status-deliveries/{id}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast, get_args
+
+from redis.asyncio import Redis
+
+from handlers.status_webhooks.store import RETENTION_MS, DeliveryRecords, DeliveryState
+
+Answer = tuple[int, dict[str, Any]]
+STATES: tuple[str, ...] = get_args(DeliveryState)
+
+
+async def list_deliveries(redis: Redis, prefix: str, query: Mapping[str, str]) -> Answer:
+    state = query.get("state") or None
+    if state is not None and state not in STATES:
+        return 400, {"error": f"state must be one of {', '.join(STATES)}"}
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        return 400, {"error": "limit must be a whole number"}
+    if not 1 <= limit <= 500:
+        return 400, {"error": "limit must be between 1 and 500"}
+    try:
+        page, cursor = await DeliveryRecords(redis, prefix).page(
+            state=cast(DeliveryState | None, state),  # checked against STATES above
+            limit=limit,
+            cursor=query.get("cursor") or None,
+        )
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    return 200, {"items": [record.shown() for record in page], "next_cursor": cursor}
+
+
+async def get_delivery(redis: Redis, prefix: str, delivery_id: str) -> Answer:
+    record = await DeliveryRecords(redis, prefix).get(delivery_id)
+    if record is None:
+        return 404, {
+            "error": f"no status webhook delivery {delivery_id} (records are kept for {RETENTION_MS // 86_400_000} days)"
+        }
+    return 200, record.shown()

@@ -1,0 +1,125 @@
+"""End to end: webhook in, worker, test API server, and what the pull request and subscribers see."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from gateway.events import Provider
+from handlers.comment import MARKER
+from handlers.settings import WorkerSettings
+from providers.host_settings import load_host_settings
+from providers.hosts import build_hosts
+from tests.fakehosts import FakeGitHub
+from tests.kubeapi import KubeAPIServer
+from tests.support.senders import SECRET_SETTINGS
+from tests.support.worker import drain, kube_cluster
+from tests.test_worker_e2e import REPO, send, sha
+
+SUBSCRIBER_SECRET = "whsec_" + base64.b64encode(b"subscriber-secret-of-32-bytes!!!").decode()
+
+
+class Receiver:
+    """A status-webhook subscriber that checks each signature its own way."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = base64.b64decode(SUBSCRIBER_SECRET.removeprefix("whsec_"))
+                signed = f"{self.headers['webhook-id']}.{self.headers['webhook-timestamp']}.".encode() + body
+                expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+                ok = f"v1,{expected}" in self.headers["webhook-signature"].split()
+                received.append({"ok": ok, "body": json.loads(body)})
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_comment_deployment_and_status_webhook(
+    gateway: Any, redis_server: Any, receiver: Receiver, tmp_path: Any
+) -> None:
+    settings = WorkerSettings(
+        redis_url=redis_server.url,
+        preview_domain="preview.example.com",
+        status_webhooks=json.dumps([{"url": receiver.url, "secret": SUBSCRIBER_SECRET}]),
+        status_webhooks_allow_private=True,
+        **SECRET_SETTINGS,
+    )
+    client = gateway()
+    with KubeAPIServer() as kube, FakeGitHub() as github:
+        github.add_token("ghp-test")
+        github.add_repo(REPO)
+        for n in (1, 2, 3):
+            github.add_file(REPO, "k8s-ee.yaml", "projectId: shop\n", ref=sha(n))
+        pull = github.add_pull(
+            REPO, 8, head_sha=sha(1), head_ref="x](http://evil)<img src=x onerror=alert(1)>"
+        )
+        hosts = build_hosts(
+            load_host_settings(
+                github_api_url=github.url,
+                github_token="ghp-test",
+                github_seconds_between_requests=0,
+                github_seconds_between_writes=0,
+            )
+        )
+        cluster = kube_cluster(kube.url)
+        # Three deploys of three commits: one comment, edited in place.
+        for n in (1, 2, 3):
+            pull.head_sha = sha(n)
+            send(client, "opened" if n == 1 else "synchronize", 8, sha(n), n)
+            drain(settings, cluster, hosts={Provider.GITHUB: hosts[Provider.GITHUB]})
+
+        [comment] = github.comments(REPO, 8)
+        assert comment.body.startswith(MARKER)
+        assert "deployed" in comment.body and "https://shop-pr-8.preview.example.com" in comment.body
+        assert sha(3)[:12] in comment.body
+        assert "<img" not in comment.body  # the hostile branch name is inert
+
+        deployments = github.deployments(REPO)
+        assert {d.sha for d in deployments} == {sha(1), sha(2), sha(3)}
+        latest = next(d for d in deployments if d.sha == sha(3))
+        assert latest.environment == "pr-8" and latest.state == "success"
+        assert any(
+            s.context == "k8s-ee/preview" and s.state == "success"
+            for s in github.commit_statuses(REPO, sha(3))
+        )
+
+        pull.state = "closed"
+        send(client, "closed", 8, sha(3), 10)
+        drain(settings, cluster, hosts={Provider.GITHUB: hosts[Provider.GITHUB]})
+        [comment] = github.comments(REPO, 8)
+        assert "destroyed" in comment.body
+        assert next(d for d in github.deployments(REPO) if d.sha == sha(3)).state == "inactive"
+
+    states = [r["body"]["environment"]["state"] for r in receiver.received]
+    assert all(r["ok"] for r in receiver.received)
+    assert states[0] == "queued" and "deployed" in states and states[-1] == "destroyed"
