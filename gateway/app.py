@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await state.redis.aclose()
 
     routes = [
-        Route(f"/webhooks/{name}", endpoint(source), methods=["POST"])
+        Route(f"/webhooks/{name}", endpoint(source, state), methods=["POST"])
         for name, source in state.sources.items()
     ]
     routes += [

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for the web process.
+
+    Each webhook decodes a JSON payload of some thousand objects that die when it is
+    answered. With CPython's default first threshold (700) a collection runs during
+    nearly every request while those objects are alive, promoting them to older
+    generations whose collections then cost milliseconds (the p99). Reference counting
+    frees them anyway; the collector is only needed for cycles, which are rare here.
+    Start-up objects are frozen so no collection walks them again.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.app import create_app
 
         app = create_app(settings)
+        tune_gc()
         uvicorn.run(
             app,
             host=args.host or settings.host,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
     def __init__(self) -> None:
+        # prometheus_client's labels() takes a lock and builds a key on every call; the
+        # label sets here are few, so their children are looked up once and kept.
+        self._delivery_children: dict[tuple[str, str, str], Any] = {}
         # A registry per app, so tests can build several apps in one process.
         self.registry = CollectorRegistry(auto_describe=True)
         self.deliveries = Counter(
@@ -34,3 +39,10 @@ class Metrics:
         self.redis_errors = Counter(
             "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
         )
+
+    def count_delivery(self, provider: str, event_type: str, verdict: str) -> None:
+        key = (provider, event_type, verdict)
+        child = self._delivery_children.get(key)
+        if child is None:
+            child = self._delivery_children[key] = self.deliveries.labels(*key)
+        child.inc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 import orjson
@@ -51,12 +51,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def endpoint(source: Source):  # type: ignore[no-untyped-def]
+def endpoint(source: Source, state: State) -> Callable[[Request], Awaitable[Response]]:
+    observe = state.metrics.latency.labels(f"/webhooks/{source.name}").observe
+
     async def receive(request: Request) -> Response:
-        state: State = request.app.state.k8s_ee
         started = time.perf_counter()
         response = await _receive(request, source, state)
-        state.metrics.latency.labels(f"/webhooks/{source.name}").observe(time.perf_counter() - started)
+        observe(time.perf_counter() - started)
         return response
 
     return receive
@@ -133,7 +134,7 @@ async def _accept(state: State, outcome: Accepted, headers: Mapping[str, str], b
     except RedisError as exc:
         return _unavailable(state, event.provider, event.type.value, exc)
     verdict: Verdict = "accepted" if result.accepted else "duplicate"
-    state.metrics.deliveries.labels(event.provider.value, event.type.value, verdict).inc()
+    state.metrics.count_delivery(event.provider.value, event.type.value, verdict)
     logger.info(
         "delivery %s",
         verdict,
@@ -183,7 +184,7 @@ async def _log(
     repository: str | None,
     event_type: str | None,
 ) -> None:
-    state.metrics.deliveries.labels(provider.value, event_type or "-", verdict).inc()
+    state.metrics.count_delivery(provider.value, event_type or "-", verdict)
     entry = entry_json(
         provider=provider,
         delivery_id=delivery_id,
@@ -204,7 +205,7 @@ async def _log(
 
 def _unavailable(state: State, provider: Provider, event_type: str, exc: RedisError) -> Response:
     state.metrics.redis_errors.inc()
-    state.metrics.deliveries.labels(provider.value, event_type, "unavailable").inc()
+    state.metrics.count_delivery(provider.value, event_type, "unavailable")
     logger.error("could not store the delivery: %s: %s", type(exc).__name__, exc)
     return JSON(
         {

@@ -281,7 +281,7 @@ class GitHubHost:
         return repo.create_deployment(
             ref=sha,
             environment=report.environment,
-            description=report.description,
+            description=f"Preview environment {report.environment}",
             # Not GitHub's default: merging the default branch in, and waiting for every check.
             auto_merge=False,
             required_contexts=[],

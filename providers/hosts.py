@@ -389,7 +389,11 @@ class Pacer:
         for prefix in ("ratelimit-", "x-ratelimit-"):
             remaining = _number(lowered.get(prefix + "remaining"))
             if remaining is not None:
-                self.record(key, remaining, _number(lowered.get(prefix + "reset")))
+                reset = _number(lowered.get(prefix + "reset"))
+                # GitLab and GitHub send epoch seconds; the IETF draft's form is seconds from now.
+                if reset is not None and reset < 1_000_000_000:
+                    reset += time.time()
+                self.record(key, remaining, reset)
                 return
 
     def hold(self, key: str, seconds: float) -> None:
@@ -422,8 +426,8 @@ class Pacer:
                 if not exc.rate_limited:
                     if write and exc.retry_after is None and (exc.status is None or exc.status >= 500):
                         raise HostUnavailable(
-                            f"{exc}; not repeated now, as a write may have been applied: "
-                            "run the whole call again later",
+                            f"{exc}; the call is not repeated now (a write in it may have been "
+                            "applied): run it again later",
                             status=exc.status,
                             retry_after=self.policy.rerun_after,
                         ) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import zstandard
+import lz4.frame
 
 from tests.support.senders import ADMIN_TOKEN, GITHUB_SECRET, load_fixtures
 
@@ -114,7 +114,7 @@ def test_stored_bodies_are_compressed_and_bounded_by_count(gateway: Any, redis_c
     assert keys == [f"k8s-ee:body:github:b-{n}" for n in (4, 5, 6)]
     blob = redis_client.get(keys[0])
     assert len(blob) < len(fixture.body)
-    headers, _, body = zstandard.ZstdDecompressor().decompress(blob).partition(b"\n")
+    headers, _, body = lz4.frame.decompress(blob).partition(b"\n")
     assert body == fixture.body
     assert "x-github-event" in json.loads(headers)
     assert "x-hub-signature-256" not in json.loads(headers)
