@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 
 class ScriptBatcher:
@@ -72,7 +72,33 @@ class ScriptBatcher:
         return results
 
     async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for args in calls:
-                pipe.evalsha(self.sha, 0, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        # redis-py's connection (auth, TLS, reconnects) with our own encoding: its generic
+        # packer costs more than the script call itself. A reply that is an error is
+        # read like any other, so the stream stays in step.
+        pool = self.redis.connection_pool
+        connection = await pool.get_connection("EVALSHA")  # type: ignore[no-untyped-call]
+        try:
+            head = [b"EVALSHA", self.sha.encode(), b"0"]
+            await connection.send_packed_command(b"".join(_command([*head, *args]) for args in calls))
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as error:
+                    results.append(error)
+            return results
+        except BaseException:
+            # Replies left unread would answer the next user of this connection: drop it.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+
+
+def _command(args: list[Any]) -> bytes:
+    """One command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)

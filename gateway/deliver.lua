@@ -58,8 +58,11 @@ local function log(entry)
   end
   for i, index in ipairs(indexes) do
     redis.call('ZADD', index, now, member)
-    -- A repository's index is refreshed on each write: it may see one write in a week.
-    if housekeeping or i == 3 then
+    -- A repository's index expires from its own last write (it may see one write a week).
+    if i == 3 and not housekeeping then
+      redis.call('PEXPIRE', index, retention)
+    end
+    if housekeeping then
       redis.call('PEXPIRE', index, retention)
       -- Only the main index deletes entries; the others just forget their members.
       trim(index, max_entries, i == 1 and (prefix .. 'delivery:') or nil)
