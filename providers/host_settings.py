@@ -63,6 +63,9 @@ class HostSettings(BaseSettings):
     host_retries: int = Field(2, ge=0, le=10)
     host_retry_backoff: float = Field(0.5, ge=0, le=30)
     host_max_retry_wait: float = Field(10.0, ge=0, le=300)
+    # A write that failed without an answer (timeout, 5xx) is not repeated in place: the report
+    # job runs again, whole, this many seconds later (it looks for its comment before creating one).
+    host_rerun_after: float = Field(30.0, ge=0, le=3600)
 
     @field_validator("github_api_url", "gitlab_url", "bitbucket_cloud_url", "bitbucket_server_url")
     @classmethod

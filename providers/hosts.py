@@ -149,6 +149,7 @@ class HttpPolicy:
             retries=settings.host_retries,
             backoff=settings.host_retry_backoff,
             max_wait=settings.host_max_retry_wait,
+            rerun_after=settings.host_rerun_after,
         )
 
     @property

@@ -123,3 +123,38 @@ def test_comment_deployment_and_status_webhook(
     states = [r["body"]["environment"]["state"] for r in receiver.received]
     assert all(r["ok"] for r in receiver.received)
     assert states[0] == "queued" and "deployed" in states and states[-1] == "destroyed"
+
+
+def test_a_failing_host_delays_the_report_never_the_environment(gateway: Any, redis_server: Any) -> None:
+    settings = WorkerSettings(
+        redis_url=redis_server.url, preview_domain="preview.example.com", **SECRET_SETTINGS
+    )
+    client = gateway()
+    with KubeAPIServer() as kube, FakeGitHub() as github:
+        github.add_token("ghp-test")
+        github.add_repo(REPO)
+        github.add_file(REPO, "k8s-ee.yaml", "projectId: shop\n", ref=sha(1))
+        github.add_pull(REPO, 9, head_sha=sha(1), head_ref="feature")
+        hosts = build_hosts(
+            load_host_settings(
+                github_api_url=github.url,
+                github_token="ghp-test",
+                github_seconds_between_requests=0,
+                github_seconds_between_writes=0,
+                host_rerun_after=0,
+            )
+        )
+        # GitHub fails every comment write for a while: the report is retried, the environment is not touched.
+        github.add_fault(502, times=3, method="POST", path=f"/repos/{REPO}/issues/9/comments")
+        send(client, "opened", 9, sha(1), 0)
+        drain(settings, kube_cluster(kube.url), hosts={Provider.GITHUB: hosts[Provider.GITHUB]})
+        status = client.get(
+            "/api/v1/environments/shop-pr-9", headers={"Authorization": "Bearer admin-token"}
+        ).json()
+        assert status["state"] == "deployed"
+        # Retried through the queue until it got through: one comment, and the report is clean again.
+        [comment] = github.comments(REPO, 9)
+        assert "deployed" in comment.body
+        assert status["report"]["last_error"] is None
+        posts = [r for r in github.requests if r.method == "POST" and r.path.endswith("/issues/9/comments")]
+        assert len(posts) >= 4
