@@ -158,3 +158,65 @@ def test_a_failing_host_delays_the_report_never_the_environment(gateway: Any, re
         assert status["report"]["last_error"] is None
         posts = [r for r in github.requests if r.method == "POST" and r.path.endswith("/issues/9/comments")]
         assert len(posts) >= 4
+
+
+def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any, redis_server: Any) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from handlers.report import ReportBusy, Reporter
+    from handlers.status import EnvironmentStatus, StatusStore
+
+    client = gateway()
+    with FakeGitHub() as github:
+        github.add_token("ghp-test")
+        github.add_repo(REPO)
+        github.add_pull(REPO, 12, head_sha=sha(1), head_ref="feature")
+        host = build_hosts(
+            load_host_settings(
+                github_api_url=github.url,
+                github_token="ghp-test",
+                github_seconds_between_requests=0,
+                github_seconds_between_writes=0,
+            )
+        )[Provider.GITHUB]
+
+        async def race() -> list[Any]:
+            redis = Redis.from_url(redis_server.url)
+            statuses = StatusStore(redis, "k8s-ee:", 3_600_000)
+            from datetime import UTC, datetime
+
+            await statuses.put(
+                EnvironmentStatus(
+                    provider=Provider.GITHUB,
+                    repository=REPO,
+                    number=12,
+                    state="deployed",
+                    namespace="shop-pr-12",
+                    head_sha=sha(1),
+                    head_ref="feature",
+                    preview_url="https://shop-pr-12.preview.example.com",
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            reporter = Reporter(redis, "k8s-ee:", statuses, {Provider.GITHUB: host})
+            env = f"github:{REPO}:12"
+            try:
+                return list(
+                    await asyncio.gather(
+                        *(reporter.report(env, datetime.now(UTC)) for _ in range(2)), return_exceptions=True
+                    )
+                )
+            finally:
+                await redis.aclose()
+
+        outcomes = asyncio.run(race())
+        # One report ran; the other found it running (its job is retried a moment later).
+        assert sorted(type(o).__name__ for o in outcomes) == ["ReportBusy", "str"]
+        assert any(isinstance(o, ReportBusy) for o in outcomes)
+        assert len(github.comments(REPO, 12)) == 1
+
+    # The worker recorded GitHub's remaining budget; the gateway exports it.
+    metrics = client.get("/metrics").text
+    assert 'k8s_ee_provider_rate_limit_remaining{key="github:token"}' in metrics
