@@ -41,6 +41,15 @@ def admin(handler: Handler) -> Handler:
     return guarded
 
 
+def _provider(value: str | None) -> Provider | None:
+    if not value:
+        return None
+    try:
+        return Provider(value)
+    except ValueError:
+        raise ValueError(f"provider must be one of {', '.join(p.value for p in Provider)}") from None
+
+
 def _bad(reason: str) -> Response:
     return JSON({"error": reason}, status_code=400)
 
@@ -49,12 +58,10 @@ def _bad(reason: str) -> Response:
 async def list_deliveries(request: Request) -> Response:
     state: State = request.app.state.k8s_ee
     query = request.query_params
-    provider: Provider | None = None
-    if query.get("provider"):
-        try:
-            provider = Provider(query["provider"])
-        except ValueError:
-            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    try:
+        provider = _provider(query.get("provider"))
+    except ValueError as exc:
+        return _bad(str(exc))
     verdict = query.get("verdict") or None
     if verdict is not None and verdict not in get_args(Verdict):
         return _bad(f"verdict must be one of {', '.join(get_args(Verdict))}")
@@ -80,12 +87,10 @@ async def list_deliveries(request: Request) -> Response:
 @admin
 async def get_delivery(request: Request) -> Response:
     state: State = request.app.state.k8s_ee
-    provider: Provider | None = None
-    if request.query_params.get("provider"):
-        try:
-            provider = Provider(request.query_params["provider"])
-        except ValueError:
-            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    try:
+        provider = _provider(request.query_params.get("provider"))
+    except ValueError as exc:
+        return _bad(str(exc))
     delivery_id = request.path_params["delivery_id"]
     attempts = await state.store.get(delivery_id, provider)
     if not attempts:
@@ -104,12 +109,10 @@ async def get_delivery(request: Request) -> Response:
 async def list_environments(request: Request) -> Response:
     state: State = request.app.state.k8s_ee
     query = request.query_params
-    provider: Provider | None = None
-    if query.get("provider"):
-        try:
-            provider = Provider(query["provider"])
-        except ValueError:
-            return _bad(f"provider must be one of {', '.join(p.value for p in Provider)}")
+    try:
+        provider = _provider(query.get("provider"))
+    except ValueError as exc:
+        return _bad(str(exc))
     wanted = query.get("state") or None
     if wanted is not None and wanted not in get_args(StatusState):
         return _bad(f"state must be one of {', '.join(get_args(StatusState))}")

@@ -63,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from handlers.settings import load_worker_settings
     from handlers.worker import run_worker
+    from providers.host_settings import load_host_settings
 
     try:
         worker_settings = load_worker_settings()
+        load_host_settings()  # checked here, so a bad one is a message, not a traceback
     except SettingsError as exc:
         print(f"k8s-ee: {exc}", file=sys.stderr)
         return 2

@@ -129,12 +129,17 @@ class SettingsError(Exception):
     """Start-up refused: names each bad variable, never its value."""
 
 
+def settings_error(exc: ValidationError, what: str = "configuration") -> SettingsError:
+    """One message naming every bad variable; pydantic's messages do not repeat the value."""
+    problems = []
+    for error in exc.errors():
+        name = "K8S_EE_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        problems.append(f"{name}: {error['msg']}")
+    return SettingsError(f"invalid {what}: " + "; ".join(problems))
+
+
 def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = "K8S_EE_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        raise settings_error(exc) from None

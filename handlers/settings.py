@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from gateway.settings import Settings, SettingsError, _split
+from gateway.settings import Settings, _split, settings_error
 from handlers.render import RenderSettings
 from handlers.status_webhooks.config import Subscribers
 
@@ -109,9 +109,5 @@ def load_worker_settings(**overrides: object) -> WorkerSettings:
         settings = WorkerSettings(**overrides)  # type: ignore[arg-type]
         settings.render_settings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = "K8S_EE_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        raise settings_error(exc) from None
     return settings

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.settings import SettingsError
+from gateway.settings import settings_error
 
 _PEM_START = "-----BEGIN"
 
@@ -114,8 +114,4 @@ def load_host_settings(**overrides: object) -> HostSettings:
     try:
         return HostSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = "K8S_EE_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid host configuration: " + "; ".join(problems)) from None
+        raise settings_error(exc, "host configuration") from None
