@@ -80,6 +80,7 @@ class Desired(BaseModel):
 _CAS = """
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current ~= tonumber(ARGV[1]) then return -1 end
+-- A write (a reopen, say) brings a retired record back for good: no expiry.
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], current + 1)
 redis.call('SADD', KEYS[3], ARGV[3])
@@ -154,6 +155,16 @@ class DesiredStore:
 
     async def keys(self) -> list[EnvKey]:
         return [EnvKey.parse(k.decode()) for k in await self.redis.zrange(f"{self.prefix}envs", 0, -1)]
+
+    async def retire(self, key: EnvKey, after_s: int) -> None:
+        """A destroyed environment's record stays long enough to refuse late deliveries, then goes."""
+        record, generation, _ = self._keys(key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.expire(record, after_s)
+            pipe.expire(generation, after_s)
+            pipe.srem(self._repo_index(key.provider, key.repository), key.number)
+            pipe.zrem(f"{self.prefix}envs", str(key))
+            await pipe.execute()
 
     # -- the per-environment lock: one reconcile at a time, across worker processes --
 

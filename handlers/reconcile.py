@@ -33,7 +33,7 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
-from handlers.status import AppliedBy, EnvironmentStatus, State, StatusStore
+from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, State, StatusStore
 from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound
 
 logger = logging.getLogger("k8s_ee.worker")
@@ -265,7 +265,9 @@ class Reconciler:
     async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
         namespace = status.namespace
         if not namespace:
-            return await self._settle(status, "destroyed", namespace=None)
+            settled = await self._settle(status, "destroyed", namespace=None)
+            await self.desired.retire(want.key, RETIRED_TTL_S)
+            return settled
         status = status.model_copy(update={"updated_at": self.clock()})
         try:
             result = await self.cluster.destroy(namespace, want.repository)
@@ -275,7 +277,9 @@ class Reconciler:
             return await self._settle(
                 status, "preserved", namespace=status.namespace, note="preserved: not deleted"
             )
-        return await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
+        settled = await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
+        await self.desired.retire(want.key, RETIRED_TTL_S)
+        return settled
 
     async def _settle(self, status: EnvironmentStatus, state: State, **fields: object) -> EnvironmentStatus:
         settled = status.model_copy(

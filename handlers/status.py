@@ -19,6 +19,10 @@ State = Literal[
 ]
 
 
+# How long a destroyed environment's records (status, desired state) are kept.
+RETIRED_TTL_S = 30 * 24 * 3600
+
+
 class EnvironmentStatus(BaseModel):
     provider: Provider
     repository: str
@@ -81,11 +85,19 @@ class StatusStore:
         return EnvironmentStatus.model_validate_json(raw) if raw else None
 
     async def put(self, status: EnvironmentStatus) -> EnvironmentStatus | None:
-        """Write the record; answers the one it replaced."""
+        """Write the record; answers the one it replaced. A destroyed environment's record
+        is kept for RETIRED_TTL_S, then forgotten (a live one never expires)."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
+        retired = status.state == "destroyed"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._status_key(status.key), status.model_dump_json(), get=True)
+            pipe.set(
+                self._status_key(status.key),
+                status.model_dump_json(),
+                get=True,
+                ex=RETIRED_TTL_S if retired else None,
+            )
             pipe.zadd(f"{self.prefix}statuses", {status.key: stamp})
+            pipe.zremrangebyscore(f"{self.prefix}statuses", "-inf", stamp - RETIRED_TTL_S)
             if status.namespace:
                 pipe.set(f"{self.prefix}namespace:{status.namespace}", status.key)
             previous, *_ = await pipe.execute()

@@ -386,3 +386,25 @@ def test_the_host_is_the_truth_when_credentials_are_configured(
         drain(worker_config, cluster, hosts={Provider.GITHUB: hosts[Provider.GITHUB]})
         assert namespace(kube, "store-pr-61") is None
         assert environment(client, "store-pr-61")["state"] == "destroyed"
+
+
+def test_a_destroyed_environment_is_forgotten_in_time_not_at_once(
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings, redis_client: Any
+) -> None:
+    from handlers.status import RETIRED_TTL_S
+
+    client = gateway()
+    cluster = kube_cluster(kube.url)
+    send(client, "opened", 71, sha(1), 0)
+    send(client, "closed", 71, sha(1), 1)
+    drain(worker_config, cluster)
+    key = f"github:{REPO}:71"
+    # Kept long enough to refuse late deliveries, then expired: Redis does not grow with every PR ever closed.
+    for name in (f"k8s-ee:env:{key}", f"k8s-ee:gen:{key}", f"k8s-ee:status:{key}"):
+        assert 0 < redis_client.ttl(name) <= RETIRED_TTL_S, name
+    assert redis_client.sismember(f"k8s-ee:repo-envs:github:{REPO}", 71) == 0
+    # A reopen brings it back, and a live environment's records do not expire.
+    send(client, "reopened", 71, sha(1), 2)
+    drain(worker_config, cluster)
+    assert redis_client.ttl(f"k8s-ee:env:{key}") == -1
+    assert redis_client.ttl(f"k8s-ee:status:{key}") == -1
