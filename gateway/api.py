@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import get_args
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,7 +38,14 @@ def admin(handler: Handler) -> Handler:
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return await handler(request)
+        # The connection has no socket timeout (see state.py): each answer gets one deadline.
+        try:
+            async with asyncio.timeout(state.settings.redis_timeout * 2):
+                return await handler(request)
+        except (RedisError, TimeoutError):
+            return JSON(
+                {"error": "Redis is unreachable; try again"}, status_code=503, headers={"Retry-After": "10"}
+            )
 
     return guarded
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,8 +31,9 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state: State = request.app.state.k8s_ee
     try:
-        await state.redis.ping()
-    except RedisError as exc:
+        async with asyncio.timeout(state.settings.redis_timeout):
+            await state.redis.ping()
+    except (RedisError, TimeoutError) as exc:
         return JSON(
             {"status": "unavailable", "reason": f"Redis unreachable: {type(exc).__name__}"}, status_code=503
         )

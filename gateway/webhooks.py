@@ -210,8 +210,8 @@ def _unavailable(state: State, provider: Provider, event_type: str, exc: RedisEr
     return JSON(
         {
             "status": "unavailable",
-            "reason": "the gateway could not store this delivery (queue storage unreachable); "
-            "it was not accepted: redeliver it",
+            "reason": "the gateway could not confirm storing this delivery (queue storage unreachable or too slow); "
+            "redeliver it: if it was stored after all, the redelivery is answered duplicate and nothing is done twice",
         },
         status_code=503,
         headers={"Retry-After": "10"},

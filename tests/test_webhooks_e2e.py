@@ -374,3 +374,39 @@ def test_web_process_does_not_import_the_worker_libraries() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_hung_redis_gives_503_within_the_deadline_not_a_hang(gateway: Any, redis_client: Any) -> None:
+    import os
+    import signal
+
+    own = RedisServer().start()
+    try:
+        client = gateway(redis_url=own.url, redis_timeout=0.5)
+        fixture = first("github")
+        assert (
+            client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("h-1")).status_code
+            == 202
+        )
+        assert own.process is not None
+        # Stopped, not dead: connections stay open and nothing answers.
+        os.kill(own.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert (
+                client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("h-2")).status_code
+                == 503
+            )
+            assert client.get("/readyz").status_code == 503
+            assert client.get("/api/v1/deliveries", headers=ADMIN).status_code == 503
+            assert time.monotonic() - started < 10
+        finally:
+            os.kill(own.process.pid, signal.SIGCONT)
+        # The script sent before the deadline may still have run once Redis woke: then the
+        # redelivery is a duplicate of a stored delivery. Either way it is queued exactly once.
+        again = client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("h-2"))
+        assert again.status_code == 202 or again.json()["status"] == "duplicate"
+        queued = [e.delivery_id for e in queued_events(own.client())]
+        assert sorted(queued) == ["h-1", "h-2"]
+    finally:
+        own.cleanup()
