@@ -13,17 +13,17 @@ controls are served under `/_test/` for another process.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.loopback_server import TrackingHTTPServer
 
 from . import api, control_api
 from .api import Request, Response
@@ -32,34 +32,10 @@ from .status import KubeError
 from .store import Store
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _HTTPServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], kube: KubeAPIServer) -> None:
         super().__init__(address, _Handler)
         self.kube = kube
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    # Connections are tracked so that stop() can cut kept-alive ones: otherwise a pooled client
-    # connection would keep talking to a handler thread of a stopped server.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
