@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.events import Provider
+from gateway.events import LifecycleEvent, Provider
 from gateway.logs import delivery_id_var
 from gateway.sources import MAX_DELIVERY_ID, Source, fallback_delivery_id
 from gateway.state import State
@@ -83,6 +83,7 @@ async def _receive(request: Request, source: Source, state: State) -> Response:
         except ClientDisconnect:
             return JSON({"status": "rejected", "reason": "client disconnected"}, status_code=400)
 
+        refused: LifecycleEvent | None = None
         try:
             source.verify(headers, body, received_at.timestamp())
             adapter = source.adapter(headers)
@@ -98,11 +99,14 @@ async def _receive(request: Request, source: Source, state: State) -> Response:
             if isinstance(outcome, Accepted):
                 reason = state.allowlist.refusal(outcome.event.repository)
                 if reason is not None:
+                    refused = outcome.event
                     raise Refusal(403, reason)
         except Refusal as refusal:
             if delivery_id is None:
                 delivery_id = fallback_delivery_id(provider, body)
-            return await _refused(state, provider, delivery_id, received_at, refusal)
+            # A refused repository is logged under its name, so its owners can find why.
+            repository = refused.repository if refusal.status == 403 and refused else None
+            return await _refused(state, provider, delivery_id, received_at, refusal, repository)
 
         if isinstance(outcome, Accepted):
             return await _accept(state, outcome, headers, body)
@@ -159,10 +163,23 @@ async def _accept(state: State, outcome: Accepted, headers: Mapping[str, str], b
 
 
 async def _refused(
-    state: State, provider: Provider, delivery_id: str, received_at: datetime, refusal: Refusal
+    state: State,
+    provider: Provider,
+    delivery_id: str,
+    received_at: datetime,
+    refusal: Refusal,
+    repository: str | None = None,
 ) -> Response:
     await _log(
-        state, provider, delivery_id, received_at, "rejected", refusal.status, refusal.reason, None, None
+        state,
+        provider,
+        delivery_id,
+        received_at,
+        "rejected",
+        refusal.status,
+        refusal.reason,
+        repository,
+        None,
     )
     logger.info(
         "delivery rejected: %s", refusal.reason, extra={"provider": provider.value, "status": refusal.status}

@@ -297,6 +297,11 @@ def test_allowlist_refuses_with_403(gateway: Any, redis_client: Any) -> None:
     client = gateway(allowlist_mode="allowlist", allowlist_organizations="someone-else")
     answer = client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed())
     assert answer.status_code == 403 and repository in answer.json()["reason"]
+    # Logged under the repository, so its owners can find why nothing happened.
+    logged = client.get("/api/v1/deliveries", params={"repository": repository}, headers=ADMIN).json()[
+        "items"
+    ]
+    assert [(e["verdict"], e["status"]) for e in logged] == [("rejected", 403)]
     client = gateway(allowlist_mode="allowlist", allowlist_organizations=owner.upper())
     assert client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed()).status_code == 202
     client = gateway(allowlist_mode="denylist", allowlist_repositories=repository)
