@@ -201,6 +201,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
 
 
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
+    deps: Deps | None = ctx.get("deps")
+    if deps is None:
+        return
+    if ctx.get("cluster") is None:
+        deps.reconciler.cluster.close()
+    if ctx.get("hosts") is None:
+        for host in deps.reconciler.hosts.values():
+            host.close()
+
+
 def worker_settings(
     settings: WorkerSettings, *, cluster: Cluster | None = None, hosts: Mapping[Provider, Host] | None = None
 ) -> dict[str, Any]:
@@ -226,6 +238,7 @@ def worker_settings(
             status_webhook_function(),
         ],
         "on_startup": startup,
+        "on_shutdown": shutdown,
         "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts},
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
