@@ -15,7 +15,6 @@ from gateway.events import Provider
 from gateway.state import State
 from gateway.store import Verdict
 from gateway.webhooks import JSON
-from handlers.status import ReportState
 from handlers.status import State as StatusState
 from handlers.status_webhooks import api as status_webhooks_api
 
@@ -139,10 +138,8 @@ async def get_environment(request: Request) -> Response:
     if status is None:
         return JSON({"error": f"no environment with namespace {namespace}"}, status_code=404)
     # What the last report back to the code host did (the comment, the native status).
-    raw = await state.redis.get(f"{state.settings.key_prefix}report:{status.key}")
-    report = (
-        ReportState.model_validate_json(raw).model_dump(mode="json", exclude={"reported"}) if raw else None
-    )
+    last_report = await state.statuses.report_state(status.key)
+    report = last_report.model_dump(mode="json", exclude={"reported"}) if last_report else None
     return JSON({**status.model_dump(mode="json"), "report": report})
 
 

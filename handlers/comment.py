@@ -11,8 +11,7 @@ import re
 from datetime import datetime
 
 from handlers.status import EnvironmentStatus
-
-MARKER = "<!-- k8s-ee-pr-env -->"
+from providers.reporting import MARKER
 
 HEADLINES = {
     "queued": "⏳ Preview environment queued",
@@ -49,6 +48,11 @@ def _url(url: str) -> str:
     return escape(url)
 
 
+def dashboard_link(dashboard_url: str, namespace: str) -> str:
+    """K8S_EE_DASHBOARD_URL for one environment: `{namespace}` is replaced."""
+    return dashboard_url.replace("{namespace}", namespace)
+
+
 def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) -> str:
     lines = [MARKER, f"### {HEADLINES[status.state]}", ""]
     rows: list[tuple[str, str]] = []
@@ -64,8 +68,7 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
         rows.append(("Databases", ", ".join(escape(db) for db in status.databases)))
     rows.append(("Updated", _time(status.updated_at)))
     if dashboard_url and status.namespace:
-        link = dashboard_url.replace("{namespace}", status.namespace)
-        rows.append(("Dashboard", _url(link)))
+        rows.append(("Dashboard", _url(dashboard_link(dashboard_url, status.namespace))))
     lines += ["| | |", "|---|---|", *(f"| **{name}** | {value} |" for name, value in rows), ""]
 
     if status.state == "failed" and status.last_error:

@@ -42,6 +42,11 @@ class Decision:
     reason: str
 
 
+def same_commit(a: str | None, b: str | None) -> bool:
+    """Bitbucket Cloud abbreviates hashes: a prefix of a full SHA is that SHA."""
+    return bool(a and b and (a.startswith(b) or b.startswith(a)))
+
+
 def _older(moment: datetime | None, than: datetime | None) -> bool:
     return moment is not None and than is not None and moment < than
 
@@ -121,9 +126,7 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
         if event.build_status != BuildStatus.SUCCESS:
             return Decision(None, False, f"build {event.build_status}: nothing to roll out")
         sha = event.head_sha or ""
-        head = desired.head_sha or ""
-        # Bitbucket Cloud abbreviates hashes: a prefix of the head is the head.
-        if not sha or not (head.startswith(sha) or sha.startswith(head)):
+        if not same_commit(sha, desired.head_sha):
             return Decision(None, False, "the build is not for the change's current head commit")
         if desired.built_sha == sha:
             return Decision(None, False, "this build was already rolled out")

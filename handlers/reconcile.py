@@ -23,7 +23,7 @@ from handlers.cluster import (
     PermanentClusterError,
     TransientClusterError,
 )
-from handlers.config import ConfigError, Problem, RepoConfig, config_from_mapping, load_config
+from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.hibernate import hibernate
 from handlers.render import (
@@ -37,8 +37,6 @@ from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, State, 
 from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound
 
 logger = logging.getLogger("k8s_ee.worker")
-
-CONFIG_PATH = "k8s-ee.yaml"
 
 
 def config_problem(message: str) -> ConfigError:
@@ -185,18 +183,18 @@ class Reconciler:
         if host is not None:
             assert want.head_sha is not None
             try:
-                text = await asyncio.to_thread(host.read_file, want.repository, CONFIG_PATH, want.head_sha)
+                text = await asyncio.to_thread(host.read_file, want.repository, FILE_NAME, want.head_sha)
             except HostUnavailable as exc:
-                raise RetryLater(f"could not read {CONFIG_PATH}: {exc}") from exc
+                raise RetryLater(f"could not read {FILE_NAME}: {exc}") from exc
             except HostError as exc:
-                raise config_problem(f"could not read {CONFIG_PATH} at {want.head_sha[:12]}: {exc}") from exc
+                raise config_problem(f"could not read {FILE_NAME} at {want.head_sha[:12]}: {exc}") from exc
             if text is None:
-                raise config_problem(f"{CONFIG_PATH} not found at commit {want.head_sha[:12]}")
+                raise config_problem(f"{FILE_NAME} not found at commit {want.head_sha[:12]}")
             return load_config(text)
         if self.default_config is not None:
             return load_config(self.default_config.read_text())
         raise config_problem(
-            f"cannot read {CONFIG_PATH}: no credentials for {want.provider.value} "
+            f"cannot read {FILE_NAME}: no credentials for {want.provider.value} "
             "(configure them, or K8S_EE_DEFAULT_CONFIG)",
         )
 

@@ -14,15 +14,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 
 from gateway.events import Provider
-from handlers.comment import MARKER, render_comment
+from handlers.comment import dashboard_link, render_comment
 from handlers.status import EnvironmentStatus, ReportState, StatusStore
 from providers.hosts import Host, HostError, HostUnavailable, NotFound
-from providers.reporting import StatusReport
+from providers.reporting import MARKER, StatusReport
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -44,11 +43,10 @@ class Reporter:
         return f"{self.prefix}{kind}:{env}"
 
     async def state(self, env: str) -> ReportState:
-        raw = await self.redis.get(self._key("report", env))
-        return ReportState.model_validate_json(raw) if raw else ReportState()
+        return await self.statuses.report_state(env) or ReportState()
 
     async def _save(self, env: str, state: ReportState) -> None:
-        await self.redis.set(self._key("report", env), state.model_dump_json())
+        await self.statuses.save_report_state(env, state)
 
     async def report(self, env: str, now: datetime) -> str:
         status = await self.statuses.get(env)
@@ -111,7 +109,7 @@ class Reporter:
 
     def _status(self, status: EnvironmentStatus) -> StatusReport:
         target = (
-            self.dashboard_url.replace("{namespace}", status.namespace)
+            dashboard_link(self.dashboard_url, status.namespace)
             if self.dashboard_url and status.namespace
             else None
         )
@@ -131,7 +129,3 @@ class Reporter:
             await self.redis.hset(  # type: ignore[misc]
                 f"{self.prefix}rate-limits", mapping={k: str(v) for k, v in remaining.items()}
             )
-
-
-def report_summary(state: ReportState) -> dict[str, Any]:
-    return state.model_dump(mode="json", exclude={"reported"})

@@ -142,6 +142,13 @@ class StatusStore:
                 break
         return found
 
+    async def report_state(self, key: str) -> ReportState | None:
+        raw = await self.redis.get(f"{self.prefix}report:{key}")
+        return ReportState.model_validate_json(raw) if raw else None
+
+    async def save_report_state(self, key: str, state: ReportState) -> None:
+        await self.redis.set(f"{self.prefix}report:{key}", state.model_dump_json())
+
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
         if not delivery_ids:
             return

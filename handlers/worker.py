@@ -24,7 +24,7 @@ from gateway.events import EventType, LifecycleEvent, Provider
 from gateway.logs import delivery_id_var
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
-from handlers.policy import Rules, decide
+from handlers.policy import Rules, decide, same_commit
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerSettings
@@ -57,8 +57,7 @@ def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
         return False
     if event.type == EventType.PUSH:
         return current.head_ref == event.head_ref
-    sha, head = event.head_sha or "", current.head_sha or ""
-    return bool(sha and head and (head.startswith(sha) or sha.startswith(head)))
+    return same_commit(event.head_sha, current.head_sha)
 
 
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
