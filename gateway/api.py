@@ -11,20 +11,20 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.events import Provider
-from gateway.state import State
-from gateway.store import Verdict
+from gateway.state import AppState
 from gateway.webhooks import JSON
-from handlers.status import State as StatusState
-from handlers.status_webhooks import api as status_webhooks_api
+from handlers.status_webhooks import listing as status_listing
+from providers.events import Provider
+from providers.states import State as StatusState
+from providers.verdicts import Verdict
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def admin(handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
-        state: State = request.app.state.k8s_ee
-        tokens = [t.get_secret_value().encode() for t in state.settings.admin_token]
+        state: AppState = request.app.state.k8s_ee
+        tokens = [t.get_secret_value().encode() for t in state.settings.web.admin_token]
         if not tokens:
             return JSON({"error": "the admin API is disabled: set K8S_EE_ADMIN_TOKEN"}, status_code=401)
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -39,7 +39,7 @@ def admin(handler: Handler) -> Handler:
             )
         # The connection has no socket timeout (see state.py): each answer gets one deadline.
         try:
-            async with asyncio.timeout(state.settings.redis_timeout * 2):
+            async with asyncio.timeout(state.settings.connection.redis_timeout * 2):
                 return await handler(request)
         except (RedisError, TimeoutError):
             return JSON(
@@ -64,7 +64,7 @@ def _bad(reason: str) -> Response:
 
 @admin
 async def list_deliveries(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
         provider = _provider(query.get("provider"))
@@ -94,7 +94,7 @@ async def list_deliveries(request: Request) -> Response:
 
 @admin
 async def get_delivery(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     try:
         provider = _provider(request.query_params.get("provider"))
     except ValueError as exc:
@@ -115,7 +115,7 @@ async def get_delivery(request: Request) -> Response:
 
 @admin
 async def list_environments(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
         provider = _provider(query.get("provider"))
@@ -132,7 +132,7 @@ async def list_environments(request: Request) -> Response:
 
 @admin
 async def get_environment(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     namespace = request.path_params["namespace"]
     status = await state.statuses.by_namespace(namespace)
     if status is None:
@@ -145,17 +145,17 @@ async def get_environment(request: Request) -> Response:
 
 @admin
 async def list_status_deliveries(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
-    status, answer = await status_webhooks_api.list_deliveries(
-        state.redis, state.settings.key_prefix, request.query_params
+    state: AppState = request.app.state.k8s_ee
+    status, answer = await status_listing.list_deliveries(
+        state.redis, state.settings.keys, request.query_params
     )
     return JSON(answer, status_code=status)
 
 
 @admin
 async def get_status_delivery(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
-    status, answer = await status_webhooks_api.get_delivery(
-        state.redis, state.settings.key_prefix, request.path_params["delivery_id"]
+    state: AppState = request.app.state.k8s_ee
+    status, answer = await status_listing.get_delivery(
+        state.redis, state.settings.keys, request.path_params["delivery_id"]
     )
     return JSON(answer, status_code=status)

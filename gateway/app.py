@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import api
-from gateway.settings import Settings, load_settings
-from gateway.sources import warn_insecure
-from gateway.state import State
+from gateway.endpoints import warn_insecure
+from gateway.settings import GatewaySettings, load_gateway_settings
+from gateway.state import AppState
 from gateway.webhooks import JSON, endpoint
 
 logger = logging.getLogger("k8s_ee.gateway")
@@ -29,9 +29,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     try:
-        async with asyncio.timeout(state.settings.redis_timeout):
+        async with asyncio.timeout(state.settings.connection.redis_timeout):
             await state.redis.ping()
     except (RedisError, TimeoutError) as exc:
         return JSON(
@@ -41,7 +41,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    state: State = request.app.state.k8s_ee
+    state: AppState = request.app.state.k8s_ee
     try:
         state.metrics.queue_depth.set(await state.store.queue_depth())
         # Written by the worker after each call to a host (handlers/report.py), per provider/installation.
@@ -63,10 +63,10 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return JSON({"error": "internal error"}, status_code=500)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or load_settings()
-    state = State.build(settings)
-    warn_insecure(state.sources)
+def create_app(settings: GatewaySettings | None = None) -> Starlette:
+    settings = settings or load_gateway_settings()
+    state = AppState.build(settings)
+    warn_insecure(state.receivers)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,8 +74,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await state.redis.aclose()
 
     routes = [
-        Route(f"/webhooks/{name}", endpoint(source, state), methods=["POST"])
-        for name, source in state.sources.items()
+        Route(f"/webhooks/{name}", endpoint(receiver, state), methods=["POST"])
+        for name, receiver in state.receivers.items()
     ]
     routes += [
         Route("/healthz", healthz),

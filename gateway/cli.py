@@ -7,8 +7,8 @@ import gc
 import logging
 import sys
 
-from gateway.logs import configure_logging
-from gateway.settings import SettingsError, load_settings
+from providers.logs import configure_logging
+from providers.settings import SettingsError
 
 
 def tune_gc() -> None:
@@ -31,48 +31,52 @@ def main(argv: list[str] | None = None) -> int:
         prog="k8s-ee", description="k8s-ee gateway: preview environments per pull request"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the webhook gateway (Starlette on uvicorn)")
-    serve.add_argument("--host", help="listen address (default K8S_EE_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default K8S_EE_PORT or 8080)")
+    serve_parser = commands.add_parser("serve", help="run the webhook gateway (Starlette on uvicorn)")
+    serve_parser.add_argument("--host", help="listen address (default K8S_EE_HOST or 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="listen port (default K8S_EE_PORT or 8080)")
     commands.add_parser("worker", help="run the arq worker that acts on lifecycle events")
     args = parser.parse_args(argv)
-
     try:
-        settings = load_settings()
+        if args.command == "serve":
+            return serve(args.host, args.port)
+        return worker()
     except SettingsError as exc:
         print(f"k8s-ee: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
 
-    if args.command == "serve":
-        import uvicorn
 
-        from gateway.app import create_app
+def serve(host: str | None, port: int | None) -> int:
+    import uvicorn
 
-        app = create_app(settings)
-        tune_gc()
-        uvicorn.run(
-            app,
-            host=args.host or settings.host,
-            port=args.port if args.port is not None else settings.port,
-            log_config=None,
-            access_log=settings.access_log,
-            server_header=False,
-        )
-        return 0
+    from gateway.app import create_app
+    from gateway.settings import load_gateway_settings
 
-    from handlers.settings import load_worker_settings
+    settings = load_gateway_settings()
+    configure_logging(settings.connection.log_level)
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(
+        app,
+        host=host or settings.web.host,
+        port=port if port is not None else settings.web.port,
+        log_config=None,
+        access_log=settings.web.access_log,
+        server_header=False,
+    )
+    return 0
+
+
+def worker() -> int:
+    from handlers.settings import load_worker_config
     from handlers.worker import run_worker
-    from providers.host_settings import load_host_settings
+    from providers.hosts.settings import load_host_settings
 
-    try:
-        worker_settings = load_worker_settings()
-        load_host_settings()  # checked here, so a bad one is a message, not a traceback
-    except SettingsError as exc:
-        print(f"k8s-ee: {exc}", file=sys.stderr)
-        return 2
+    # Both checked before anything starts, so a bad value is a message, not a traceback.
+    config = load_worker_config()
+    hosts = load_host_settings()
+    configure_logging(config.connection.log_level)
     logging.getLogger("k8s_ee.worker").info("starting worker")
-    return run_worker(worker_settings)
+    return run_worker(config, hosts)
 
 
 if __name__ == "__main__":

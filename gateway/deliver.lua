@@ -1,12 +1,17 @@
 -- One round trip per delivery: dedup, delivery log, stored body and arq job, atomically.
 -- A delivery is acknowledged (202) only after this script has returned.
 --
--- Key names are built here from the prefix, so this script assumes a single Redis
--- (or a primary with replicas), not Redis Cluster.
+-- Key stems come from the key schema (handlers/keys.py) and the queue contract
+-- (handlers/queue.py); this script only appends ids to them. It touches many keys,
+-- so it assumes a single Redis (or a primary with replicas), not Redis Cluster.
 --
--- The settings are written into the script when the store is built (store.py), so
--- that each call sends only what changes:
-local prefix, retention, max_entries = {prefix}, {retention}, {max_entries}
+-- The stems and settings are written into the script when the store is built
+-- (store.py), so that each call sends only what changes:
+local writes, attempts_stem, delivery_stem = {writes_key}, {attempts_stem}, {delivery_stem}
+local deliveries, provider_index_stem = {deliveries_key}, {provider_index_stem}
+local repository_index_stem, seen_stem = {repository_index_stem}, {seen_stem}
+local bodies, body_stem, job_stem = {bodies_key}, {body_stem}, {job_stem}
+local retention, max_entries = {retention}, {max_entries}
 local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
 -- Indexes are refreshed and trimmed every `period` writes rather than on each one: a
 -- script's cost is mostly its calls, and this halves them. An index may so exceed its
@@ -25,7 +30,6 @@ local provider, delivery_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local repository, mode = ARGV[4], ARGV[5]
 local ident = provider .. ':' .. delivery_id
 local cutoff = now - retention
-local writes = prefix .. 'writes'
 local housekeeping = period <= 1 or redis.call('INCR', writes) % period == 0
 if housekeeping and period > 1 then
   redis.call('PEXPIRE', writes, retention)
@@ -47,14 +51,14 @@ local function trim(index, max, value_prefix)
 end
 
 local function log(entry)
-  local counter = prefix .. 'attempts:' .. ident
+  local counter = attempts_stem .. ident
   local attempt = redis.call('INCR', counter)
   redis.call('PEXPIRE', counter, retention)
   local member = ident .. ':' .. attempt
-  redis.call('SET', prefix .. 'delivery:' .. member, entry, 'PX', retention)
-  local indexes = {prefix .. 'deliveries', prefix .. 'deliveries:provider:' .. provider}
+  redis.call('SET', delivery_stem .. member, entry, 'PX', retention)
+  local indexes = {deliveries, provider_index_stem .. provider}
   if repository ~= '' then
-    indexes[3] = prefix .. 'deliveries:repository:' .. string.lower(repository)
+    indexes[3] = repository_index_stem .. string.lower(repository)
   end
   for i, index in ipairs(indexes) do
     redis.call('ZADD', index, now, member)
@@ -65,7 +69,7 @@ local function log(entry)
     if housekeeping then
       redis.call('PEXPIRE', index, retention)
       -- Only the main index deletes entries; the others just forget their members.
-      trim(index, max_entries, i == 1 and (prefix .. 'delivery:') or nil)
+      trim(index, max_entries, i == 1 and delivery_stem or nil)
     end
   end
   return attempt
@@ -75,7 +79,7 @@ if mode == 'log' then
   return {2, log(ARGV[6]), 0}
 end
 
-local seen = prefix .. 'seen:' .. ident
+local seen = seen_stem .. ident
 if not redis.call('SET', seen, now, 'NX', 'PX', retention) then
   local first = tonumber(redis.call('GET', seen)) or 0
   -- The same entry, told as a duplicate (store.py writes the accepted one in this exact form).
@@ -85,16 +89,15 @@ if not redis.call('SET', seen, now, 'NX', 'PX', retention) then
 end
 
 -- arq's own job format: the job under arq:job:<id>, its id in the queue's sorted set.
-redis.call('SET', 'arq:job:' .. ARGV[7], ARGV[8], 'PX', job_expires)
+redis.call('SET', job_stem .. ARGV[7], ARGV[8], 'PX', job_expires)
 redis.call('ZADD', queue, now, ARGV[7])
 
 if ARGV[9] ~= '' then
-  local bodies = prefix .. 'bodies'
-  redis.call('SET', prefix .. 'body:' .. ident, ARGV[9], 'PX', retention)
+  redis.call('SET', body_stem .. ident, ARGV[9], 'PX', retention)
   redis.call('ZADD', bodies, now, ident)
   if housekeeping then
     redis.call('PEXPIRE', bodies, retention)
-    trim(bodies, max_bodies, prefix .. 'body:')
+    trim(bodies, max_bodies, body_stem)
   end
 end
 

@@ -7,30 +7,31 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from gateway.allowlist import Allowlist
+from gateway.endpoints import Receiver, receivers
 from gateway.metrics import Metrics
-from gateway.settings import Settings
-from gateway.sources import Source, build_sources
+from gateway.settings import GatewaySettings
 from gateway.store import DeliveryStore
 from handlers.status import StatusStore
 
 
 @dataclass
-class State:
-    settings: Settings
+class AppState:
+    settings: GatewaySettings
     redis: Redis
     store: DeliveryStore
     allowlist: Allowlist
     metrics: Metrics
-    sources: dict[str, Source]
+    receivers: dict[str, Receiver]
     statuses: StatusStore
 
     @classmethod
-    def build(cls, settings: Settings) -> State:
+    def build(cls, settings: GatewaySettings) -> AppState:
+        connection, web = settings.connection, settings.web
         # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
         # command) when one is set. Each store call has one deadline instead (store.py).
         redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.redis_timeout,
+            connection.redis_url,
+            socket_connect_timeout=connection.redis_timeout,
             health_check_interval=30,
         )
         return cls(
@@ -38,9 +39,9 @@ class State:
             redis=redis,
             store=DeliveryStore(redis, settings),
             allowlist=Allowlist.build(
-                settings.allowlist_mode, settings.allowlist_organizations, settings.allowlist_repositories
+                web.allowlist_mode, web.allowlist_organizations, web.allowlist_repositories
             ),
             metrics=Metrics(),
-            sources=build_sources(settings),
-            statuses=StatusStore(redis, settings.key_prefix, settings.retention_ms),
+            receivers=receivers(web.secret_values, web.insecure),
+            statuses=StatusStore(redis, settings.keys, connection.retention_ms),
         )

@@ -8,13 +8,12 @@ Lua script `deliver.lua`, so a delivery is stored and queued in a single round t
 from __future__ import annotations
 
 import asyncio
-import pickle
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 import lz4.frame
 import orjson
@@ -23,15 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.batching import ScriptBatcher
-from gateway.events import LifecycleEvent, Provider
-from gateway.settings import Settings
-
-Verdict = Literal["accepted", "duplicate", "ignored", "pong", "rejected"]
-
-# What the worker runs for each accepted event (see handlers.worker).
-PROCESS_EVENT = "process_event"
-# arq drops a job not started within this long; a day is arq's own default.
-JOB_EXPIRES_MS = 86_400_000
+from gateway.settings import GatewaySettings
+from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key
+from providers.events import LifecycleEvent, Provider
+from providers.verdicts import Verdict
 
 # Headers that authenticate a delivery: never stored, never shown.
 SECRET_HEADERS = frozenset(
@@ -122,12 +116,13 @@ def read_blob(blob: bytes) -> StoredBody:
     return StoredBody(headers=orjson.loads(headers), body=body.decode("utf-8", "replace"))
 
 
-def housekeeping_period(settings: Settings) -> int:
+def housekeeping_period(settings: GatewaySettings) -> int:
     """How many writes apart deliver.lua trims its indexes: at most 32, and never so many that
     an index could exceed its bound by 1% or more."""
-    bounds = [settings.delivery_log_max_entries]
-    if settings.delivery_bodies_max > 0:
-        bounds.append(settings.delivery_bodies_max)
+    web = settings.web
+    bounds = [web.delivery_log_max_entries]
+    if web.delivery_bodies_max > 0:
+        bounds.append(web.delivery_bodies_max)
     return max(1, min(32, min(bounds) // 100))
 
 
@@ -143,18 +138,20 @@ def _ms(moment: datetime) -> int:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: GatewaySettings) -> None:
         self.redis = redis
-        self.settings = settings
-        self.prefix = settings.key_prefix
+        self.connection = connection = settings.connection
+        self.web = web = settings.web
+        self.keys = settings.keys
         script = _SCRIPT
         for name, value in {
-            "prefix": lua_string(self.prefix),
-            "retention": str(settings.retention_ms),
-            "max_entries": str(settings.delivery_log_max_entries),
-            "queue": lua_string(settings.queue_name),
+            **{stem: lua_string(key) for stem, key in self.keys.lua_stems().items()},
+            "job_stem": lua_string(job_key("")),
+            "retention": str(connection.retention_ms),
+            "max_entries": str(web.delivery_log_max_entries),
+            "queue": lua_string(connection.queue_name),
             "job_expires": str(JOB_EXPIRES_MS),
-            "max_bodies": str(settings.delivery_bodies_max),
+            "max_bodies": str(web.delivery_bodies_max),
             "period": str(housekeeping_period(settings)),
         }.items():
             script = script.replace("{" + name + "}", value)
@@ -170,10 +167,12 @@ class DeliveryStore:
     async def _deadline(self) -> AsyncIterator[None]:
         """One deadline per store call; past it the call fails as Redis being unavailable."""
         try:
-            async with asyncio.timeout(self.settings.redis_timeout):
+            async with asyncio.timeout(self.connection.redis_timeout):
                 yield
         except TimeoutError:
-            raise RedisTimeoutError(f"Redis did not answer within {self.settings.redis_timeout} s") from None
+            raise RedisTimeoutError(
+                f"Redis did not answer within {self.connection.redis_timeout} s"
+            ) from None
 
     async def accept(
         self,
@@ -193,13 +192,8 @@ class DeliveryStore:
             event_type=event.type.value,
             event_json=event_json,
         )
-        now_ms = _ms(event.received_at)
-        job_id = f"event:{event.provider.value}:{event.delivery_id}"
-        # The same dict arq.jobs.serialize_job pickles, so arq's worker reads it as its own.
-        job = pickle.dumps(
-            {"t": None, "f": PROCESS_EVENT, "a": (event_json.decode(),), "k": {}, "et": now_ms}
-        )
-        blob = body_blob(headers, body) if self.settings.delivery_bodies_max > 0 else b""
+        job = encode_event_job(event_json, _ms(event.received_at))
+        blob = body_blob(headers, body) if self.web.delivery_bodies_max > 0 else b""
         async with self._deadline():
             verdict, attempt, first = await self._deliver(
                 [
@@ -208,7 +202,7 @@ class DeliveryStore:
                     ),
                     "accept",
                     entry,
-                    job_id,
+                    event_job_id(event),
                     job,
                     blob,
                 ]
@@ -227,11 +221,11 @@ class DeliveryStore:
 
     async def queue_depth(self) -> int:
         async with self._deadline():
-            return int(await self.redis.zcard(self.settings.queue_name))
+            return int(await self.redis.zcard(self.connection.queue_name))
 
     async def rate_limits(self) -> dict[str, float]:
         async with self._deadline():
-            raw: dict[bytes, bytes] = await self.redis.hgetall(f"{self.prefix}rate-limits")  # type: ignore[misc]
+            raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rate_limits())  # type: ignore[misc]
         return {k.decode(): float(v) for k, v in raw.items()}
 
     # -- reading the log (admin API) --
@@ -248,11 +242,11 @@ class DeliveryStore:
     ) -> tuple[list[DeliveryEntry], str | None]:
         """Newest first. Returns the page and the cursor of the next one (None at the end)."""
         if repository:
-            index = f"{self.prefix}deliveries:repository:{repository.lower()}"
+            index = self.keys.deliveries_by_repository(repository)
         elif provider:
-            index = f"{self.prefix}deliveries:provider:{provider.value}"
+            index = self.keys.deliveries_by_provider(provider.value)
         else:
-            index = f"{self.prefix}deliveries"
+            index = self.keys.deliveries()
         top: str | float = "+inf"
         after_member: bytes | None = None
         if cursor:
@@ -274,7 +268,7 @@ class DeliveryStore:
                 rows = [(m, s) for m, s in rows if not (s == top and m >= after_member)]
             if not rows:
                 return page, None
-            values = await self.redis.mget([f"{self.prefix}delivery:{m.decode()}" for m, _ in rows])
+            values = await self.redis.mget([self.keys.delivery(m.decode()) for m, _ in rows])
             for (member, score), raw in zip(rows, values, strict=True):
                 scanned += 1
                 top, after_member = score, member
@@ -297,17 +291,17 @@ class DeliveryStore:
         found: list[dict[str, Any]] = []
         for p in providers:
             ident = f"{p.value}:{delivery_id}"
-            count = await self.redis.get(f"{self.prefix}attempts:{ident}")
+            count = await self.redis.get(self.keys.attempts(ident))
             if not count:
                 continue
-            keys = [f"{self.prefix}delivery:{ident}:{n}" for n in range(1, int(count) + 1)]
+            keys = [self.keys.delivery(f"{ident}:{n}") for n in range(1, int(count) + 1)]
             values = await self.redis.mget(keys)
-            blob = await self.redis.get(f"{self.prefix}body:{ident}")
+            blob = await self.redis.get(self.keys.body(ident))
             stored = read_blob(blob) if blob else None
             for key, raw in zip(keys, values, strict=True):
                 if raw is None:
                     continue
-                entry = self._entry(key.removeprefix(f"{self.prefix}delivery:"), raw).model_dump(mode="json")
+                entry = self._entry(key.removeprefix(self.keys.delivery("")), raw).model_dump(mode="json")
                 if stored is not None and entry["verdict"] == "accepted":
                     entry["request"] = stored.model_dump()
                 found.append(entry)

@@ -16,12 +16,12 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.events import LifecycleEvent, Provider
-from gateway.logs import delivery_id_var
-from gateway.sources import MAX_DELIVERY_ID, Source, fallback_delivery_id
-from gateway.state import State
-from gateway.store import Verdict, entry_json
-from gateway.verdicts import Accepted, Ignored, Pong, Refusal
+from gateway.endpoints import MAX_DELIVERY_ID, Receiver, fallback_delivery_id
+from gateway.state import AppState
+from gateway.store import entry_json
+from providers.events import LifecycleEvent, Provider
+from providers.logs import delivery_id_var
+from providers.verdicts import Accepted, Ignored, Pong, Refusal, Verdict
 
 logger = logging.getLogger("k8s_ee.gateway")
 
@@ -51,42 +51,42 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def endpoint(source: Source, state: State) -> Callable[[Request], Awaitable[Response]]:
-    observe = state.metrics.latency.labels(f"/webhooks/{source.name}").observe
+def endpoint(receiver: Receiver, state: AppState) -> Callable[[Request], Awaitable[Response]]:
+    observe = state.metrics.latency.labels(f"/webhooks/{receiver.name}").observe
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
-        response = await _receive(request, source, state)
+        response = await _receive(request, receiver, state)
         observe(time.perf_counter() - started)
         return response
 
     return receive
 
 
-async def _receive(request: Request, source: Source, state: State) -> Response:
+async def _receive(request: Request, receiver: Receiver, state: AppState) -> Response:
     received_at = datetime.now(UTC)
     headers = request.headers
-    provider = source.guess_provider(headers)
-    delivery_id = source.guess_delivery_id(headers)
+    provider = receiver.guess_provider(headers)
+    delivery_id = receiver.guess_delivery_id(headers)
     token = delivery_id_var.set(delivery_id)
     try:
         try:
-            body = await read_body(request, state.settings.max_body_bytes)
+            body = await read_body(request, state.settings.web.max_body_bytes)
         except TooLarge:
             return await _refused(
                 state,
                 provider,
                 delivery_id or "unknown",
                 received_at,
-                Refusal(413, f"body is larger than the limit of {state.settings.max_body_bytes} bytes"),
+                Refusal(413, f"body is larger than the limit of {state.settings.web.max_body_bytes} bytes"),
             )
         except ClientDisconnect:
             return JSON({"status": "rejected", "reason": "client disconnected"}, status_code=400)
 
         refused: LifecycleEvent | None = None
         try:
-            source.verify(headers, body, received_at.timestamp())
-            adapter = source.adapter(headers)
+            receiver.verify(headers, body, received_at.timestamp())
+            adapter = receiver.adapter(headers)
             provider = adapter.provider
             delivery_id = adapter.delivery_id(headers) or fallback_delivery_id(provider, body)
             if len(delivery_id) > MAX_DELIVERY_ID or not delivery_id.isprintable():
@@ -130,7 +130,7 @@ async def _receive(request: Request, source: Source, state: State) -> Response:
         delivery_id_var.reset(token)
 
 
-async def _accept(state: State, outcome: Accepted, headers: Mapping[str, str], body: bytes) -> Response:
+async def _accept(state: AppState, outcome: Accepted, headers: Mapping[str, str], body: bytes) -> Response:
     event = outcome.event
     event_json = event.__pydantic_serializer__.to_json(event)
     try:
@@ -163,7 +163,7 @@ async def _accept(state: State, outcome: Accepted, headers: Mapping[str, str], b
 
 
 async def _refused(
-    state: State,
+    state: AppState,
     provider: Provider,
     delivery_id: str,
     received_at: datetime,
@@ -191,7 +191,7 @@ async def _refused(
 
 
 async def _log(
-    state: State,
+    state: AppState,
     provider: Provider,
     delivery_id: str,
     received_at: datetime,
@@ -220,7 +220,7 @@ async def _log(
         logger.warning("could not record the delivery in the log: %s", type(exc).__name__)
 
 
-def _unavailable(state: State, provider: Provider, event_type: str, exc: RedisError) -> Response:
+def _unavailable(state: AppState, provider: Provider, event_type: str, exc: RedisError) -> Response:
     state.metrics.redis_errors.inc()
     state.metrics.count_delivery(provider.value, event_type, "unavailable")
     logger.error("could not store the delivery: %s: %s", type(exc).__name__, exc)

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 
 from handlers.status import EnvironmentStatus
-from providers.reporting import MARKER
+from providers.hosts.reporting import MARKER
 
 HEADLINES = {
     "queued": "⏳ Preview environment queued",

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
-from gateway.events import Provider
+from handlers.keys import Keys
+from providers.events import Provider
 
 Action = Literal["deploy", "destroy", "none"]
 
@@ -65,7 +66,6 @@ class Desired(BaseModel):
     closed_at: datetime | None = None
     # The payload time of the event that set the head: older ones do not overwrite it.
     head_at: datetime | None = None
-    last_activity: datetime | None = None
     # Deliveries that changed this record since the last reconcile finished.
     deliveries: list[str] = []
     updated_at: datetime | None = None
@@ -113,20 +113,20 @@ return 0
 
 
 class DesiredStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self._cas = redis.register_script(_CAS)
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     def _keys(self, key: EnvKey) -> tuple[str, str, str]:
-        k = str(key)
-        return f"{self.prefix}env:{k}", f"{self.prefix}gen:{k}", f"{self.prefix}lock:{k}"
+        env = str(key)
+        return self.keys.desired(env), self.keys.generation(env), self.keys.lock(env)
 
     def _repo_index(self, provider: Provider, repository: str) -> str:
-        return f"{self.prefix}repo-envs:{provider.value}:{repository}"
+        return self.keys.repository_envs(provider, repository)
 
     async def load(self, key: EnvKey) -> tuple[int, Desired | None]:
         record, generation = await self.redis.mget(self._keys(key)[:2])
@@ -142,7 +142,7 @@ class DesiredStore:
                 record,
                 generation,
                 self._repo_index(desired.provider, desired.repository),
-                f"{self.prefix}envs",
+                self.keys.envs(),
             ],
             args=[expected_generation, desired.model_dump_json(), desired.number, now, str(desired.key)],
         )
@@ -153,9 +153,6 @@ class DesiredStore:
         members: set[bytes] = await self.redis.smembers(self._repo_index(provider, repository))  # type: ignore[misc]
         return sorted(int(n) for n in members)
 
-    async def keys(self) -> list[EnvKey]:
-        return [EnvKey.parse(k.decode()) for k in await self.redis.zrange(f"{self.prefix}envs", 0, -1)]
-
     async def retire(self, key: EnvKey, after_s: int) -> None:
         """A destroyed environment's record stays long enough to refuse late deliveries, then goes."""
         record, generation, _ = self._keys(key)
@@ -163,7 +160,7 @@ class DesiredStore:
             pipe.expire(record, after_s)
             pipe.expire(generation, after_s)
             pipe.srem(self._repo_index(key.provider, key.repository), key.number)
-            pipe.zrem(f"{self.prefix}envs", str(key))
+            pipe.zrem(self.keys.envs(), str(key))
             await pipe.execute()
 
     # -- the per-environment lock: one reconcile at a time, across worker processes --

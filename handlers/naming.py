@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from gateway.events import Provider
+from providers.events import Provider
 
 MANAGED_BY = "k8s-ee-gateway"
 # What the first edition (GitHub Actions) writes; such namespaces may be adopted.
@@ -36,9 +36,6 @@ ANNOTATION_CREATED_AT = "k8s-ee/created-at"
 ANNOTATION_LAST_UPDATED = "k8s-ee/last-updated"
 ANNOTATION_REPOSITORY = "k8s-ee/repository"
 ANNOTATION_CREATED_BY = "k8s-ee/created-by"
-ANNOTATION_LAST_ACTIVITY = "k8s-ee/last-activity"
-ANNOTATION_HIBERNATED_AT = "k8s-ee/hibernated-at"
-ANNOTATION_PRESERVE_UNTIL = "k8s-ee/preserve-until"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")

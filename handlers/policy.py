@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.events import BuildStatus, EventType, LifecycleEvent
 from handlers.desired import Desired
+from providers.events import BuildStatus, EventType, LifecycleEvent
 
 # Deliveries remembered per environment between two reconciles (for the delivery log's links).
 MAX_PENDING_DELIVERIES = 50
@@ -58,9 +58,7 @@ def _new(event: LifecycleEvent) -> Desired:
 
 def _touch(desired: Desired, event: LifecycleEvent) -> Desired:
     deliveries = [*desired.deliveries, event.delivery_id][-MAX_PENDING_DELIVERIES:]
-    return desired.model_copy(
-        update={"deliveries": deliveries, "updated_at": event.received_at, "last_activity": event.received_at}
-    )
+    return desired.model_copy(update={"deliveries": deliveries, "updated_at": event.received_at})
 
 
 def _deploy_action(desired: Desired, rules: Rules, explicit: bool) -> tuple[str, str | None]:

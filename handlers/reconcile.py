@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.events import Provider
 from handlers import naming
 from handlers.cluster import (
     Cluster,
@@ -33,8 +32,10 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
-from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, State, StatusStore
-from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound
+from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, StatusStore
+from providers.events import Provider
+from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
+from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
 

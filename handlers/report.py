@@ -17,11 +17,12 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
-from gateway.events import Provider
 from handlers.comment import dashboard_link, render_comment
+from handlers.keys import Keys
 from handlers.status import EnvironmentStatus, ReportState, StatusStore
-from providers.hosts import Host, HostError, HostUnavailable, NotFound
-from providers.reporting import MARKER, StatusReport
+from providers.events import Provider
+from providers.hosts.base import Host, HostError, HostUnavailable, NotFound
+from providers.hosts.reporting import MARKER, StatusReport
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -33,14 +34,11 @@ class ReportBusy(Exception):
 @dataclass
 class Reporter:
     redis: Redis
-    prefix: str
+    keys: Keys
     statuses: StatusStore
     hosts: Mapping[Provider, Host]
     dashboard_url: str | None = None
     lock_ttl_s: int = 60
-
-    def _key(self, kind: str, env: str) -> str:
-        return f"{self.prefix}{kind}:{env}"
 
     async def state(self, env: str) -> ReportState:
         return await self.statuses.report_state(env) or ReportState()
@@ -55,7 +53,7 @@ class Reporter:
         host = self.hosts.get(status.provider)
         if host is None:
             if status.provider != Provider.GENERIC and await self.redis.set(
-                self._key("report-skip-warned", env), "1", nx=True
+                self.keys.report_warned(env), "1", nx=True
             ):
                 logger.warning(
                     "no credentials for %s: not reporting on %s (the environment works regardless)",
@@ -64,7 +62,7 @@ class Reporter:
                 )
             return "no credentials"
         token = uuid.uuid4().hex
-        lock = self._key("lock:report", env)
+        lock = self.keys.report_lock(env)
         if not await self.redis.set(lock, token, nx=True, px=self.lock_ttl_s * 1000):
             raise ReportBusy(env)
         try:
@@ -127,5 +125,5 @@ class Reporter:
         remaining = host.rate_limits()
         if remaining:
             await self.redis.hset(  # type: ignore[misc]
-                f"{self.prefix}rate-limits", mapping={k: str(v) for k, v in remaining.items()}
+                self.keys.rate_limits(), mapping={k: str(v) for k, v in remaining.items()}
             )

@@ -1,39 +1,63 @@
-"""The worker's configuration: the gateway's settings plus the cluster and rendering ones.
+"""The worker's configuration: the connection, worker and render sections, from `K8S_EE_*` variables.
 
-Same `K8S_EE_` prefix, same rule: a bad value stops start-up naming the variable.
+The connection section is shared with the gateway (both use one Redis, one key prefix, one
+queue). The worker never reads the web section, so it never holds the webhook secrets or
+the admin token; the code hosts' credentials are a section of their own
+(`providers.hosts.settings`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
 
-from gateway.settings import Settings, _split, settings_error
-from handlers.render import RenderSettings
+from handlers.keys import Keys
+from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
+from providers.settings import SECTION_CONFIG, load_sections
 
-KeyValues = Annotated[dict[str, str], NoDecode]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def _pairs(value: object) -> object:
-    """`a=b,c=d` as a dict (labels and annotations in one environment variable)."""
-    if not isinstance(value, str):
+class ConnectionSettings(BaseSettings):
+    """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
+
+    model_config = SECTION_CONFIG
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
+    redis_timeout: float = Field(2.0, gt=0, le=9)
+    key_prefix: str = Field("k8s-ee:", min_length=1)
+    queue_name: str = Field("k8s-ee:queue", min_length=1)
+    log_level: LogLevel = "INFO"
+    # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
+    delivery_retention_hours: float = Field(72.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def redis_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
-    pairs: dict[str, str] = {}
-    for item in value.split(","):
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {item!r}")
-        pairs[key.strip()] = val.strip()
-    return pairs
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.delivery_retention_hours * 3_600_000)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
 
 
-class WorkerSettings(Settings):
+class WorkerSettings(BaseSettings):
+    """How the worker runs: where environments go, what it deploys, its limits and its subscribers."""
+
+    model_config = SECTION_CONFIG
+
     # `kubernetes` or `directory`; unset: kubernetes when in a cluster or a kubeconfig exists.
     cluster: Literal["kubernetes", "directory"] | None = None
     kubeconfig: str | None = None
@@ -52,34 +76,12 @@ class WorkerSettings(Settings):
     # a second to every webhook: an event job and then its reconcile job each wait for it).
     poll_delay: float = Field(0.02, gt=0, le=5)
 
-    preview_domain: str = "preview.localhost"
-    ingress_class: str = "traefik"
-    ingress_annotations: KeyValues = {}
-    ingress_tls_secret: str | None = None
-    ingress_controller_namespace: str = "kube-system"
-    ingress_controller_labels: KeyValues = {"app.kubernetes.io/name": "traefik"}
-    observability_namespace: str = "observability"
-    prometheus_labels: KeyValues = {"app.kubernetes.io/name": "prometheus"}
-    image_registry: str = "ghcr.io"
-    api_server_cidrs: Annotated[list[str], NoDecode] = ["0.0.0.0/0"]
-    dashboard_url: str | None = None
-
     # Outbound status webhooks (handlers/status_webhooks): a JSON list of subscribers.
     status_webhooks: Subscribers = []
     # Let them reach loopback, private, link-local and metadata addresses (receivers inside the network).
     status_webhooks_allow_private: bool = False
     # How long a failing delivery is retried, from its first attempt, before it is dead.
     status_webhooks_retry_hours: float = Field(24.0, gt=0, le=168)
-
-    @field_validator("ingress_annotations", "ingress_controller_labels", "prometheus_labels", mode="before")
-    @classmethod
-    def key_values(cls, value: object) -> object:
-        return _pairs(value)
-
-    @field_validator("api_server_cidrs", mode="before")
-    @classmethod
-    def cidr_list(cls, value: object) -> object:
-        return _split(value)
 
     @field_validator("default_config")
     @classmethod
@@ -88,26 +90,21 @@ class WorkerSettings(Settings):
             raise ValueError(f"{value} is not a file")
         return value
 
-    def render_settings(self) -> RenderSettings:
-        return RenderSettings(
-            preview_domain=self.preview_domain,
-            ingress_class=self.ingress_class,
-            ingress_annotations=self.ingress_annotations,
-            ingress_tls_secret=self.ingress_tls_secret,
-            ingress_controller_namespace=self.ingress_controller_namespace,
-            ingress_controller_labels=self.ingress_controller_labels,
-            observability_namespace=self.observability_namespace,
-            prometheus_labels=self.prometheus_labels,
-            image_registry=self.image_registry,
-            api_server_cidrs=tuple(self.api_server_cidrs),
-            dashboard_url=self.dashboard_url,
-        )
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    connection: ConnectionSettings
+    worker: WorkerSettings
+    render: RenderSettings
+
+    @property
+    def keys(self) -> Keys:
+        return self.connection.keys
 
 
-def load_worker_settings(**overrides: object) -> WorkerSettings:
-    try:
-        settings = WorkerSettings(**overrides)  # type: ignore[arg-type]
-        settings.render_settings()
-    except ValidationError as exc:
-        raise settings_error(exc) from None
-    return settings
+def load_worker_config(**overrides: object) -> WorkerConfig:
+    """Read every section; `SettingsError` names each bad variable, never its value."""
+    sections = load_sections(
+        {"connection": ConnectionSettings, "worker": WorkerSettings, "render": RenderSettings}, overrides
+    )
+    return WorkerConfig(**sections)  # type: ignore[arg-type]

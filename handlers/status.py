@@ -7,17 +7,14 @@ cluster or SDK code, so the web process can use it).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from gateway.events import Provider
-
-State = Literal[
-    "queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped"
-]
-
+from handlers.keys import Keys
+from providers.events import Provider
+from providers.states import State
 
 # How long a destroyed environment's records (status, desired state) are kept.
 RETIRED_TTL_S = 30 * 24 * 3600
@@ -72,13 +69,13 @@ class AppliedBy(BaseModel):
 
 
 class StatusStore:
-    def __init__(self, redis: Redis, prefix: str, retention_ms: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self.retention_ms = retention_ms
 
     def _status_key(self, key: str) -> str:
-        return f"{self.prefix}status:{key}"
+        return self.keys.status(key)
 
     async def get(self, key: str) -> EnvironmentStatus | None:
         raw = await self.redis.get(self._status_key(key))
@@ -96,10 +93,10 @@ class StatusStore:
                 get=True,
                 ex=RETIRED_TTL_S if retired else None,
             )
-            pipe.zadd(f"{self.prefix}statuses", {status.key: stamp})
-            pipe.zremrangebyscore(f"{self.prefix}statuses", "-inf", stamp - RETIRED_TTL_S)
+            pipe.zadd(self.keys.statuses(), {status.key: stamp})
+            pipe.zremrangebyscore(self.keys.statuses(), "-inf", stamp - RETIRED_TTL_S)
             if status.namespace:
-                pipe.set(f"{self.prefix}namespace:{status.namespace}", status.key)
+                pipe.set(self.keys.namespace(status.namespace), status.key)
             previous, *_ = await pipe.execute()
         return EnvironmentStatus.model_validate_json(previous) if previous else None
 
@@ -108,11 +105,11 @@ class StatusStore:
         stamp = status.updated_at.timestamp() if status.updated_at else 0
         if not await self.redis.set(self._status_key(status.key), status.model_dump_json(), nx=True):
             return False
-        await self.redis.zadd(f"{self.prefix}statuses", {status.key: stamp})
+        await self.redis.zadd(self.keys.statuses(), {status.key: stamp})
         return True
 
     async def by_namespace(self, namespace: str) -> EnvironmentStatus | None:
-        key = await self.redis.get(f"{self.prefix}namespace:{namespace}")
+        key = await self.redis.get(self.keys.namespace(namespace))
         return await self.get(key.decode()) if key else None
 
     async def recent(
@@ -123,7 +120,7 @@ class StatusStore:
         state: str | None = None,
         limit: int = 100,
     ) -> list[EnvironmentStatus]:
-        keys = await self.redis.zrevrange(f"{self.prefix}statuses", 0, -1)
+        keys = await self.redis.zrevrange(self.keys.statuses(), 0, -1)
         found: list[EnvironmentStatus] = []
         # Environments number in the hundreds, not millions: one MGET of all of them is fine.
         values = await self.redis.mget([self._status_key(k.decode()) for k in keys]) if keys else []
@@ -143,11 +140,11 @@ class StatusStore:
         return found
 
     async def report_state(self, key: str) -> ReportState | None:
-        raw = await self.redis.get(f"{self.prefix}report:{key}")
+        raw = await self.redis.get(self.keys.report(key))
         return ReportState.model_validate_json(raw) if raw else None
 
     async def save_report_state(self, key: str, state: ReportState) -> None:
-        await self.redis.set(f"{self.prefix}report:{key}", state.model_dump_json())
+        await self.redis.set(self.keys.report(key), state.model_dump_json())
 
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
         if not delivery_ids:
@@ -155,12 +152,12 @@ class StatusStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
                 pipe.set(
-                    f"{self.prefix}applied:{provider.value}:{delivery_id}",
+                    self.keys.applied(provider, delivery_id),
                     applied.model_dump_json(),
                     px=self.retention_ms,
                 )
             await pipe.execute()
 
     async def applied(self, provider: Provider, delivery_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{self.prefix}applied:{provider.value}:{delivery_id}")
+        raw = await self.redis.get(self.keys.applied(provider, delivery_id))
         return AppliedBy.model_validate_json(raw).model_dump(mode="json") if raw else None

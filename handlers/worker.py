@@ -20,18 +20,20 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from gateway.events import EventType, LifecycleEvent, Provider
-from gateway.logs import delivery_id_var
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.policy import Rules, decide, same_commit
+from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.report import ReportBusy, Reporter
-from handlers.settings import WorkerSettings
+from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
-from providers.host_settings import load_host_settings
-from providers.hosts import Host, HostUnavailable, build_hosts
+from providers.events import EventType, LifecycleEvent, Provider
+from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.build import build_hosts
+from providers.hosts.settings import HostSettings, load_host_settings
+from providers.logs import delivery_id_var
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -43,7 +45,7 @@ REPORT_MAX_TRIES = 150
 
 @dataclass
 class Deps:
-    settings: WorkerSettings
+    settings: WorkerConfig
     desired: DesiredStore
     statuses: StatusStore
     reconciler: Reconciler
@@ -105,10 +107,10 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
             await ctx["redis"].enqueue_job(
-                "reconcile",
+                Job.RECONCILE,
                 str(key),
                 _job_id=f"reconcile:{key}:{new_generation}",
-                _queue_name=deps.settings.queue_name,
+                _queue_name=deps.settings.connection.queue_name,
             )
         return f"{key}: {decision.reason}"
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
@@ -121,7 +123,7 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
         return await deps.reconciler.reconcile(key)
     except (TransientClusterError, RetryLater, HostUnavailable) as exc:
         tries = int(ctx.get("job_try", 1))
-        if tries >= deps.settings.reconcile_max_tries:
+        if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
             return "failed"
         # Exponential backoff with full jitter, capped at five minutes.
@@ -135,10 +137,10 @@ async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous
     deps: Deps = ctx["deps"]
     stamp = status.updated_at.timestamp() if status.updated_at else 0
     await ctx["redis"].enqueue_job(
-        "report",
+        Job.REPORT,
         status.key,
         _job_id=f"report:{status.key}:{status.state}:{stamp}",
-        _queue_name=deps.settings.queue_name,
+        _queue_name=deps.settings.connection.queue_name,
     )
     await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
 
@@ -161,22 +163,23 @@ async def report(ctx: dict[str, Any], env: str) -> str:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    settings: WorkerSettings = ctx["settings"]
+    settings: WorkerConfig = ctx["settings"]
+    worker = settings.worker
     cluster: Cluster | None = ctx.get("cluster")
     if cluster is None:
-        cluster, explanation = detect_cluster(settings.cluster, settings.directory, settings.kubeconfig)
+        cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
         logger.info(explanation)
     hosts: Mapping[Provider, Host] | None = ctx.get("hosts")
     if hosts is None:
-        hosts = build_hosts(load_host_settings())
+        hosts = build_hosts(ctx.get("host_settings") or load_host_settings())
         for provider in Provider:
             if provider not in hosts and provider != Provider.GENERIC:
                 logger.info(
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
     redis = ctx["redis"]
-    desired = DesiredStore(redis, settings.key_prefix)
-    statuses = StatusStore(redis, settings.key_prefix, settings.retention_ms)
+    desired = DesiredStore(redis, settings.keys)
+    statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
@@ -185,18 +188,18 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings=settings,
         desired=desired,
         statuses=statuses,
-        reporter=Reporter(redis, settings.key_prefix, statuses, hosts, settings.dashboard_url),
+        reporter=Reporter(redis, settings.keys, statuses, hosts, settings.render.dashboard_url),
         reconciler=Reconciler(
             desired=desired,
             statuses=statuses,
             cluster=cluster,
             hosts=hosts,
-            render_settings=settings.render_settings(),
-            default_config=settings.default_config,
-            lock_ttl_s=settings.lock_ttl,
+            render_settings=settings.render,
+            default_config=worker.default_config,
+            lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
         ),
-        rules=Rules(deploy_drafts=settings.deploy_drafts, deploy_forks=settings.deploy_forks),
+        rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
     )
 
 
@@ -213,41 +216,50 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 def worker_settings(
-    settings: WorkerSettings, *, cluster: Cluster | None = None, hosts: Mapping[Provider, Host] | None = None
+    settings: WorkerConfig,
+    *,
+    cluster: Cluster | None = None,
+    hosts: Mapping[Provider, Host] | None = None,
+    host_settings: HostSettings | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for arq's Worker; tests pass their own cluster and hosts."""
+    worker = settings.worker
     return {
         "functions": [
             # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
             # keep this one no longer than the reconcile's.
-            func(process_event, max_tries=5, timeout=min(30, settings.reconcile_timeout)),
+            func(
+                process_event, name=Job.PROCESS_EVENT, max_tries=5, timeout=min(30, worker.reconcile_timeout)
+            ),
             # keep_result=0: a finished reconcile leaves nothing behind in Redis.
             func(
                 reconcile,
-                max_tries=settings.reconcile_max_tries + 1,
-                timeout=settings.reconcile_timeout,
+                name=Job.RECONCILE,
+                max_tries=worker.reconcile_max_tries + 1,
+                timeout=worker.reconcile_timeout,
                 keep_result=0,
             ),
             func(
                 report,
+                name=Job.REPORT,
                 max_tries=REPORT_MAX_TRIES + 1,
-                timeout=min(60, settings.reconcile_timeout),
+                timeout=min(60, worker.reconcile_timeout),
                 keep_result=0,
             ),
             status_webhook_function(),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts},
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "queue_name": settings.queue_name,
-        "max_jobs": settings.max_jobs,
-        "poll_delay": settings.poll_delay,
+        "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts, "host_settings": host_settings},
+        "redis_settings": RedisSettings.from_dsn(settings.connection.redis_url),
+        "queue_name": settings.connection.queue_name,
+        "max_jobs": worker.max_jobs,
+        "poll_delay": worker.poll_delay,
         "keep_result": 3600,
         "handle_signals": True,
     }
 
 
-def run_worker(settings: WorkerSettings) -> int:
-    Worker(**worker_settings(settings)).run()
+def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
+    Worker(**worker_settings(settings, host_settings=host_settings)).run()
     return 0

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gateway.events import Provider
-from gateway.verdicts import Refusal, bad_request
+from providers.events import Provider
 from providers.payload import field, optional, parse_time
 from providers.signing import verify_hub_signature
+from providers.verdicts import Refusal, bad_request
 
 T = TypeVar("T")
 

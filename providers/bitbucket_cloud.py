@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
-from gateway.verdicts import Accepted, Ignored, Outcome, bad_request
 from providers.bitbucket import (
     event_key,
     field_in,
@@ -25,7 +23,9 @@ from providers.bitbucket import (
     timestamp,
 )
 from providers.bitbucket import verify as verify
+from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
 from providers.payload import field, load_json_object, optional, require_json
+from providers.verdicts import Accepted, Ignored, Outcome, bad_request
 
 PROVIDER = Provider.BITBUCKET_CLOUD
 DELIVERY_HEADER = "X-Request-UUID"

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.events import Comment, EventType, LifecycleEvent, Provider
-from gateway.verdicts import Accepted, Ignored, Outcome, Pong, bad_request
 from providers.bitbucket import (
     SERVER_DELIVERY_HEADER,
     event_key,
@@ -27,7 +25,9 @@ from providers.bitbucket import (
     timestamp,
 )
 from providers.bitbucket import verify as verify
+from providers.events import Comment, EventType, LifecycleEvent, Provider
 from providers.payload import branch_from_ref, field, load_json_object, optional, require_json
+from providers.verdicts import Accepted, Ignored, Outcome, Pong, bad_request
 
 PROVIDER = Provider.BITBUCKET_SERVER
 DELIVERY_HEADER = SERVER_DELIVERY_HEADER

@@ -19,10 +19,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.events import EventType, LifecycleEvent, Provider
-from gateway.verdicts import Accepted, Outcome, bad_request, unauthorized
 from providers import signing
+from providers.events import EventType, LifecycleEvent, Provider
 from providers.payload import load_json_object, require_json
+from providers.verdicts import Accepted, Outcome, bad_request, unauthorized
 
 AUTHORIZATION_HEADER = "Authorization"
 SIGNATURE_HEADER = "webhook-signature"

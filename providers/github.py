@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
-from gateway.verdicts import (
+from providers import payload, signing
+from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
+from providers.payload import NULL_SHA, branch_from_ref, field, optional
+from providers.verdicts import (
     Accepted,
     Ignored,
     Outcome,
@@ -23,8 +25,6 @@ from gateway.verdicts import (
     unauthorized,
     unsupported_media_type,
 )
-from providers import payload, signing
-from providers.payload import NULL_SHA, branch_from_ref, field, optional
 
 EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"

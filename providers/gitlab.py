@@ -24,8 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from gateway.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
-from gateway.verdicts import Accepted, Ignored, Outcome, bad_request, unauthorized
+from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
 from providers.payload import (
     NULL_SHA,
     branch_from_ref,
@@ -36,6 +35,7 @@ from providers.payload import (
     require_json,
 )
 from providers.signing import verify_standard_webhook, verify_token
+from providers.verdicts import Accepted, Ignored, Outcome, bad_request, unauthorized
 
 EVENT_HEADER = "X-Gitlab-Event"
 TOKEN_HEADER = "X-Gitlab-Token"

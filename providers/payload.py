@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from gateway.verdicts import bad_request, unsupported_media_type
+from providers.verdicts import bad_request, unsupported_media_type
 
 T = TypeVar("T")
 

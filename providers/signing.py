@@ -8,15 +8,11 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
-from gateway.verdicts import unauthorized
+from providers.verdicts import unauthorized
 
 # Standard Webhooks (and GitLab's signing token) accept a timestamp this far
 # from our clock, either way; outside it the delivery is refused as a replay.
 TIMESTAMP_TOLERANCE_S = 300
-
-
-def hmac_sha256_hex(secret: bytes, body: bytes) -> str:
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def verify_hub_signature(header: str | None, body: bytes, secrets: Iterable[bytes], name: str) -> None:

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.settings import load_gateway_settings
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SECRET_SETTINGS
@@ -39,7 +39,7 @@ def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
 
     def start(**overrides: Any) -> httpx.Client:
         values: dict[str, Any] = {"redis_url": redis_server.url, **SECRET_SETTINGS, **overrides}
-        served = ServedApp(create_app(Settings(**values))).__enter__()
+        served = ServedApp(create_app(load_gateway_settings(**values))).__enter__()
         client = httpx.Client(base_url=served.url, timeout=15)
         started.append((served, client))
         return client

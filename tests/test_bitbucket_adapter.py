@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from gateway.events import BuildStatus, EventType, Provider
-from gateway.verdicts import Accepted, Ignored, Outcome, Pong, Refusal
 from providers import bitbucket, bitbucket_cloud, bitbucket_server
-from providers.signing import hmac_sha256_hex
+from providers.events import BuildStatus, EventType, Provider
+from providers.verdicts import Accepted, Ignored, Outcome, Pong, Refusal
+from tests.support.senders import hub_signature
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECEIVED_AT = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
@@ -46,7 +46,7 @@ def load(folder: str, name: str) -> tuple[dict[str, str], bytes, dict[str, Any]]
 
 
 def signed(headers: dict[str, str], body: bytes, secret: bytes = SECRET) -> dict[str, str]:
-    return {**headers, "X-Hub-Signature": "sha256=" + hmac_sha256_hex(secret, body)}
+    return {**headers, "X-Hub-Signature": hub_signature(secret.decode(), body)}
 
 
 def conclusion(outcome: Outcome) -> dict[str, Any]:
@@ -285,8 +285,8 @@ def test_signature_matches_the_documented_test_vector() -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        "sha256=" + hmac_sha256_hex(b"some other secret", BODY),
-        "sha256=" + hmac_sha256_hex(SECRET, BODY + b" "),
+        hub_signature("some other secret", BODY),
+        hub_signature(SECRET.decode(), BODY + b" "),
         "sha256=" + "0" * 64,
         "sha256=not-hex",
     ],

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from gateway.events import Provider
 from handlers import naming
 from handlers.cluster import (
     Cluster,
@@ -32,6 +31,7 @@ from handlers.cluster.kubernetes import ANNOTATION_APPLIED_OBJECTS, KubernetesCl
 from handlers.cluster.retry import RetryPolicy
 from handlers.config import config_from_mapping
 from handlers.render import RenderSettings, RenderTarget, render_environment, required_passwords
+from providers.events import Provider
 from tests.kubeapi import Fault, KubeAPIServer
 
 NS = "shop-pr-7"
@@ -670,17 +670,6 @@ def test_read_credentials_lists_the_generated_secrets_once(
     assert request.params == {"labelSelector": "k8s-ee/generated-credentials=true"}
 
 
-def test_namespaces_lists_only_managed_ones(cluster: KubernetesCluster, kube: KubeAPIServer) -> None:
-    run(cluster.apply(NS, REPO, environment()))
-    run(cluster.apply("shop-pr-8", REPO, environment(name="shop-pr-8")))
-    kube.add_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
-
-    found = run(cluster.namespaces())
-
-    assert [info.name for info in found] == [NS, "shop-pr-8"]
-    assert all(info.repository == REPO and not info.terminating and not info.preserved for info in found)
-
-
 # -- with the renderer ---------------------------------------------------------------------------
 
 
@@ -792,13 +781,12 @@ def test_every_request_carries_the_bearer_token(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{server.server_port}"
         cluster = KubernetesCluster.from_environment(kubeconfig_for(tmp_path / "config", url, "abc123"))
-        assert run(cluster.namespaces()) == []
         assert run(cluster.read_credentials(NS)) == {}
         cluster.close()
     finally:
         server.shutdown()
         server.server_close()
-    assert seen == ["Bearer abc123", "Bearer abc123"]
+    assert seen == ["Bearer abc123"]
 
 
 def test_a_broken_kubeconfig_is_a_permanent_error(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from handlers.cluster.kubernetes import KubernetesCluster
-from handlers.settings import WorkerSettings
-from tests.support.senders import ADMIN_TOKEN, SECRET_SETTINGS
+from handlers.settings import load_worker_config
+from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import drain
 from tests.test_worker_e2e import send, sha
 
@@ -41,11 +41,10 @@ def test_open_and_close_against_a_real_cluster(
 ) -> None:
     config = tmp_path / "k8s-ee.yaml"
     config.write_text("projectId: k8s-ee-e2e\ndatabases:\n  redis: true\n")
-    settings = WorkerSettings(
+    settings = load_worker_config(
         redis_url=redis_server.url,
         default_config=config,
         preview_domain="preview.example.com",
-        **SECRET_SETTINGS,
     )
     client = gateway()
     number = random.randint(10_000, 99_999)

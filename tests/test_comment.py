@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.events import Provider
 from handlers.comment import HEADLINES, MARKER, escape, render_comment
 from handlers.status import EnvironmentStatus
+from providers.events import Provider
 
 EVIL = "x](http://evil)<img src=x onerror=alert(1)>"
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from gateway.events import EventType, Provider
-from gateway.verdicts import Accepted, Ignored, Pong, Refusal
 from providers import generic
+from providers.events import EventType, Provider
 from providers.signing import standard_webhook_signature
+from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "generic"
 RECEIVED_AT = datetime(2025, 3, 14, 9, 27, tzinfo=UTC)

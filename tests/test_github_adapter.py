@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from gateway.events import BuildStatus, EventType, Provider
-from gateway.verdicts import Accepted, Ignored, Pong, Refusal
 from providers import github
+from providers.events import BuildStatus, EventType, Provider
+from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 RECEIVED_AT = datetime(2025, 3, 10, 18, 30, tzinfo=UTC)

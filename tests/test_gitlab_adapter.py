@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from gateway.events import BuildStatus, EventType
-from gateway.verdicts import Accepted, Ignored, Pong, Refusal
 from providers import gitlab
+from providers.events import BuildStatus, EventType
+from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
 RECEIVED = datetime(2024, 5, 14, 9, 12, 45, tzinfo=UTC)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.events import Provider
 from handlers.config import config_from_mapping
 from handlers.hibernate import CNPG_HIBERNATION, hibernate
 from handlers.render import RenderSettings, RenderTarget, new_password, render_environment, required_passwords
+from providers.events import Provider
 
 
 def rendered() -> list[dict]:

@@ -13,10 +13,11 @@ import pytest
 from atlassian import Bitbucket
 from atlassian.bitbucket.cloud import Cloud
 
-from gateway.events import Provider
-from gateway.settings import SettingsError
-from providers.host_settings import load_host_settings
-from providers.hosts import ChangeState, Host, HostUnavailable, NotFound, build_hosts
+from providers.events import Provider
+from providers.hosts.base import ChangeState, Host, HostUnavailable, NotFound
+from providers.hosts.build import build_hosts
+from providers.hosts.settings import load_host_settings
+from providers.settings import SettingsError
 from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, fake_sha
 
 USER = "ci-bot@example.com"
@@ -150,16 +151,6 @@ def test_cloud_read_file_at_a_commit(cloud: FakeBitbucketCloud) -> None:
     ]
 
 
-def test_cloud_repository_exists(cloud: FakeBitbucketCloud) -> None:
-    host = cloud_host(cloud)
-    assert host.repository_exists(CLOUD_REPO) is True
-    assert host.repository_exists("acme/gone") is False
-    assert cloud.calls() == [
-        ("GET", "/2.0/repositories/acme/web-app"),
-        ("GET", "/2.0/repositories/acme/gone"),
-    ]
-
-
 def test_cloud_access_token_is_sent_as_bearer(cloud: FakeBitbucketCloud) -> None:
     cloud.add_bearer("repo-access-token")
     cloud.add_pull_request(CLOUD_REPO, 7)
@@ -208,7 +199,7 @@ def test_cloud_unreachable_is_host_unavailable(cloud: FakeBitbucketCloud) -> Non
     host = cloud_host(cloud, host_retries=0)
     cloud.stop()
     with pytest.raises(HostUnavailable, match="cannot reach Bitbucket Cloud"):
-        host.repository_exists(CLOUD_REPO)
+        host.change(CLOUD_REPO, 7)
 
 
 def test_cloud_fake_pages_with_next_urls(cloud: FakeBitbucketCloud) -> None:
@@ -281,21 +272,6 @@ def test_server_read_file_at_a_ref(server: FakeBitbucketServer) -> None:
         ("/rest/api/1.0/projects/PROJ/repos/web-app/raw/k8s-ee.yaml", {"at": old}),
         ("/rest/api/1.0/projects/PROJ/repos/web-app/raw/k8s-ee.yaml", {"at": new}),
         ("/rest/api/1.0/projects/PROJ/repos/web-app/raw/ops%231/k8s-ee.yaml", {"at": new}),
-    ]
-
-
-def test_server_repository_exists(server: FakeBitbucketServer) -> None:
-    host = server_host(server)
-    assert host.repository_exists(SERVER_REPO) is True
-    assert host.repository_exists("PROJ/gone") is False
-    assert host.repository_exists("~ALICE/scratch") is False
-    server.add_repository("~ALICE/scratch")
-    assert host.repository_exists("~ALICE/scratch") is True
-    assert server.calls() == [
-        ("GET", "/rest/api/1.0/projects/PROJ/repos/web-app"),
-        ("GET", "/rest/api/1.0/projects/PROJ/repos/gone"),
-        ("GET", "/rest/api/1.0/projects/~ALICE/repos/scratch"),
-        ("GET", "/rest/api/1.0/projects/~ALICE/repos/scratch"),
     ]
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from github import Auth, Github
 
-from gateway.events import Provider
-from gateway.settings import SettingsError
-from providers.host_settings import HostSettings, load_host_settings
-from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound, build_hosts
+from providers.events import Provider
+from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
+from providers.hosts.build import build_hosts
+from providers.hosts.settings import HostSettings, load_host_settings
+from providers.settings import SettingsError
 from tests.fakehosts import FakeGitHub, fake_sha
 from tests.fakehosts.github import app_key_pair
 
@@ -160,22 +161,6 @@ def test_read_file_that_is_not_text_is_an_error(fake: FakeGitHub) -> None:
         host_for(fake).read_file(REPO, "k8s-ee.yaml", "main")
 
 
-# -- repository_exists() ------------------------------------------------------------------------
-
-
-def test_repository_exists(fake: FakeGitHub) -> None:
-    host = host_for(fake)
-    assert host.repository_exists(REPO) is True
-    assert host.repository_exists("octo/gone") is False
-    assert fake.calls() == [("GET", "/repos/octo/app"), ("GET", "/repos/octo/gone")]
-
-
-def test_repository_exists_raises_when_github_cannot_answer(fake: FakeGitHub) -> None:
-    fake.add_fault(503, times=-1)
-    with pytest.raises(HostUnavailable):
-        host_for(fake).repository_exists(REPO)
-
-
 # -- failures -----------------------------------------------------------------------------------
 
 
@@ -286,11 +271,9 @@ def test_enterprise_server_api_url() -> None:
 
         assert host.change(REPO, 3).url == f"{ghe.origin}/octo/app/pull/3"
         assert host.read_file(REPO, "k8s-ee.yaml", "main") == "projectId: ghe\n"
-        assert host.repository_exists(REPO)
         assert ghe.calls() == [
             ("GET", "/api/v3/repos/octo/app/pulls/3"),
             ("GET", "/api/v3/repos/octo/app/contents/k8s-ee.yaml"),
-            ("GET", "/api/v3/repos/octo/app"),
         ]
 
 
@@ -370,7 +353,6 @@ def test_app_not_installed(fake: FakeGitHub, app_key: tuple[str, str]) -> None:
 
     with pytest.raises(NotFound, match="not installed"):
         host.change(REPO, 5)
-    assert host.repository_exists(REPO) is False
     assert fake.minted == []
 
 
@@ -385,7 +367,6 @@ def test_app_uninstalled_after_caching_is_looked_up_again(fake: FakeGitHub, app_
     fake.uninstall_app("octo")  # revokes the cached token
     with pytest.raises(NotFound, match="not installed"):
         host.change(REPO, 5)
-    assert host.repository_exists(REPO) is False
 
     fake.install_app("octo", 78)
     assert host.change(REPO, 5).state == "open"
@@ -459,8 +440,8 @@ def test_build_hosts_only_for_configured_providers() -> None:
 def test_web_process_never_imports_the_sdks() -> None:
     code = (
         "import sys, gateway.app, gateway.cli\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('github', 'gitlab', 'atlassian')"
-        " or m in ('providers.hosts', 'providers.host_settings') or m.endswith('_api') and m.startswith('providers.')]\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('github', 'gitlab', 'atlassian', 'kubernetes')"
+        " or m == 'providers.hosts' or m.startswith('providers.hosts.')]\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

@@ -12,10 +12,11 @@ from typing import Any
 import gitlab
 import pytest
 
-from gateway.events import Provider
-from gateway.settings import SettingsError
-from providers.host_settings import load_host_settings
-from providers.hosts import ChangeState, Host, HostError, HostUnavailable, NotFound, build_hosts
+from providers.events import Provider
+from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
+from providers.hosts.build import build_hosts
+from providers.hosts.settings import load_host_settings
+from providers.settings import SettingsError
 from tests.fakehosts import FakeGitLab, fake_sha
 
 TOKEN = "glpat-reader-0123456789"
@@ -132,25 +133,6 @@ def test_read_file_that_is_not_text_is_an_error(fake: FakeGitLab) -> None:
     fake.add_file(PROJECT, "k8s-ee.yaml", b"\xff\xfe\x00", ref="main")
     with pytest.raises(HostError, match="not UTF-8 text"):
         host_for(fake).read_file(PROJECT, "k8s-ee.yaml", "main")
-
-
-# -- repository_exists() ------------------------------------------------------------------------
-
-
-def test_repository_exists(fake: FakeGitLab) -> None:
-    host = host_for(fake)
-    assert host.repository_exists(PROJECT) is True
-    assert host.repository_exists("platform/team/gone") is False
-    assert fake.calls() == [
-        ("GET", f"/api/v4/projects/{ENCODED}"),
-        ("GET", "/api/v4/projects/platform%2Fteam%2Fgone"),
-    ]
-
-
-def test_repository_exists_raises_when_gitlab_cannot_answer(fake: FakeGitLab) -> None:
-    fake.add_fault(502, times=-1)
-    with pytest.raises(HostUnavailable):
-        host_for(fake).repository_exists(PROJECT)
 
 
 # -- failures -----------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events import BuildStatus, EventType, LifecycleEvent, Provider
 from handlers.desired import Desired
 from handlers.policy import Rules, decide
+from providers.events import BuildStatus, EventType, LifecycleEvent, Provider
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 RULES = Rules()
@@ -150,4 +150,4 @@ def test_activity_is_recorded_without_a_reconcile() -> None:
     desired, _ = run(event(EventType.CHANGE_OPENED))
     decision = decide(desired, event(EventType.COMMENT_CREATED, 4), RULES)
     assert not decision.reconcile and decision.desired is not None
-    assert decision.desired.last_activity == T0 + timedelta(minutes=4, seconds=1)
+    assert decision.desired.updated_at == T0 + timedelta(minutes=4, seconds=1)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from gateway.logs import JSONFormatter, delivery_id_var
+from providers.logs import JSONFormatter, delivery_id_var
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

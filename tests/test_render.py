@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.events import Provider
 from handlers import naming, quota
 from handlers.config import RepoConfig, config_from_mapping, load_config
 from handlers.render import (
@@ -29,6 +28,7 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
+from providers.events import Provider
 
 FIXTURES = Path(__file__).parent / "fixtures" / "configs"
 SHA = "0123456789abcdef0123456789abcdef01234567"

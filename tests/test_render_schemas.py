@@ -23,9 +23,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.events import Provider
 from handlers.config import RepoConfig, config_from_mapping, load_config
 from handlers.render import RenderSettings, RenderTarget, new_password, render_environment, required_passwords
+from providers.events import Provider
 
 K8S_VERSION = "1.33.0"
 FIXTURES = Path(__file__).parent / "fixtures" / "configs"

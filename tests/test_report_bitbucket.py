@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.events import Provider
-from providers.bitbucket_cloud_api import BitbucketCloudHost
-from providers.bitbucket_server_api import BitbucketServerHost
-from providers.host_settings import load_host_settings
-from providers.hosts import Host, HostUnavailable, HttpPolicy, build_hosts
-from providers.reporting import BUILD_KEY, BUILD_NAME, MARKER, StatusReport
+from providers.events import Provider
+from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.bitbucket_cloud import BitbucketCloudHost
+from providers.hosts.bitbucket_server import BitbucketServerHost
+from providers.hosts.build import build_hosts
+from providers.hosts.http import HttpPolicy
+from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, MARKER, StatusReport
+from providers.hosts.settings import load_host_settings
 from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeHost
 
 USER = "ci-bot@example.com"
@@ -195,7 +197,7 @@ def test_cloud_long_retry_after_surfaces_and_holds_back_later_calls(cloud: FakeB
     cloud.reset_requests()
 
     with pytest.raises(HostUnavailable, match="pause"):
-        host.repository_exists(CLOUD_REPO)
+        host.change(CLOUD_REPO, 5)
     assert cloud.requests == []
 
 
@@ -445,7 +447,7 @@ def test_server_build_status_per_state(server: FakeBitbucketServer, state: str, 
 
 def test_server_rate_limits_follow_the_remaining_header(server: FakeBitbucketServer) -> None:
     host = server_host(server)
-    host.repository_exists(SERVER_REPO)
+    host.change(SERVER_REPO, 5)
     assert host.rate_limits() == {}
 
     server.add_fault(None, headers={"X-RateLimit-Remaining": "57"})

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from gateway.events import Provider
 from handlers.comment import MARKER
-from handlers.settings import WorkerSettings
-from providers.host_settings import load_host_settings
-from providers.hosts import build_hosts
+from handlers.keys import Keys
+from handlers.settings import load_worker_config
+from providers.events import Provider
+from providers.hosts.build import build_hosts
+from providers.hosts.settings import load_host_settings
 from tests.fakehosts import FakeGitHub
 from tests.kubeapi import KubeAPIServer
-from tests.support.senders import SECRET_SETTINGS
 from tests.support.worker import drain, kube_cluster
 from tests.test_worker_e2e import REPO, send, sha
 
@@ -67,12 +67,11 @@ def receiver() -> Iterator[Receiver]:
 def test_comment_deployment_and_status_webhook(
     gateway: Any, redis_server: Any, receiver: Receiver, tmp_path: Any
 ) -> None:
-    settings = WorkerSettings(
+    settings = load_worker_config(
         redis_url=redis_server.url,
         preview_domain="preview.example.com",
         status_webhooks=json.dumps([{"url": receiver.url, "secret": SUBSCRIBER_SECRET}]),
         status_webhooks_allow_private=True,
-        **SECRET_SETTINGS,
     )
     client = gateway()
     with KubeAPIServer() as kube, FakeGitHub() as github:
@@ -126,9 +125,7 @@ def test_comment_deployment_and_status_webhook(
 
 
 def test_a_failing_host_delays_the_report_never_the_environment(gateway: Any, redis_server: Any) -> None:
-    settings = WorkerSettings(
-        redis_url=redis_server.url, preview_domain="preview.example.com", **SECRET_SETTINGS
-    )
+    settings = load_worker_config(redis_url=redis_server.url, preview_domain="preview.example.com")
     client = gateway()
     with KubeAPIServer() as kube, FakeGitHub() as github:
         github.add_token("ghp-test")
@@ -184,7 +181,7 @@ def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any
 
         async def race() -> list[Any]:
             redis = Redis.from_url(redis_server.url)
-            statuses = StatusStore(redis, "k8s-ee:", 3_600_000)
+            statuses = StatusStore(redis, Keys("k8s-ee:"), 3_600_000)
             from datetime import UTC, datetime
 
             await statuses.put(
@@ -200,7 +197,7 @@ def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any
                     updated_at=datetime.now(UTC),
                 )
             )
-            reporter = Reporter(redis, "k8s-ee:", statuses, {Provider.GITHUB: host})
+            reporter = Reporter(redis, Keys("k8s-ee:"), statuses, {Provider.GITHUB: host})
             env = f"github:{REPO}:12"
             try:
                 return list(

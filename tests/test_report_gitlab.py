@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.events import Provider
-from providers.gitlab_api import GitLabHost
-from providers.host_settings import load_host_settings
-from providers.hosts import Host, HostUnavailable, HttpPolicy, build_hosts
-from providers.reporting import MARKER, STATUS_CONTEXT, StatusReport
+from providers.events import Provider
+from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.build import build_hosts
+from providers.hosts.gitlab import GitLabHost
+from providers.hosts.http import HttpPolicy
+from providers.hosts.reporting import MARKER, STATUS_CONTEXT, StatusReport
+from providers.hosts.settings import load_host_settings
 from tests.fakehosts import FakeGitLab
 
 TOKEN = "glpat-writer0123456789"

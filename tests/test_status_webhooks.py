@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.events import Provider
-from gateway.settings import SettingsError
-from handlers.settings import WorkerSettings, load_worker_settings
+from handlers.keys import Keys
+from handlers.queue import Job
+from handlers.settings import WorkerConfig, load_worker_config
 from handlers.status import EnvironmentStatus
 from handlers.status_webhooks.config import Subscriber, redact_url
 from handlers.status_webhooks.deliver import send
@@ -52,7 +52,6 @@ from handlers.status_webhooks.destination import (
 from handlers.status_webhooks.payload import SCHEMA_PATH, StatusEvent, schema_text
 from handlers.status_webhooks.queue import (
     CTX_KEY,
-    JOB,
     MAX_TRIES,
     Backoff,
     Runtime,
@@ -63,6 +62,8 @@ from handlers.status_webhooks.queue import (
 )
 from handlers.status_webhooks.store import DeliveryRecords, StatusDelivery
 from handlers.worker import worker_settings
+from providers.events import Provider
+from providers.settings import SettingsError
 from tests.support.senders import ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -188,12 +189,12 @@ def mapped(table: dict[str, str]) -> Callable[[str, int], Awaitable[list[Address
 # -- helpers ----------------------------------------------------------------------------
 
 
-def settings(subscribers: list[dict[str, Any]], **overrides: Any) -> WorkerSettings:
+def settings(subscribers: list[dict[str, Any]], **overrides: Any) -> WorkerConfig:
     values: dict[str, Any] = {
         "status_webhooks": json.dumps(subscribers),
         "status_webhooks_allow_private": True,
     }
-    return load_worker_settings(**(values | overrides))
+    return load_worker_config(**(values | overrides))
 
 
 def environment(state: str = "deployed", repository: str = "acme/shop", **extra: Any) -> EnvironmentStatus:
@@ -246,15 +247,18 @@ def test_the_variable_is_parsed_from_the_environment(monkeypatch: pytest.MonkeyP
         ),
     )
     monkeypatch.setenv("K8S_EE_STATUS_WEBHOOKS_RETRY_HOURS", "36")
-    loaded = load_worker_settings()
-    first, second = loaded.status_webhooks
+    loaded = load_worker_config()
+    first, second = loaded.worker.status_webhooks
     assert first.states is None and first.repositories is None
     assert second.states == ("deployed", "failed") and second.repositories == ("acme/*", "other/one")
     assert second.secret.get_secret_value() == OTHER_SECRET
-    assert SECRET not in repr(loaded) and OTHER_SECRET not in str(loaded.status_webhooks)
-    assert loaded.status_webhooks_retry_hours == 36 and loaded.status_webhooks_allow_private is False
+    assert SECRET not in repr(loaded) and OTHER_SECRET not in str(loaded.worker.status_webhooks)
+    assert (
+        loaded.worker.status_webhooks_retry_hours == 36
+        and loaded.worker.status_webhooks_allow_private is False
+    )
     monkeypatch.delenv("K8S_EE_STATUS_WEBHOOKS")
-    assert load_worker_settings().status_webhooks == []
+    assert load_worker_config().worker.status_webhooks == []
 
 
 @pytest.mark.parametrize(
@@ -292,7 +296,7 @@ def test_a_bad_value_stops_start_up_naming_the_variable_and_never_the_secret(
 ) -> None:
     monkeypatch.setenv("K8S_EE_STATUS_WEBHOOKS", value)
     with pytest.raises(SettingsError) as failure:
-        load_worker_settings()
+        load_worker_config()
     message = str(failure.value)
     assert "K8S_EE_STATUS_WEBHOOKS:" in message and complaint in message
     for secret in (SECRET, "short-secret", "!!!not-base64!!!", "u:p@"):
@@ -300,13 +304,13 @@ def test_a_bad_value_stops_start_up_naming_the_variable_and_never_the_secret(
 
 
 def test_the_worker_registers_the_job_with_retries_left_to_the_window() -> None:
-    functions = {f.name: f for f in worker_settings(WorkerSettings())["functions"]}
-    job = functions[JOB]
+    functions = {f.name: f for f in worker_settings(load_worker_config())["functions"]}
+    job = functions[Job.STATUS_WEBHOOK]
     assert job.max_tries == MAX_TRIES == status_webhook_function().max_tries
     # arq would need MAX_TRIES runs before stopping: more than a week of retries one second apart.
     assert MAX_TRIES > 7 * 86_400
     # The job's key (set once, at enqueue) outlives the window plus the longest last backoff.
-    assert job_expiry_s(WorkerSettings()) > 24 * 3600 + 2 * Backoff().cap_s
+    assert job_expiry_s(load_worker_config()) > 24 * 3600 + 2 * Backoff().cap_s
 
 
 def test_redacted_urls_drop_the_query() -> None:
@@ -360,7 +364,7 @@ def test_one_delivery_per_matching_subscriber_and_none_twice(redis_server: Any, 
     assert len(deployed) == 2 and again == deployed
     assert len(failed) == 3 and unchanged == []
     # One arq job per delivery, however often the change was reported.
-    assert redis_client.zcard(WorkerSettings().queue_name) == 5
+    assert redis_client.zcard(load_worker_config().connection.queue_name) == 5
     urls = {json.loads(redis_client.get(f"k8s-ee:status-webhook:{i}"))["url"] for i in deployed}
     assert urls == {"https://all.example/", "https://acme.example/"}
 
@@ -381,13 +385,13 @@ def test_retried_after_500s_then_delivered_by_the_worker(
             ids = await enqueue_status_event(redis, config, environment("deployed"), "deploying")
             runtime = Runtime(
                 settings=config,
-                records=DeliveryRecords(redis, config.key_prefix),
+                records=DeliveryRecords(redis, config.keys),
                 backoff=Backoff(first_s=0.05, cap_s=0.1),
             )
             worker = Worker(
                 functions=[status_webhook_function()],
                 redis_pool=redis,
-                queue_name=config.queue_name,
+                queue_name=config.connection.queue_name,
                 burst=True,
                 poll_delay=0.01,
                 handle_signals=False,
@@ -470,7 +474,7 @@ def test_dead_after_the_retry_window_with_the_last_answer_kept(
             redis = await pool(redis_server.url)
             runtime = Runtime(
                 settings=config,
-                records=DeliveryRecords(redis, config.key_prefix),
+                records=DeliveryRecords(redis, config.keys),
                 clock=clock,
                 backoff=Backoff(first_s=10, cap_s=3600),
             )
@@ -522,7 +526,7 @@ def test_410_gone_is_dead_at_once(
         redis = await pool(redis_server.url)
         try:
             [delivery] = await enqueue_status_event(redis, config, environment(), "deploying")
-            runtime = Runtime(settings=config, records=DeliveryRecords(redis, config.key_prefix))
+            runtime = Runtime(settings=config, records=DeliveryRecords(redis, config.keys))
             return await deliver_status_webhook({"settings": config, CTX_KEY: runtime}, delivery)
         finally:
             await redis.aclose()
@@ -540,7 +544,7 @@ def test_redis_unavailable_is_retried_by_arq() -> None:
 
     async def scenario() -> None:
         redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
-        runtime = Runtime(settings=config, records=DeliveryRecords(redis, config.key_prefix))
+        runtime = Runtime(settings=config, records=DeliveryRecords(redis, config.keys))
         try:
             await deliver_status_webhook({"settings": config, CTX_KEY: runtime, "job_try": 3}, "swd_x")
         finally:
@@ -679,7 +683,7 @@ def test_a_refused_destination_is_dead_at_once_in_the_job(redis_server: Any, red
             [delivery] = await enqueue_status_event(redis, config, environment(), "deploying")
             runtime = Runtime(
                 settings=config,
-                records=DeliveryRecords(redis, config.key_prefix),
+                records=DeliveryRecords(redis, config.keys),
                 resolver=mapped({"evil.example": "10.0.0.1"}),
             )
             assert await deliver_status_webhook({"settings": config, CTX_KEY: runtime}, delivery) == "dead"
@@ -873,7 +877,7 @@ def test_the_admin_api_lists_pages_and_shows_deliveries(
 def test_records_are_bounded(redis_server: Any, redis_client: Any) -> None:
     async def scenario() -> tuple[list[str], list[str], int]:
         redis = await pool(redis_server.url)
-        records = DeliveryRecords(redis, "k8s-ee:", max_records=3)
+        records = DeliveryRecords(redis, Keys("k8s-ee:"), max_records=3)
         try:
             ids = [f"swd_{n}" for n in range(5)]
             for n, delivery in enumerate(ids):

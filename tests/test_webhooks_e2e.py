@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from arq.jobs import deserialize_job
 
-from gateway.events import LifecycleEvent
+from providers.events import LifecycleEvent
 from tests.support.redis_server import RedisServer
 from tests.support.senders import (
     ADMIN_TOKEN,

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.settings import load_gateway_settings
 from tests.support.http_server import ServedApp
 from tests.support.senders import ENDPOINTS, SECRET_SETTINGS, auth_headers, load_fixtures
 
@@ -69,7 +69,7 @@ bodies = st.one_of(
 
 @pytest.fixture(scope="module")
 def served(redis_server: Any) -> Any:
-    settings = Settings(redis_url=redis_server.url, **SECRET_SETTINGS)
+    settings = load_gateway_settings(redis_url=redis_server.url, **SECRET_SETTINGS)
     with ServedApp(create_app(settings)) as app, httpx.Client(base_url=app.url, timeout=15) as client:
         yield client
 

@@ -19,9 +19,9 @@ import pytest
 
 from handlers.cluster import Cluster
 from handlers.cluster.directory import DirectoryCluster
-from handlers.settings import WorkerSettings
+from handlers.settings import WorkerConfig, load_worker_config
 from tests.kubeapi import KubeAPIServer
-from tests.support.senders import ADMIN_TOKEN, FIXTURES, SECRET_SETTINGS, auth_headers
+from tests.support.senders import ADMIN_TOKEN, FIXTURES, auth_headers
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -60,16 +60,15 @@ def kube() -> Iterator[KubeAPIServer]:
 
 
 @pytest.fixture
-def worker_config(tmp_path: Path, redis_server: Any) -> WorkerSettings:
+def worker_config(tmp_path: Path, redis_server: Any) -> WorkerConfig:
     config = tmp_path / "k8s-ee.yaml"
     config.write_text(CONFIG)
-    return WorkerSettings(
+    return load_worker_config(
         redis_url=redis_server.url,
         default_config=config,
         preview_domain="preview.example.com",
         lock_ttl=3,
         reconcile_max_tries=3,
-        **SECRET_SETTINGS,
     )
 
 
@@ -92,7 +91,7 @@ def environment(client: Any, name: str) -> dict[str, Any]:
 
 
 def test_opened_deploys_and_closed_destroys(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     cluster = kube_cluster(kube.url)
@@ -134,7 +133,7 @@ def test_opened_deploys_and_closed_destroys(
 
 
 def test_burst_coalesces_and_last_head_wins(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     send(client, "opened", 7, sha(100), 0)
@@ -154,7 +153,7 @@ def test_burst_coalesces_and_last_head_wins(
 
 
 def test_late_events_do_not_resurrect_a_closed_change(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     cluster = kube_cluster(kube.url)
@@ -201,15 +200,12 @@ class Recording:
     async def destroy(self, namespace: str, repository: str) -> Any:
         return await self.inner.destroy(namespace, repository)
 
-    async def namespaces(self) -> Any:
-        return await self.inner.namespaces()
-
     def close(self) -> None:
         self.inner.close()
 
 
 def test_event_during_a_reconcile_is_applied_right_after(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     cluster = Recording(kube_cluster(kube.url), hold=0.6)
@@ -228,7 +224,7 @@ def test_event_during_a_reconcile_is_applied_right_after(
 
 
 def test_never_two_reconciles_of_one_environment_at_once(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     cluster = Recording(kube_cluster(kube.url), hold=0.2)
@@ -247,10 +243,12 @@ def test_never_two_reconciles_of_one_environment_at_once(
 
 
 def test_invalid_config_fails_the_environment_with_the_field(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings, tmp_path: Path
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
-    assert worker_config.default_config is not None
-    worker_config.default_config.write_text("projectId: shop\ndatabases:\n  postgresql:\n    storage: 1GB\n")
+    assert worker_config.worker.default_config is not None
+    worker_config.worker.default_config.write_text(
+        "projectId: shop\ndatabases:\n  postgresql:\n    storage: 1GB\n"
+    )
     client = gateway()
     send(client, "opened", 5, sha(1), 0)
     drain(worker_config, kube_cluster(kube.url))
@@ -261,7 +259,7 @@ def test_invalid_config_fails_the_environment_with_the_field(
 
 
 def test_api_errors_transient_retried_permanent_failed(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
     client = gateway()
     kube.add_fault("PATCH", r"/resourcequotas/pr-quota", status=500, times=2)
@@ -279,7 +277,7 @@ def test_api_errors_transient_retried_permanent_failed(
 
 
 def test_directory_backend_writes_and_removes_manifests(
-    gateway: Any, worker_config: WorkerSettings, tmp_path: Path
+    gateway: Any, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
     client = gateway()
     root = tmp_path / "environments"
@@ -305,7 +303,7 @@ def kubeconfig(path: Path, url: str) -> Path:
 
 
 def test_worker_killed_mid_reconcile_loses_nothing(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings, tmp_path: Path
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
     import os
     import signal
@@ -315,10 +313,10 @@ def test_worker_killed_mid_reconcile_loses_nothing(
     client = gateway()
     env = {
         **os.environ,
-        "K8S_EE_REDIS_URL": worker_config.redis_url,
+        "K8S_EE_REDIS_URL": worker_config.connection.redis_url,
         "K8S_EE_CLUSTER": "kubernetes",
         "K8S_EE_KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", kube.url)),
-        "K8S_EE_DEFAULT_CONFIG": str(worker_config.default_config),
+        "K8S_EE_DEFAULT_CONFIG": str(worker_config.worker.default_config),
         "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
         # arq gives a job up for lost this long (+10 s) after its worker stopped answering.
         "K8S_EE_RECONCILE_TIMEOUT": "5",
@@ -354,11 +352,11 @@ def test_worker_killed_mid_reconcile_loses_nothing(
 
 
 def test_the_host_is_the_truth_when_credentials_are_configured(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig
 ) -> None:
-    from gateway.events import Provider
-    from providers.host_settings import load_host_settings
-    from providers.hosts import build_hosts
+    from providers.events import Provider
+    from providers.hosts.build import build_hosts
+    from providers.hosts.settings import load_host_settings
     from tests.fakehosts import FakeGitHub
 
     client = gateway()
@@ -389,7 +387,7 @@ def test_the_host_is_the_truth_when_credentials_are_configured(
 
 
 def test_a_destroyed_environment_is_forgotten_in_time_not_at_once(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerSettings, redis_client: Any
+    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, redis_client: Any
 ) -> None:
     from handlers.status import RETIRED_TTL_S
 

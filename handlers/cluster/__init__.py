@@ -19,8 +19,6 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handlers import naming
-
 
 class ClusterError(Exception):
     """An apply, destroy or read that did not succeed; `str(error)` is safe to show."""
@@ -104,23 +102,6 @@ class DestroyResult(BaseModel):
     preserved: bool = False
 
 
-class NamespaceInfo(BaseModel):
-    """A namespace this gateway manages, as the orphan sweep needs to see it."""
-
-    name: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    terminating: bool = False
-
-    @property
-    def repository(self) -> str | None:
-        return self.annotations.get(naming.ANNOTATION_REPOSITORY)
-
-    @property
-    def preserved(self) -> bool:
-        return self.labels.get(naming.LABEL_PRESERVE) == "true"
-
-
 @runtime_checkable
 class Cluster(Protocol):
     name: str  # "kubernetes" | "directory"
@@ -134,10 +115,6 @@ class Cluster(Protocol):
         ...
 
     async def destroy(self, namespace: str, repository: str) -> DestroyResult: ...
-
-    async def namespaces(self) -> list[NamespaceInfo]:
-        """The namespaces this gateway manages."""
-        ...
 
     def close(self) -> None:
         """Release connections; the cluster is not used afterwards."""
@@ -169,7 +146,6 @@ __all__ = [
     "ClusterChoice",
     "ClusterError",
     "DestroyResult",
-    "NamespaceInfo",
     "ObjectRef",
     "OwnershipError",
     "PermanentClusterError",

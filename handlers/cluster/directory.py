@@ -37,7 +37,6 @@ from handlers.cluster import (
     ApplyResult,
     ClusterError,
     DestroyResult,
-    NamespaceInfo,
     ObjectRef,
     OwnershipError,
     PermanentClusterError,
@@ -104,9 +103,6 @@ class DirectoryCluster:
 
     async def destroy(self, namespace: str, repository: str) -> DestroyResult:
         return await asyncio.to_thread(self._destroy, namespace, repository)
-
-    async def namespaces(self) -> list[NamespaceInfo]:
-        return await asyncio.to_thread(self._namespaces)
 
     def close(self) -> None:
         pass  # nothing held open between calls
@@ -183,22 +179,6 @@ class DirectoryCluster:
             == "true"
         ]
         return passwords_from_secrets(secrets)
-
-    @_file_errors
-    def _namespaces(self) -> list[NamespaceInfo]:
-        if not self.root.is_dir():
-            return []
-        found: list[NamespaceInfo] = []
-        for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith(".") or not folder.is_dir():
-                continue  # a folder being deleted, or not an environment
-            marker = _read_marker(folder)
-            if marker is None or marker.get("managedBy") != naming.MANAGED_BY:
-                continue
-            labels, annotations = _namespace_metadata(folder, folder.name)
-            annotations.setdefault(naming.ANNOTATION_REPOSITORY, str(marker.get("repository") or ""))
-            found.append(NamespaceInfo(name=folder.name, labels=labels, annotations=annotations))
-        return found
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ from handlers import naming
 from handlers.cluster import (
     ApplyResult,
     DestroyResult,
-    NamespaceInfo,
     ObjectRef,
     PermanentClusterError,
     TransientClusterError,
@@ -103,24 +102,6 @@ class KubernetesCluster:
             query=[("labelSelector", f"{naming.LABEL_GENERATED_CREDENTIALS}=true")],
         )
         return passwords_from_secrets(_items(answer.body))
-
-    async def namespaces(self) -> list[NamespaceInfo]:
-        found: list[NamespaceInfo] = []
-        token = ""
-        while True:
-            query = [
-                ("labelSelector", f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"),
-                ("limit", str(_PAGE)),
-            ]
-            if token:
-                query.append(("continue", token))
-            answer = await self._transport.request(
-                "GET", "/api/v1/namespaces", action="list managed namespaces", query=query
-            )
-            found.extend(_namespace_info(item) for item in _items(answer.body))
-            token = str((answer.body.get("metadata") or {}).get("continue") or "")
-            if not token:
-                return found
 
     # -- apply ---------------------------------------------------------------------------------
 
@@ -259,15 +240,6 @@ def _terminating(obj: dict[str, Any]) -> bool:
 def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
     items = body.get("items")
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-
-
-def _namespace_info(obj: dict[str, Any]) -> NamespaceInfo:
-    return NamespaceInfo(
-        name=str(_metadata(obj).get("name") or ""),
-        labels=_labels(obj),
-        annotations=_annotations(obj),
-        terminating=_terminating(obj),
-    )
 
 
 def _holders(obj: dict[str, Any]) -> str:

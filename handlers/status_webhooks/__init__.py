@@ -6,7 +6,7 @@ destination  which addresses a delivery may reach (no loopback, private or metad
 deliver      one signed HTTP POST to an address resolved and checked once
 store        the delivery records in Redis (what the admin API shows)
 queue        creating deliveries and the arq job that sends and retries them
-api          the admin API's listing and lookup
+listing      what the admin API lists and looks up
 
-Nothing is imported here, so the web process can use `api` without the worker's modules.
+Nothing is imported here, so the web process can use `listing` without the worker's modules.
 """

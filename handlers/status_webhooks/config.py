@@ -12,7 +12,7 @@ import binascii
 import fnmatch
 import hashlib
 import json
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import httpx
 from pydantic import (
@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
-from handlers.status import State
+from providers.states import State
 
 # Standard Webhooks asks for 24 to 64 random bytes; fewer than this is a password, not a key.
 MIN_KEY_BYTES = 16
@@ -152,22 +152,3 @@ def parse_subscribers(value: object) -> list[Subscriber]:
 
 
 Subscribers = Annotated[list[Subscriber], NoDecode, BeforeValidator(parse_subscribers)]
-
-
-class WebhookSettings(Protocol):
-    """What the status webhooks need from the worker's settings (WorkerSettings has all of it)."""
-
-    @property
-    def status_webhooks(self) -> list[Subscriber]: ...
-
-    @property
-    def status_webhooks_allow_private(self) -> bool: ...
-
-    @property
-    def status_webhooks_retry_hours(self) -> float: ...
-
-    @property
-    def key_prefix(self) -> str: ...
-
-    @property
-    def queue_name(self) -> str: ...

@@ -30,7 +30,7 @@ USER_AGENT = "k8s-ee-gateway (status webhooks)"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class SendResult:
     status: int | None = None
     error: str | None = None
     excerpt: str | None = None
@@ -101,16 +101,18 @@ def signed_headers(
     ]
 
 
-def _judge(status: int, excerpt: str) -> Outcome:
+def _judge(status: int, excerpt: str) -> SendResult:
     if 200 <= status < 300:
-        return Outcome(status=status, excerpt=excerpt)
+        return SendResult(status=status, excerpt=excerpt)
     if status == 410:
-        return Outcome(status, "answered 410 Gone: the receiver asks for no more deliveries", excerpt, True)
+        return SendResult(
+            status, "answered 410 Gone: the receiver asks for no more deliveries", excerpt, True
+        )
     if 300 <= status < 400:
-        return Outcome(
+        return SendResult(
             status, f"answered {status}; redirects are not followed: configure the final URL", excerpt
         )
-    return Outcome(status, f"answered {status}", excerpt)
+    return SendResult(status, f"answered {status}", excerpt)
 
 
 async def _post(
@@ -152,7 +154,7 @@ async def send(
     resolver: Resolver,
     timeout: float = TIMEOUT_S,
     tls: ssl.SSLContext | None = None,
-) -> Outcome:
+) -> SendResult:
     """POST `body` signed with `key` (the subscriber's secret, as configured). Never raises for the network."""
     parsed = httpx.URL(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -167,13 +169,13 @@ async def send(
                 parsed, addresses, headers, body, timeout, tls or httpcore.default_ssl_context()
             )
     except Refused as exc:
-        return Outcome(error=f"refused: {exc}", permanent=True)
+        return SendResult(error=f"refused: {exc}", permanent=True)
     except Unresolvable as exc:
-        return Outcome(error=str(exc))
+        return SendResult(error=str(exc))
     except (TimeoutError, httpcore.TimeoutException):
-        return Outcome(error=f"no answer within {timeout:g} s")
+        return SendResult(error=f"no answer within {timeout:g} s")
     except httpcore.ConnectError as exc:
-        return Outcome(error=f"cannot connect: {exc or type(exc).__name__}")
+        return SendResult(error=f"cannot connect: {exc or type(exc).__name__}")
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        return Outcome(error=f"{type(exc).__name__}: {exc}")
+        return SendResult(error=f"{type(exc).__name__}: {exc}")
     return _judge(status, excerpt)

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.events import Provider
-from handlers.status import EnvironmentStatus, State
+from handlers.status import EnvironmentStatus
+from providers.events import Provider
+from providers.states import State
 
 EVENT_TYPE = "environment.state_changed"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "status-webhook.schema.json"

@@ -28,16 +28,18 @@ from arq.connections import ArqRedis
 from arq.worker import Function, func
 from redis.exceptions import RedisError
 
-from handlers.status import EnvironmentStatus, State
-from handlers.status_webhooks.config import Subscriber, WebhookSettings
-from handlers.status_webhooks.deliver import TIMEOUT_S, Outcome, send
+from handlers.queue import Job
+from handlers.settings import WorkerConfig
+from handlers.status import EnvironmentStatus
+from handlers.status_webhooks.config import Subscriber
+from handlers.status_webhooks.deliver import TIMEOUT_S, SendResult, send
 from handlers.status_webhooks.destination import Resolver, system_resolver
 from handlers.status_webhooks.payload import StatusEvent
 from handlers.status_webhooks.store import DeliveryRecords, StatusDelivery
+from providers.states import State
 
 logger = logging.getLogger("k8s_ee.status_webhooks")
 
-JOB = "deliver_status_webhook"
 # The worker's ctx key of the Runtime below; tests put their own there (clock, resolver, backoff).
 CTX_KEY = "status_webhooks"
 # arq gives up on a job after max_tries runs, whatever the job says: set far beyond what
@@ -70,7 +72,7 @@ def utc_now() -> datetime:
 
 @dataclass
 class Runtime:
-    settings: WebhookSettings
+    settings: WorkerConfig
     records: DeliveryRecords
     clock: Callable[[], datetime] = utc_now
     resolver: Resolver = system_resolver
@@ -84,21 +86,27 @@ def runtime(ctx: dict[str, Any]) -> Runtime:
     """The job's dependencies, built on first use from the worker's settings and Redis."""
     found: Runtime | None = ctx.get(CTX_KEY)
     if found is None:
-        settings: WebhookSettings = ctx["settings"]
-        found = Runtime(settings=settings, records=DeliveryRecords(ctx["redis"], settings.key_prefix))
+        settings: WorkerConfig = ctx["settings"]
+        found = Runtime(settings=settings, records=DeliveryRecords(ctx["redis"], settings.keys))
         ctx[CTX_KEY] = found
     return found
 
 
-def job_expiry_s(settings: WebhookSettings, backoff: Backoff | None = None) -> float:
+def job_expiry_s(settings: WorkerConfig, backoff: Backoff | None = None) -> float:
     """arq drops a job whose key has expired, and sets that expiry once, at enqueue: outlive the window."""
     cap = (backoff or Backoff()).cap_s
-    return settings.status_webhooks_retry_hours * 3600 + 2 * cap + 3600
+    return settings.worker.status_webhooks_retry_hours * 3600 + 2 * cap + 3600
 
 
 def status_webhook_function() -> Function:
     """The entry for arq's `functions` list."""
-    return func(deliver_status_webhook, name=JOB, max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_S, keep_result=0)
+    return func(
+        deliver_status_webhook,
+        name=Job.STATUS_WEBHOOK,
+        max_tries=MAX_TRIES,
+        timeout=JOB_TIMEOUT_S,
+        keep_result=0,
+    )
 
 
 def delivery_id(event_id: str, subscriber: Subscriber) -> str:
@@ -107,7 +115,7 @@ def delivery_id(event_id: str, subscriber: Subscriber) -> str:
 
 async def enqueue_status_event(
     redis: ArqRedis,
-    settings: WebhookSettings,
+    settings: WorkerConfig,
     status: EnvironmentStatus,
     previous_state: State | None,
     *,
@@ -120,13 +128,13 @@ async def enqueue_status_event(
     """
     if previous_state == status.state:
         return []
-    wanted = [s for s in settings.status_webhooks if s.wants(status.repository, status.state)]
+    wanted = [s for s in settings.worker.status_webhooks if s.wants(status.repository, status.state)]
     if not wanted:
         return []
     created_at = now or utc_now()
     event = StatusEvent.from_status(status, previous_state, status.updated_at or created_at)
     body = event.model_dump_json()
-    records = DeliveryRecords(redis, settings.key_prefix)
+    records = DeliveryRecords(redis, settings.keys)
     ids: list[str] = []
     for subscriber in wanted:
         record = StatusDelivery(
@@ -148,18 +156,18 @@ async def enqueue_status_event(
         # Queued again when it exists and is pending: the first call may have died in between.
         # arq ignores a job id it already holds.
         await redis.enqueue_job(
-            JOB,
+            Job.STATUS_WEBHOOK,
             record.id,
             _job_id=f"status-webhook:{record.id}",
-            _queue_name=settings.queue_name,
+            _queue_name=settings.connection.queue_name,
             _expires=job_expiry_s(settings),
         )
         ids.append(record.id)
     return ids
 
 
-def _subscriber(settings: WebhookSettings, key: str) -> Subscriber | None:
-    return next((s for s in settings.status_webhooks if s.key == key), None)
+def _subscriber(settings: WorkerConfig, key: str) -> Subscriber | None:
+    return next((s for s in settings.worker.status_webhooks if s.key == key), None)
 
 
 async def deliver_status_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
@@ -184,7 +192,7 @@ async def _attempt(rt: Runtime, delivery_id: str) -> str:
     now = rt.clock()
     subscriber = _subscriber(rt.settings, record.subscriber)
     if subscriber is None:
-        outcome = Outcome(error="the subscriber is no longer in K8S_EE_STATUS_WEBHOOKS", permanent=True)
+        outcome = SendResult(error="the subscriber is no longer in K8S_EE_STATUS_WEBHOOKS", permanent=True)
     else:
         outcome = await send(
             subscriber.url,
@@ -192,7 +200,7 @@ async def _attempt(rt: Runtime, delivery_id: str) -> str:
             record.event_id,
             int(now.timestamp()),
             record.body.encode(),
-            allow_private=rt.settings.status_webhooks_allow_private,
+            allow_private=rt.settings.worker.status_webhooks_allow_private,
             resolver=rt.resolver,
             timeout=rt.timeout_s,
             tls=rt.tls,
@@ -200,7 +208,7 @@ async def _attempt(rt: Runtime, delivery_id: str) -> str:
     return await _record(rt, record, outcome, now)
 
 
-async def _record(rt: Runtime, record: StatusDelivery, outcome: Outcome, now: datetime) -> str:
+async def _record(rt: Runtime, record: StatusDelivery, outcome: SendResult, now: datetime) -> str:
     was = record.state
     first = record.first_attempt_at or now
     record = record.model_copy(
@@ -220,7 +228,7 @@ async def _record(rt: Runtime, record: StatusDelivery, outcome: Outcome, now: da
         await rt.records.save(record, was)
         logger.info("status webhook delivered (%s)", outcome.status, extra=where)
         return "delivered"
-    window = timedelta(hours=rt.settings.status_webhooks_retry_hours)
+    window = timedelta(hours=rt.settings.worker.status_webhooks_retry_hours)
     if outcome.permanent or now >= first + window:
         record = record.model_copy(update={"state": "dead", "finished_at": now})
         await rt.records.save(record, was)

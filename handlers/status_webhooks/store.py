@@ -19,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from handlers.status import State
+from handlers.keys import Keys
+from providers.states import State
 
 DeliveryState = Literal["pending", "delivered", "dead"]
 
@@ -64,18 +65,18 @@ def _ms(moment: datetime) -> int:
 
 class DeliveryRecords:
     def __init__(
-        self, redis: Redis, prefix: str, *, retention_ms: int = RETENTION_MS, max_records: int = MAX_RECORDS
+        self, redis: Redis, keys: Keys, *, retention_ms: int = RETENTION_MS, max_records: int = MAX_RECORDS
     ) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self.retention_ms = retention_ms
         self.max_records = max_records
 
     def _key(self, delivery_id: str) -> str:
-        return f"{self.prefix}status-webhook:{delivery_id}"
+        return self.keys.status_delivery(delivery_id)
 
     def _index(self, state: DeliveryState | None = None) -> str:
-        return f"{self.prefix}status-webhooks" + (f":{state}" if state else "")
+        return self.keys.status_deliveries(state)
 
     async def get(self, delivery_id: str) -> StatusDelivery | None:
         raw = await self.redis.get(self._key(delivery_id))

@@ -12,13 +12,13 @@ from typing import Any
 from arq.worker import Worker
 from kubernetes import client
 
-from gateway.events import Provider
 from handlers.cluster import Cluster
 from handlers.cluster.kubernetes import KubernetesCluster
 from handlers.cluster.retry import RetryPolicy
 from handlers.settings import WorkerSettings
 from handlers.worker import worker_settings
-from providers.hosts import Host
+from providers.events import Provider
+from providers.hosts.base import Host
 
 
 def kube_cluster(url: str, **options: Any) -> KubernetesCluster:

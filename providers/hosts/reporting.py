@@ -8,10 +8,11 @@ marker by which it is found again.
 
 from __future__ import annotations
 
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from providers.states import State
 
 # The hidden line that marks the environment's comment on a change.
 MARKER = "<!-- k8s-ee-pr-env -->"
@@ -22,9 +23,6 @@ BUILD_NAME = "k8s-ee preview environment"
 # GitHub refuses longer status descriptions.
 MAX_DESCRIPTION = 140
 
-State = Literal[
-    "queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped"
-]
 
 DEFAULT_DESCRIPTIONS: dict[str, str] = {
     "queued": "Preview environment queued",

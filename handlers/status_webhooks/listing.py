@@ -11,13 +11,14 @@ from typing import Any, cast, get_args
 
 from redis.asyncio import Redis
 
+from handlers.keys import Keys
 from handlers.status_webhooks.store import RETENTION_MS, DeliveryRecords, DeliveryState
 
 Answer = tuple[int, dict[str, Any]]
 STATES: tuple[str, ...] = get_args(DeliveryState)
 
 
-async def list_deliveries(redis: Redis, prefix: str, query: Mapping[str, str]) -> Answer:
+async def list_deliveries(redis: Redis, keys: Keys, query: Mapping[str, str]) -> Answer:
     state = query.get("state") or None
     if state is not None and state not in STATES:
         return 400, {"error": f"state must be one of {', '.join(STATES)}"}
@@ -28,7 +29,7 @@ async def list_deliveries(redis: Redis, prefix: str, query: Mapping[str, str]) -
     if not 1 <= limit <= 500:
         return 400, {"error": "limit must be between 1 and 500"}
     try:
-        page, cursor = await DeliveryRecords(redis, prefix).page(
+        page, cursor = await DeliveryRecords(redis, keys).page(
             state=cast(DeliveryState | None, state),  # checked against STATES above
             limit=limit,
             cursor=query.get("cursor") or None,
@@ -38,8 +39,8 @@ async def list_deliveries(redis: Redis, prefix: str, query: Mapping[str, str]) -
     return 200, {"items": [record.shown() for record in page], "next_cursor": cursor}
 
 
-async def get_delivery(redis: Redis, prefix: str, delivery_id: str) -> Answer:
-    record = await DeliveryRecords(redis, prefix).get(delivery_id)
+async def get_delivery(redis: Redis, keys: Keys, delivery_id: str) -> Answer:
+    record = await DeliveryRecords(redis, keys).get(delivery_id)
     if record is None:
         return 404, {
             "error": f"no status webhook delivery {delivery_id} (records are kept for {RETENTION_MS // 86_400_000} days)"

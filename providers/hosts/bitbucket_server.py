@@ -22,18 +22,11 @@ import requests
 from atlassian import Bitbucket
 from pydantic import SecretStr
 
-from gateway.events import Provider
-from providers.hosts import (
-    ChangeState,
-    HostError,
-    HttpPolicy,
-    NotFound,
-    Pacer,
-    decode_text,
-    owner_and_name,
-    requests_error,
-)
-from providers.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
+from providers.events import Provider
+from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
+from providers.hosts.pacer import Pacer
+from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
 
 T = TypeVar("T")
 NAME = "Bitbucket Data Center"
@@ -110,14 +103,6 @@ class BitbucketServerHost:
         except NotFound:
             return None
         return decode_text(data if isinstance(data, bytes) else b"", what)
-
-    def repository_exists(self, repository: str) -> bool:
-        key, slug = _key_and_slug(repository)
-        try:
-            self._request(lambda: self._server.get_repo(key, slug), f"repository {repository}")
-        except NotFound:
-            return False
-        return True
 
     def upsert_comment(
         self, repository: str, number: int, body: str, marker: str, known_id: str | None = None

@@ -1,14 +1,19 @@
 """What verifying and normalising a delivery can conclude.
 
-The sans-I/O adapters in `providers/` return one of these (or raise `Refusal`);
-the web layer turns them into HTTP answers and the queue. Nothing here does I/O.
+The sans-I/O adapters in `providers/` return an `Outcome` (or raise `Refusal`);
+the web layer turns it into an HTTP answer, the queue, and a `Verdict` in the
+delivery log. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from gateway.events import LifecycleEvent
+from providers.events import LifecycleEvent
+
+# What the delivery log records of each delivery: what the gateway answered it with.
+Verdict = Literal["accepted", "duplicate", "ignored", "pong", "rejected"]
 
 
 class Refusal(Exception):

@@ -27,16 +27,11 @@ from github.GithubObject import NotSet
 from github.Repository import Repository
 from pydantic import SecretStr
 
-from gateway.events import Provider
-from providers.host_settings import HostSettings
-from providers.hosts import (
+from providers.events import Provider
+from providers.hosts.base import ChangeState, HostError, HostUnavailable, NotFound
+from providers.hosts.http import (
     USER_AGENT,
-    ChangeState,
-    HostError,
-    HostUnavailable,
     HttpPolicy,
-    NotFound,
-    Pacer,
     WaitCappedMixin,
     decode_text,
     owner_and_name,
@@ -45,7 +40,9 @@ from providers.hosts import (
     status_error,
     unreachable,
 )
-from providers.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
+from providers.hosts.pacer import Pacer
+from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
+from providers.hosts.settings import HostSettings
 
 T = TypeVar("T")
 NAME = "GitHub"
@@ -190,16 +187,6 @@ class GitHubHost:
             return self._call(repository, what, read)
         except NotFound:
             return None
-
-    def repository_exists(self, repository: str) -> bool:
-        def read(repo: Repository) -> bool:
-            repo.complete()
-            return True
-
-        try:
-            return self._call(repository, f"repository {repository}", read)
-        except NotFound:
-            return False
 
     def upsert_comment(
         self, repository: str, number: int, body: str, marker: str, known_id: str | None = None

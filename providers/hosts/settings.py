@@ -1,7 +1,7 @@
 """Credentials and HTTP limits for the worker's calls to the code hosts, from `K8S_EE_*` variables.
 
-Kept apart from `gateway.settings.Settings`: the web process never needs these secrets, so it never
-loads them. A provider is used only when its credentials are set (see `providers.hosts.build_hosts`).
+A section of its own: the web process never needs these secrets, so it never loads them. A
+provider is used only when its credentials are set (see `providers.hosts.build.build_hosts`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from gateway.settings import settings_error
+from providers.settings import SECTION_CONFIG, settings_error
 
 _PEM_START = "-----BEGIN"
 
@@ -29,10 +29,7 @@ def _base_url(value: str) -> str:
 
 
 class HostSettings(BaseSettings):
-    # `hide_input_in_errors`: a rejected value (a mistyped key, say) is never echoed back.
-    model_config = SettingsConfigDict(
-        env_prefix="K8S_EE_", extra="ignore", frozen=True, hide_input_in_errors=True
-    )
+    model_config = SECTION_CONFIG
 
     # GitHub or GitHub Enterprise Server (`https://ghe.example.com/api/v3`): a token, or a GitHub App
     # (which wins when both are set).

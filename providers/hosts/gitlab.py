@@ -22,20 +22,11 @@ from gitlab.exceptions import GitlabError
 from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
-from gateway.events import Provider
-from providers.hosts import (
-    USER_AGENT,
-    ChangeState,
-    HostError,
-    HttpPolicy,
-    NotFound,
-    Pacer,
-    decode_text,
-    redact,
-    status_error,
-    unreachable,
-)
-from providers.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
+from providers.events import Provider
+from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
+from providers.hosts.pacer import Pacer
+from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
 
 T = TypeVar("T")
 NAME = "GitLab"
@@ -102,16 +93,6 @@ class GitLabHost:
             return self._call(repository, what, read)
         except NotFound:
             return None
-
-    def repository_exists(self, repository: str) -> bool:
-        def read(project: Project) -> bool:
-            self._gitlab.projects.get(repository, **_CALL)
-            return True
-
-        try:
-            return self._call(repository, f"project {repository}", read)
-        except NotFound:
-            return False
 
     def upsert_comment(
         self, repository: str, number: int, body: str, marker: str, known_id: str | None = None

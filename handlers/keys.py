@@ -1,0 +1,137 @@
+"""Every Redis key the gateway and the worker use, built in one place.
+
+A key is `{prefix}{kind}:{...}` with the prefix from K8S_EE_KEY_PREFIX, so several
+installations can share one Redis. Each method names what its key holds and who
+writes it; nothing else in the code spells a key. The delivery script
+(`gateway/deliver.lua`) gets its key stems from `lua_stems`, so even it builds none
+by hand. arq's own keys (jobs, results) are arq's: see `handlers.queue`.
+
+The scripts touch several keys at once, so this schema assumes a single Redis (or a
+primary with replicas, or Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from providers.events import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def _key(self, kind: str, *parts: str) -> str:
+        return self.prefix + ":".join((kind, *parts))
+
+    # -- the delivery log: written by the gateway (deliver.lua), read by the admin API --
+
+    def writes(self) -> str:
+        """Counter of log writes, for trimming the indexes every few writes."""
+        return self._key("writes")
+
+    def attempts(self, ident: str) -> str:
+        """How many times `{provider}:{delivery id}` arrived."""
+        return self._key("attempts", ident)
+
+    def delivery(self, member: str) -> str:
+        """One attempt's log entry; `member` is `{provider}:{delivery id}:{attempt}`."""
+        return self._key("delivery", member)
+
+    def deliveries(self) -> str:
+        """Every attempt, by time received."""
+        return self._key("deliveries")
+
+    def deliveries_by_provider(self, provider: str) -> str:
+        return self._key("deliveries", "provider", provider)
+
+    def deliveries_by_repository(self, repository: str) -> str:
+        return self._key("deliveries", "repository", repository.lower())
+
+    def seen(self, ident: str) -> str:
+        """Set when a delivery id was first accepted: the dedup key."""
+        return self._key("seen", ident)
+
+    def bodies(self) -> str:
+        """The stored request bodies, by time received."""
+        return self._key("bodies")
+
+    def body(self, ident: str) -> str:
+        return self._key("body", ident)
+
+    def lua_stems(self) -> dict[str, str]:
+        """The stems deliver.lua appends an id to (an empty id gives the stem)."""
+        return {
+            "writes_key": self.writes(),
+            "attempts_stem": self.attempts(""),
+            "delivery_stem": self.delivery(""),
+            "deliveries_key": self.deliveries(),
+            "provider_index_stem": self.deliveries_by_provider(""),
+            "repository_index_stem": self.deliveries_by_repository(""),
+            "seen_stem": self.seen(""),
+            "bodies_key": self.bodies(),
+            "body_stem": self.body(""),
+        }
+
+    # -- environments: written by the worker --
+
+    def desired(self, env: str) -> str:
+        """The desired state of environment `{provider}:{repository}:{number}` (handlers.desired)."""
+        return self._key("env", env)
+
+    def generation(self, env: str) -> str:
+        """Bumped by every write of the desired state; the reconcile's finish check reads it."""
+        return self._key("gen", env)
+
+    def lock(self, env: str) -> str:
+        """Held by the one reconcile of the environment that runs."""
+        return self._key("lock", env)
+
+    def repository_envs(self, provider: Provider, repository: str) -> str:
+        """The change numbers of a repository that have a desired state."""
+        return self._key("repo-envs", provider.value, repository)
+
+    def envs(self) -> str:
+        """Every environment with a desired state, by last update."""
+        return self._key("envs")
+
+    def status(self, env: str) -> str:
+        """The environment's status record (handlers.status), read by the admin API."""
+        return self._key("status", env)
+
+    def statuses(self) -> str:
+        """Every status record, by last update."""
+        return self._key("statuses")
+
+    def namespace(self, namespace: str) -> str:
+        """Which environment a namespace belongs to."""
+        return self._key("namespace", namespace)
+
+    def applied(self, provider: Provider, delivery_id: str) -> str:
+        """Where an accepted delivery ended up: the reconcile that applied it, or why none did."""
+        return self._key("applied", provider.value, delivery_id)
+
+    # -- reporting back --
+
+    def report(self, env: str) -> str:
+        """What was last told to the host about the environment (comment id, last state)."""
+        return self._key("report", env)
+
+    def report_lock(self, env: str) -> str:
+        return self._key("lock", "report", env)
+
+    def report_warned(self, env: str) -> str:
+        """Set once "no credentials, not reporting" was logged for the environment."""
+        return self._key("report-skip-warned", env)
+
+    def rate_limits(self) -> str:
+        """The budget each host credential had left, as the worker last saw it."""
+        return self._key("rate-limits")
+
+    def status_delivery(self, delivery_id: str) -> str:
+        """One status-webhook delivery (handlers.status_webhooks.store)."""
+        return self._key("status-webhook", delivery_id)
+
+    def status_deliveries(self, state: str | None = None) -> str:
+        """Status-webhook deliveries by time, all of them or those in one state."""
+        return self._key("status-webhooks", *((state,) if state else ()))

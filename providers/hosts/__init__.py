@@ -1,0 +1,1 @@
+"""The code hosts' clients, through their SDKs: only the worker imports this package."""

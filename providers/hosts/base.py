@@ -1,0 +1,102 @@
+"""What the worker reads from and writes to the code hosts: the answers and errors every client shares.
+
+The worker asks a host what state a change is in and what a file holds at a commit, and it reports
+back on the change: one comment, edited in place, and the host's native status for the environment.
+Each client module (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_server`) does this through its
+host's SDK (PyGithub, python-gitlab, atlassian-python-api) and answers in these types. `http` holds
+the HTTP policy that bounds every SDK's retries and timeouts, `pacer` each host's rate-limit
+answers, `build` the factory that picks the clients whose credentials are set.
+
+Only the worker imports this package: the web process never loads an SDK. The calls are
+synchronous, as the SDKs are; the worker runs them in a thread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from providers.events import Provider
+
+if TYPE_CHECKING:
+    from providers.hosts.reporting import StatusReport
+
+
+class ChangeState(BaseModel):
+    """A pull / merge request as the host reports it now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: Literal["open", "closed", "merged"]
+    head_sha: str  # always the full SHA
+    head_ref: str
+    base_ref: str | None
+    draft: bool
+    updated_at: datetime | None
+    title: str | None
+    url: str | None
+
+
+class HostError(Exception):
+    """A call to a code host failed. The message is safe to show: it never holds a secret."""
+
+
+class NotFound(HostError):
+    """The change, file or repository does not exist (or is not visible with these credentials)."""
+
+
+class HostUnavailable(HostError):
+    """The host cannot answer now (unreachable, 5xx, rate limited, credentials refused).
+
+    Nothing is known about the change: keep its environment and try again later, no sooner than
+    `retry_after` seconds when the host said so (or, after a write whose outcome is unknown, when
+    the host module says so: re-run the whole call then, it finds what was already written).
+    `rate_limited` is set when the host refused because of a rate limit: it did nothing."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+class Host(Protocol):
+    provider: Provider
+
+    def change(self, repository: str, number: int) -> ChangeState: ...
+
+    def read_file(self, repository: str, path: str, ref: str) -> str | None:
+        """The file's text at `ref`; None when there is no such file there."""
+        ...
+
+    def upsert_comment(
+        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+    ) -> str:
+        """Edit the change's comment that holds `marker`, or create it; return the comment's id.
+
+        `known_id` (an id this method returned for the same change) is edited directly; when it is
+        gone, every page of comments is searched for the marker, and a comment is created only when
+        none holds it. A create is never repeated after an answer that leaves its outcome unknown:
+        `HostUnavailable(retry_after=...)` asks for the whole call to be run again later."""
+        ...
+
+    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+        """Show the environment's state with the host's own status (deployment, environment,
+        commit or build status) at the report's head commit."""
+        ...
+
+    def rate_limits(self) -> dict[str, float]:
+        """The request budget each credential had left when the host last said so, keyed
+        `"{provider}:{credential}"` (never a secret: "token", or a GitHub App installation id)."""
+        ...
+
+    def close(self) -> None: ...
