@@ -12,7 +12,7 @@ import binascii
 import fnmatch
 import hashlib
 import json
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import httpx
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
+from handlers.keys import Keys
 from providers.states import State
 
 # Standard Webhooks asks for 24 to 64 random bytes; fewer than this is a password, not a key.
@@ -152,3 +153,34 @@ def parse_subscribers(value: object) -> list[Subscriber]:
 
 
 Subscribers = Annotated[list[Subscriber], NoDecode, BeforeValidator(parse_subscribers)]
+
+
+# What the status webhooks read of the worker's configuration (handlers.settings.WorkerConfig
+# has all of it). Described here rather than imported: handlers.settings imports this module.
+
+
+class Subscribed(Protocol):
+    @property
+    def status_webhooks(self) -> list[Subscriber]: ...
+
+    @property
+    def status_webhooks_allow_private(self) -> bool: ...
+
+    @property
+    def status_webhooks_retry_hours(self) -> float: ...
+
+
+class Queued(Protocol):
+    @property
+    def queue_name(self) -> str: ...
+
+
+class WebhookConfig(Protocol):
+    @property
+    def worker(self) -> Subscribed: ...
+
+    @property
+    def connection(self) -> Queued: ...
+
+    @property
+    def keys(self) -> Keys: ...

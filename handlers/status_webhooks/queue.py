@@ -29,9 +29,8 @@ from arq.worker import Function, func
 from redis.exceptions import RedisError
 
 from handlers.queue import Job
-from handlers.settings import WorkerConfig
 from handlers.status import EnvironmentStatus
-from handlers.status_webhooks.config import Subscriber
+from handlers.status_webhooks.config import Subscriber, WebhookConfig
 from handlers.status_webhooks.deliver import TIMEOUT_S, SendResult, send
 from handlers.status_webhooks.destination import Resolver, system_resolver
 from handlers.status_webhooks.payload import StatusEvent
@@ -72,7 +71,7 @@ def utc_now() -> datetime:
 
 @dataclass
 class Runtime:
-    settings: WorkerConfig
+    settings: WebhookConfig
     records: DeliveryRecords
     clock: Callable[[], datetime] = utc_now
     resolver: Resolver = system_resolver
@@ -86,13 +85,13 @@ def runtime(ctx: dict[str, Any]) -> Runtime:
     """The job's dependencies, built on first use from the worker's settings and Redis."""
     found: Runtime | None = ctx.get(CTX_KEY)
     if found is None:
-        settings: WorkerConfig = ctx["settings"]
+        settings: WebhookConfig = ctx["settings"]
         found = Runtime(settings=settings, records=DeliveryRecords(ctx["redis"], settings.keys))
         ctx[CTX_KEY] = found
     return found
 
 
-def job_expiry_s(settings: WorkerConfig, backoff: Backoff | None = None) -> float:
+def job_expiry_s(settings: WebhookConfig, backoff: Backoff | None = None) -> float:
     """arq drops a job whose key has expired, and sets that expiry once, at enqueue: outlive the window."""
     cap = (backoff or Backoff()).cap_s
     return settings.worker.status_webhooks_retry_hours * 3600 + 2 * cap + 3600
@@ -115,7 +114,7 @@ def delivery_id(event_id: str, subscriber: Subscriber) -> str:
 
 async def enqueue_status_event(
     redis: ArqRedis,
-    settings: WorkerConfig,
+    settings: WebhookConfig,
     status: EnvironmentStatus,
     previous_state: State | None,
     *,
@@ -166,7 +165,7 @@ async def enqueue_status_event(
     return ids
 
 
-def _subscriber(settings: WorkerConfig, key: str) -> Subscriber | None:
+def _subscriber(settings: WebhookConfig, key: str) -> Subscriber | None:
     return next((s for s in settings.worker.status_webhooks if s.key == key), None)
 
 
