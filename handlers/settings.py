@@ -13,20 +13,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings
 
 from handlers.keys import Keys
 from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
-from providers.settings import SECTION_CONFIG, load_sections
+from providers.settings import Section, load_sections
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class ConnectionSettings(BaseSettings):
+class ConnectionSettings(Section):
     """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
-
-    model_config = SECTION_CONFIG
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
@@ -36,6 +33,9 @@ class ConnectionSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
     delivery_retention_hours: float = Field(72.0, gt=0)
+    # The gateway is not ready (/readyz 503) when no worker has written its heartbeat for this
+    # long; workers write it every quarter of it (handlers/heartbeat.py).
+    worker_heartbeat_timeout: float = Field(60.0, ge=4, le=3600)
 
     @field_validator("redis_url")
     @classmethod
@@ -53,10 +53,8 @@ class ConnectionSettings(BaseSettings):
         return Keys(self.key_prefix)
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(Section):
     """How the worker runs: where environments go, what it deploys, its limits and its subscribers."""
-
-    model_config = SECTION_CONFIG
 
     # `kubernetes` or `directory`; unset: kubernetes when in a cluster or a kubeconfig exists.
     cluster: Literal["kubernetes", "directory"] | None = None

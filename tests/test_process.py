@@ -8,12 +8,17 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from providers.logs import JSONFormatter, delivery_id_var
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("K8S_EE_")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("K8S_EE_") and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         env={**clean, **env},
@@ -34,6 +39,18 @@ def test_a_bad_worker_setting_stops_the_worker_naming_it() -> None:
     result = run_cli("worker", K8S_EE_DEFAULT_CONFIG="/nonexistent/k8s-ee.yaml")
     assert result.returncode == 2
     assert "K8S_EE_DEFAULT_CONFIG" in result.stderr
+
+
+def test_a_cluster_that_cannot_be_used_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nclusters: [this is not a kubeconfig\n")
+    for extra in ({}, {"K8S_EE_KUBECONFIG": str(tmp_path / "missing")}, {"K8S_EE_KUBECONFIG": str(broken)}):
+        result = run_cli("worker", K8S_EE_CLUSTER="kubernetes", HOME=str(tmp_path), **extra)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+        assert line.startswith("k8s-ee: K8S_EE_CLUSTER=kubernetes, but no usable cluster configuration")
+        assert "K8S_EE_KUBECONFIG" in line
 
 
 def test_log_lines_are_json_with_the_delivery_id() -> None:
