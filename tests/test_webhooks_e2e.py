@@ -13,6 +13,7 @@ import pytest
 from arq.jobs import deserialize_job
 
 from providers.events import LifecycleEvent
+from tests.support.heartbeat import worker_seen
 from tests.support.redis_server import RedisServer
 from tests.support.senders import (
     ADMIN_TOKEN,
@@ -125,13 +126,35 @@ def test_gitlab_idempotency_key_is_the_dedup_key(gateway: Any, redis_client: Any
     assert again.json()["status"] == "duplicate"
 
 
-def test_delivery_without_id_is_deduplicated_by_body_hash(gateway: Any, redis_client: Any) -> None:
+def test_generic_requests_without_id_are_each_acted_on(gateway: Any, redis_client: Any) -> None:
     client = gateway()
-    fixture = first("generic")
-    headers = {**fixture.headers, "Authorization": f"Bearer {GENERIC_TOKEN}"}
-    first_answer = client.post(fixture.endpoint, content=fixture.body, headers=headers)
-    assert first_answer.status_code == 202
-    assert first_answer.json()["delivery_id"].startswith("sha256-")
+    deploy = first("generic")
+    destroy = next(f for f in FIXTURES if f.provider == "generic" and f.name == "destroy")
+    auth = {"Authorization": f"Bearer {GENERIC_TOKEN}"}
+    answers = [
+        client.post(f.endpoint, content=f.body, headers={**f.headers, **auth})
+        for f in (deploy, destroy, deploy)
+    ]
+    # deploy, destroy, deploy of the same bodies: three commands, the last one not lost.
+    assert [a.status_code for a in answers] == [202, 202, 202], [a.text for a in answers]
+    ids = [a.json()["delivery_id"] for a in answers]
+    assert len(set(ids)) == 3 and all(i.startswith("req-") for i in ids)
+    assert [e.type.value for e in queued_events(redis_client)] == ["env.deploy", "env.destroy", "env.deploy"]
+    # With a webhook-id, a repeat is the same delivery, as before.
+    with_id = {**deploy.headers, **auth, "webhook-id": "ci-run-7"}
+    assert client.post(deploy.endpoint, content=deploy.body, headers=with_id).status_code == 202
+    again = client.post(deploy.endpoint, content=deploy.body, headers=with_id)
+    assert again.json()["status"] == "duplicate"
+
+
+def test_a_code_host_delivery_without_id_is_deduplicated_by_body_hash(
+    gateway: Any, redis_client: Any
+) -> None:
+    client = gateway()
+    fixture = first("github")
+    headers = {k: v for k, v in fixture.signed().items() if k != "X-GitHub-Delivery"}
+    answer = client.post(fixture.endpoint, content=fixture.body, headers=headers)
+    assert answer.status_code == 202 and answer.json()["delivery_id"].startswith("sha256-")
     assert (
         client.post(fixture.endpoint, content=fixture.body, headers=headers).json()["status"] == "duplicate"
     )
@@ -237,28 +260,38 @@ def test_gitlab_signing_token_window(gateway: Any, redis_client: Any) -> None:
     )
 
 
-def test_malformed_body_is_400_naming_the_problem(gateway: Any) -> None:
+def test_a_verified_delivery_of_the_wrong_shape_is_200_unusable(gateway: Any, redis_client: Any) -> None:
     client = gateway()
     fixture = first("github")
     body = b'{"action": "opened"}'
     answer = client.post(
         fixture.endpoint, content=body, headers={**fixture.headers, **auth_headers("github", body)}
     )
-    assert answer.status_code == 400
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "unusable"
     assert answer.json()["reason"].startswith("missing field ")
+    # Not JSON at all is still a 400.
     body = b"{not json"
     answer = client.post(
         fixture.endpoint, content=body, headers={**fixture.headers, **auth_headers("github", body)}
     )
     assert answer.status_code == 400 and "JSON" in answer.json()["reason"]
+    assert redis_client.zcard(QUEUE) == 0
+    logged = client.get("/api/v1/deliveries", params={"verdict": "unusable"}, headers=ADMIN).json()["items"]
+    assert [(e["verdict"], e["status"]) for e in logged] == [("unusable", 200)]
+    assert (
+        'k8s_ee_deliveries_total{provider="github",type="-",verdict="unusable"} 1.0'
+        in client.get("/metrics").text
+    )
 
 
-def test_missing_event_header_is_400(gateway: Any) -> None:
+def test_missing_event_header_is_unusable(gateway: Any) -> None:
     client = gateway()
     fixture = first("github")
     headers = {k: v for k, v in fixture.signed().items() if k.lower() != "x-github-event"}
     answer = client.post(fixture.endpoint, content=fixture.body, headers=headers)
-    assert answer.status_code == 400 and "X-GitHub-Event".lower() in answer.json()["reason"].lower()
+    assert answer.status_code == 200 and answer.json()["status"] == "unusable"
+    assert "X-GitHub-Event".lower() in answer.json()["reason"].lower()
 
 
 def test_unsupported_content_type_is_415(gateway: Any) -> None:
@@ -333,12 +366,15 @@ def test_redis_down_gives_503_then_recovers(gateway: Any) -> None:
             client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("before")).status_code
             == 202
         )
+        worker_seen(own.url)
+        assert client.get("/readyz").status_code == 200
         own.stop()
         answer = client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("during"))
         assert answer.status_code == 503
         assert answer.json()["status"] == "unavailable" and "redeliver" in answer.json()["reason"]
         assert client.get("/readyz").status_code == 503
         own.start()
+        worker_seen(own.url)
         # The sender's redelivery of the same delivery is now accepted, not taken for a duplicate.
         assert (
             client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed("during")).status_code
@@ -349,9 +385,10 @@ def test_redis_down_gives_503_then_recovers(gateway: Any) -> None:
         own.cleanup()
 
 
-def test_health_ready_and_metrics(gateway: Any) -> None:
+def test_health_ready_and_metrics(gateway: Any, redis_server: RedisServer) -> None:
     client = gateway()
     assert client.get("/healthz").json() == {"status": "ok"}
+    worker_seen(redis_server.url)
     assert client.get("/readyz").json() == {"status": "ready"}
     fixture = first("github")
     client.post(fixture.endpoint, content=fixture.body, headers=fixture.signed())
