@@ -16,8 +16,8 @@ from pydantic import Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings
 
 from gateway.endpoints import ENDPOINTS
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
-from handlers.settings import ConnectionSettings
 from providers.settings import SECTION_CONFIG, NameList, SecretList, load_sections, split_commas
 
 
