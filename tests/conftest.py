@@ -8,6 +8,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import load_gateway_settings
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SECRET_SETTINGS
@@ -27,6 +28,13 @@ def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPIServer]:
+    """The test Kubernetes API server (tests/fakes/kubeapi), on a free loopback port."""
+    with KubeAPIServer() as server:
+        yield server
 
 
 Gateway = Callable[..., httpx.Client]

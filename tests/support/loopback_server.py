@@ -1,4 +1,4 @@
-"""The HTTP server under the project's test servers (tests/kubeapi, tests/fakehosts)."""
+"""The HTTP server under the project's test servers (tests/fakes/kubeapi, tests/fakes/fakehosts)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from providers.events import BuildStatus, EventType, Provider
 from providers.verdicts import Accepted, Ignored, Outcome, Pong, Refusal
 from tests.support.senders import hub_signature
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 RECEIVED_AT = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
 SECRET = b"bitbucket-webhook-secret"
 OLD_SECRET = b"the-secret-before-rotation"

@@ -19,7 +19,7 @@ from providers.hosts.build import build_hosts
 from providers.hosts.http import HttpPolicy
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, MARKER, StatusReport
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeHost
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeHost
 
 USER = "ci-bot@example.com"
 TOKEN = "ATATT-writer-0123456789"

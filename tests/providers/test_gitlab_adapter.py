@@ -20,7 +20,7 @@ from providers import gitlab
 from providers.events import BuildStatus, EventType
 from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "gitlab"
 RECEIVED = datetime(2024, 5, 14, 9, 12, 45, tzinfo=UTC)
 NOW = 1_715_677_965.0  # 2024-05-14T09:12:45Z
 

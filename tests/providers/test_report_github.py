@@ -18,8 +18,8 @@ from providers.hosts.github import GitHubHost
 from providers.hosts.http import HttpPolicy
 from providers.hosts.reporting import MARKER, STATUS_CONTEXT, StatusReport
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub, fake_sha
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts import FakeGitHub, fake_sha
+from tests.fakes.fakehosts.github import app_key_pair
 
 TOKEN = "ghp_writer0123456789"
 REPO = "octo/app"

@@ -20,8 +20,8 @@ from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, 
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeGitHub, fake_sha
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts import FakeGitHub, fake_sha
+from tests.fakes.fakehosts.github import app_key_pair
 
 TOKEN = "ghp_reader0123456789"
 REPO = "octo/app"
@@ -444,7 +444,7 @@ def test_web_process_never_imports_the_sdks() -> None:
         " or m == 'providers.hosts' or m.startswith('providers.hosts.')]\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 # -- the fake itself, through PyGithub ----------------------------------------------------------

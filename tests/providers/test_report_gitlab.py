@@ -18,7 +18,7 @@ from providers.hosts.gitlab import GitLabHost
 from providers.hosts.http import HttpPolicy
 from providers.hosts.reporting import MARKER, STATUS_CONTEXT, StatusReport
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitLab
+from tests.fakes.fakehosts import FakeGitLab
 
 TOKEN = "glpat-writer0123456789"
 PROJECT = "group/sub/app"

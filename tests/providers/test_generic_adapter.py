@@ -20,7 +20,7 @@ from providers.events import EventType, Provider
 from providers.signing import standard_webhook_signature
 from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "generic"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "generic"
 RECEIVED_AT = datetime(2025, 3, 14, 9, 27, tzinfo=UTC)
 NOW = 1_741_944_420.0  # 2025-03-14T09:27:00Z
 DELIVERY = "msg_2uFk3bV9cQx7LrT0aW1nYp"

@@ -17,7 +17,7 @@ from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, 
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeGitLab, fake_sha
+from tests.fakes.fakehosts import FakeGitLab, fake_sha
 
 TOKEN = "glpat-reader-0123456789"
 PROJECT = "platform/team/web-app"

@@ -20,7 +20,7 @@ from providers import github
 from providers.events import BuildStatus, EventType, Provider
 from providers.verdicts import Accepted, Ignored, Pong, Refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "github"
 RECEIVED_AT = datetime(2025, 3, 10, 18, 30, tzinfo=UTC)
 DELIVERY = "6f0c2a10-fd8b-11ef-8a5e-3c1d9e0b7a42"
 SECRET = b"k8s-ee webhook secret, current"

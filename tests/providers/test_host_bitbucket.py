@@ -18,7 +18,7 @@ from providers.hosts.base import ChangeState, Host, HostUnavailable, NotFound
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, fake_sha
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, fake_sha
 
 USER = "ci-bot@example.com"
 TOKEN = "ATATT-reader-0123456789"
