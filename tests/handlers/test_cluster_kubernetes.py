@@ -6,10 +6,8 @@ import asyncio
 import copy
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from handlers.cluster.directory import DirectoryCluster
 from handlers.cluster.kubernetes import ANNOTATION_APPLIED_OBJECTS, KubernetesCluster
 from handlers.cluster.retry import RetryPolicy
 from tests.fakes.kubeapi import Fault, KubeAPIServer
+from tests.support.loopback_server import LoopbackServer, QuietHandler
 from tests.support.manifests import NS, REPO, b64, environment, namespace_manifest, obj, rendered
 
 APPLY = "application/apply-patch+yaml"
@@ -652,7 +651,7 @@ def test_from_environment_uses_the_kubeconfig(tmp_path: Path, kube: KubeAPIServe
 def test_every_request_carries_the_bearer_token(tmp_path: Path) -> None:
     seen: list[str | None] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization"))
             body = b'{"kind":"NamespaceList","apiVersion":"v1","metadata":{},"items":[]}'
@@ -662,19 +661,12 @@ def test_every_request_carries_the_bearer_token(tmp_path: Path) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
-        cluster = KubernetesCluster.from_environment(kubeconfig_for(tmp_path / "config", url, "abc123"))
+    with LoopbackServer.serving(Handler) as server:
+        cluster = KubernetesCluster.from_environment(
+            kubeconfig_for(tmp_path / "config", server.origin, "abc123")
+        )
         assert run(cluster.read_credentials(NS)) == {}
         cluster.close()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert seen == ["Bearer abc123"]
 
 
