@@ -24,8 +24,10 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client = redis_server.client()
-    # This Redis was started by this test session: emptying it between tests is ours to do.
+    # This Redis was started by this test session: emptying it between tests is ours to do,
+    # and its command statistics too, which a test may count (whatever ran before it).
     client.flushall()
+    client.config_resetstat()
     yield client
     client.close()
 
