@@ -15,8 +15,8 @@ from typing import Any, Literal, Self, cast
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from gateway.endpoints import ENDPOINTS
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
-from handlers.settings import ConnectionSettings
 from providers.settings import NameList, SecretList, Section, load_sections, split_commas
 
 

@@ -14,9 +14,8 @@ import re
 import types
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -35,6 +34,9 @@ from pydantic_core import PydanticCustomError
 
 from handlers import quota
 from providers.fields import IMAGE_REPOSITORY
+
+if TYPE_CHECKING:
+    import yaml
 
 FILE_NAME = "k8s-ee.yaml"
 
@@ -434,6 +436,10 @@ class ConfigError(Exception):
 
 def load_config(text: str) -> RepoConfig:
     """Parse and validate the text of `k8s-ee.yaml`."""
+    # Imported here: the web process checks inline configs (config_from_mapping) and never
+    # parses YAML, so it does not carry the parser.
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

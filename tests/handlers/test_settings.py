@@ -8,8 +8,9 @@ import pytest
 
 from gateway.endpoints import ENDPOINTS
 from gateway.settings import WebSettings, load_gateway_settings
+from handlers.connection import ConnectionSettings
 from handlers.render.models import RenderSettings
-from handlers.settings import ConnectionSettings, WorkerSettings, load_worker_config
+from handlers.settings import WorkerSettings, load_worker_config
 from providers.hosts.settings import HostSettings
 from providers.settings import SettingsError
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,18 +19,12 @@ from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, 
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeGitHub, fake_sha
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts import FakeGitHub, fake_sha
+from tests.fakes.fakehosts.github import app_key_pair
+from tests.support.hosts import github_host
 
 TOKEN = "ghp_reader0123456789"
 REPO = "octo/app"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -48,16 +41,7 @@ def app_key() -> tuple[str, str]:
 
 
 def host_for(fake: FakeGitHub, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "github_api_url": fake.url,
-        "github_token": TOKEN,
-        "github_seconds_between_requests": 0,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    hosts = build_hosts(load_host_settings(**values))
-    assert set(hosts) == {Provider.GITHUB}
-    return hosts[Provider.GITHUB]
+    return github_host(fake, TOKEN, **overrides)
 
 
 def app_host(fake: FakeGitHub, private_key: str, **overrides: Any) -> Host:
@@ -444,7 +428,7 @@ def test_web_process_never_imports_the_sdks() -> None:
         " or m == 'providers.hosts' or m.startswith('providers.hosts.')]\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 # -- the fake itself, through PyGithub ----------------------------------------------------------

@@ -15,7 +15,7 @@ import yaml
 from handlers import naming
 from handlers.cluster import ClusterError, OwnershipError, PermanentClusterError
 from handlers.cluster.directory import MARKER, DirectoryCluster
-from tests.test_cluster_kubernetes import NS, REPO, environment, rendered
+from tests.support.manifests import NS, REPO, environment, rendered
 
 
 def run(coroutine: Any) -> Any:

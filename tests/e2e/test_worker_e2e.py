@@ -6,12 +6,8 @@ Each required property of the worker has a test here that fails without it.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +16,13 @@ import pytest
 from handlers.cluster import Cluster
 from handlers.cluster.directory import DirectoryCluster
 from handlers.settings import WorkerConfig, load_worker_config
-from tests.kubeapi import KubeAPIServer
-from tests.support.senders import ADMIN_TOKEN, FIXTURES, auth_headers
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.pull_requests import REPO, send, sha
+from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-REPO = "northwind-labs/storefront"
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CONFIG = "projectId: shop\napp:\n  port: 8080\ndatabases:\n  redis: true\n"
-
-
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
-def pr_delivery(
-    action: str, number: int, head: str, minute: float, *, merged: bool = False
-) -> tuple[bytes, dict[str, str]]:
-    payload = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
-    payload["action"] = action
-    payload["number"] = number
-    pr = payload["pull_request"]
-    pr["number"] = number
-    pr["head"]["sha"] = head
-    pr["updated_at"] = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-    if action == "closed":
-        pr["state"] = "closed"
-        pr["merged"] = merged
-        pr["closed_at"] = pr["updated_at"]
-    body = json.dumps(payload).encode()
-    headers = json.loads((FIXTURES / "github" / "pull_request.opened.headers.json").read_text())
-    return body, {**headers, **auth_headers("github", body, str(uuid.uuid4()))}
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -70,13 +36,6 @@ def worker_config(tmp_path: Path, redis_server: Any) -> WorkerConfig:
         lock_ttl=3,
         reconcile_max_tries=3,
     )
-
-
-def send(client: Any, action: str, number: int, head: str, minute: float, **kw: Any) -> dict[str, Any]:
-    body, headers = pr_delivery(action, number, head, minute, **kw)
-    answer = client.post("/webhooks/github", content=body, headers=headers)
-    assert answer.status_code == 202, answer.text
-    return answer.json()
 
 
 def namespace(kube: KubeAPIServer, name: str) -> dict[str, Any] | None:
@@ -357,7 +316,7 @@ def test_the_host_is_the_truth_when_credentials_are_configured(
     from providers.events import Provider
     from providers.hosts.build import build_hosts
     from providers.hosts.settings import load_host_settings
-    from tests.fakehosts import FakeGitHub
+    from tests.fakes.fakehosts import FakeGitHub
 
     client = gateway()
     cluster = kube_cluster(kube.url)

@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from providers import bitbucket, bitbucket_cloud, bitbucket_server
 from providers.events import BuildStatus, EventType, Provider
-from providers.verdicts import Accepted, Ignored, Outcome, Pong, Refusal
+from providers.verdicts import Accepted, Ignored, Outcome, Pong
+from tests.support.refusals import refusal
 from tests.support.senders import hub_signature
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 RECEIVED_AT = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
 SECRET = b"bitbucket-webhook-secret"
 OLD_SECRET = b"the-secret-before-rotation"
@@ -99,12 +98,6 @@ def parse_server(key: str, data: Any, **extra: str) -> Outcome:
 def accepted(outcome: Outcome) -> Any:
     assert isinstance(outcome, Accepted), outcome
     return outcome.event
-
-
-def refusal(call: Callable[[], object]) -> Refusal:
-    with pytest.raises(Refusal) as caught:
-        call()
-    return caught.value
 
 
 # --- fixtures: what Bitbucket sends, and what the gateway concludes ----------------------------------
@@ -640,92 +633,3 @@ def test_server_refs_changed_items_are_checked() -> None:
     data = fixture_json("bitbucket-server", "repo.refs_changed.branch")
     del data["changes"][0]["toHash"]
     assert refusal(lambda: parse_server("repo:refs_changed", data)).reason == "missing field changes.0.toHash"
-
-
-# --- robustness: nothing but a Refusal or an Outcome, whatever arrives --------------------------------
-
-
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
-    ),
-    max_leaves=25,
-)
-CLOUD_KEYS = [*bitbucket_cloud._HANDLERS, "pullrequest:approved", "issue:created"]
-SERVER_KEYS = [*bitbucket_server._HANDLERS, "diagnostics:ping", "pr:reviewer:approved"]
-
-
-def outcome_or_refusal(module: Any, headers: Headers, body: bytes) -> None:
-    try:
-        outcome = module.parse(headers, body, "d", RECEIVED_AT)
-    except Refusal as exc:
-        assert exc.status in (400, 415), exc
-    else:
-        assert isinstance(outcome, Accepted | Ignored | Pong)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    key=st.sampled_from(CLOUD_KEYS + SERVER_KEYS),
-    data=JSON,
-    content_type=st.sampled_from(["application/json", "application/json; charset=UTF-8", "text/plain"]),
-)
-def test_random_json_bodies(key: str, data: Any, content_type: str) -> None:
-    body = json.dumps(data).encode()
-    headers = Headers(headers={"X-Event-Key": key, "Content-Type": content_type})
-    for module in (bitbucket_cloud, bitbucket_server):
-        outcome_or_refusal(module, headers, body)
-
-
-@settings(max_examples=100, deadline=None)
-@given(key=st.sampled_from(CLOUD_KEYS + SERVER_KEYS), body=st.binary(max_size=200))
-def test_random_bytes(key: str, body: bytes) -> None:
-    headers = Headers(headers={"X-Event-Key": key, "Content-Type": "application/json"})
-    for module in (bitbucket_cloud, bitbucket_server):
-        outcome_or_refusal(module, headers, body)
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += paths(child, (*prefix, index))
-    return found
-
-
-@st.composite
-def mutated_fixture(draw: st.DrawFn) -> tuple[Any, Headers, bytes]:
-    folder, name = draw(st.sampled_from(ALL_CASES))
-    module = FLAVOURS[folder][1]
-    raw_headers, body, _ = load(folder, name)
-    data = json.loads(body)
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        path = draw(st.sampled_from(paths(data)))
-        if not path:
-            data = draw(JSON)
-            continue
-        parent = data
-        for step in path[:-1]:
-            parent = parent[step]
-        if isinstance(parent, dict) and draw(st.booleans()):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = draw(JSON)
-        if not isinstance(data, dict | list):
-            break
-    return module, Headers(headers=raw_headers), json.dumps(data).encode()
-
-
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=mutated_fixture())
-def test_mutated_fixtures(case: tuple[Any, Headers, bytes]) -> None:
-    module, headers, body = case
-    outcome_or_refusal(module, headers, body)

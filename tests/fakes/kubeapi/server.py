@@ -6,7 +6,7 @@
         assert kube.objects("ConfigMap", "demo-pr-1")
 
 It serves discovery, the kinds in `kinds.RESOURCES` and their verbs over HTTP/1.1 from a
-`ThreadingHTTPServer` in a background thread. Tests count calls (`requests`), inject failures
+`LoopbackServer` in a background thread. Tests count calls (`requests`), inject failures
 and slow answers (`add_fault`), hold namespace deletion and look at the stored objects; the same
 controls are served under `/_test/` for another process.
 """
@@ -18,12 +18,11 @@ import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.loopback_server import TrackingHTTPServer
+from tests.support.loopback_server import KeepAliveHandler, LoopbackServer, TrackingHTTPServer
 
 from . import api, control_api
 from .api import Request, Response
@@ -38,37 +37,17 @@ class _HTTPServer(TrackingHTTPServer):
         self.kube = kube
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as urllib3 pools expect
-    # Headers and body go out in two writes; with Nagle on, each answer would wait for the
-    # client's delayed ACK (~40 ms).
-    disable_nagle_algorithm = True
+class _Handler(KeepAliveHandler):
     server: _HTTPServer
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
         request = Request(
             method=method,
             path=url.path,
             query=url.query,
             content_type=self.headers.get("Content-Type", ""),
-            body=self.rfile.read(length) if length else b"",
+            body=self.body(),
             user_agent=self.headers.get("User-Agent", ""),
         )
         response = self.server.kube.respond(request)
@@ -76,20 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload, content_type = response.body.encode(), "text/plain; charset=utf-8"
         else:
             payload, content_type = json.dumps(response.body).encode(), "application/json"
-        try:
-            self.send_response(response.code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (its timeout ran out during an injected delay).
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests read `requests`; a line per call on stderr would only be noise
+        self.answer(response.code, payload, content_type, response.headers)
 
 
 class KubeAPIServer:
@@ -98,37 +64,26 @@ class KubeAPIServer:
         self._store = Store()
         self._controls = Controls()
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: LoopbackServer | None = None
         self.url = ""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> str:
         """Listen on a free port and serve in a background thread; answers the base URL."""
-        if self._httpd is not None:
+        if self._served is not None:
             return self.url
         self._stopping.clear()
-        self._httpd = _HTTPServer(self._address, self)
-        self.url = f"http://{self._address[0]}:{self._httpd.server_port}"
-        # A short poll interval keeps stop() (and so each test's teardown) fast.
-        httpd = self._httpd
-        self._thread = threading.Thread(
-            target=lambda: httpd.serve_forever(poll_interval=0.05), name="kubeapi", daemon=True
-        )
-        self._thread.start()
+        self._served = LoopbackServer(_HTTPServer(self._address, self), name="kubeapi")
+        self.url = f"http://{self._address[0]}:{self._served.port}"
         return self.url
 
     def stop(self) -> None:
-        if self._httpd is None:
+        if self._served is None:
             return
         self._stopping.set()  # wakes calls sleeping in an injected delay
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = self._thread = None
+        self._served.stop()
+        self._served = None
 
     def __enter__(self) -> KubeAPIServer:
         self.start()

@@ -6,9 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,10 +17,11 @@ from handlers.settings import load_worker_config
 from providers.events import Provider
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub
-from tests.kubeapi import KubeAPIServer
+from tests.fakes.fakehosts import FakeGitHub
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.loopback_server import LoopbackServer, QuietHandler
+from tests.support.pull_requests import REPO, send, sha
 from tests.support.worker import drain, kube_cluster
-from tests.test_worker_e2e import REPO, send, sha
 
 SUBSCRIBER_SECRET = "whsec_" + base64.b64encode(b"subscriber-secret-of-32-bytes!!!").decode()
 
@@ -34,7 +33,7 @@ class Receiver:
         self.received: list[dict[str, Any]] = []
         received = self.received
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 key = base64.b64decode(SUBSCRIBER_SECRET.removeprefix("whsec_"))
@@ -45,16 +44,11 @@ class Receiver:
                 self.send_response(200 if ok else 401)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer.serving(Handler)
+        self.url = f"{self.server.origin}/hooks"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

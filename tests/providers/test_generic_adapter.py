@@ -18,9 +18,10 @@ from starlette.datastructures import Headers
 from providers import generic
 from providers.events import EventType, Provider
 from providers.signing import standard_webhook_signature
-from providers.verdicts import Accepted, Ignored, Pong, Refusal
+from providers.verdicts import Accepted, Refusal
+from tests.support.refusals import refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "generic"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "generic"
 RECEIVED_AT = datetime(2025, 3, 14, 9, 27, tzinfo=UTC)
 NOW = 1_741_944_420.0  # 2025-03-14T09:27:00Z
 DELIVERY = "msg_2uFk3bV9cQx7LrT0aW1nYp"
@@ -86,12 +87,8 @@ def verify(
 
 
 def refused(headers: dict[str, str], body: bytes = b"{}", **kwargs: Any) -> Refusal:
-    with pytest.raises(Refusal) as caught:
-        verify(headers, body, **kwargs)
-    assert caught.value.status == 401
-    for secret in (TOKEN, OLD_TOKEN, SECRET, WHSEC, WHSEC_KEY):
-        assert secret.decode() not in caught.value.reason
-    return caught.value
+    hiding = (TOKEN, OLD_TOKEN, SECRET, WHSEC, WHSEC_KEY)
+    return refusal(lambda: verify(headers, body, **kwargs), 401, hiding=hiding)
 
 
 def parse(body: Any, content_type: str = "application/json") -> Any:
@@ -100,9 +97,7 @@ def parse(body: Any, content_type: str = "application/json") -> Any:
 
 
 def bad(body: Any, content_type: str = "application/json") -> Refusal:
-    with pytest.raises(Refusal) as caught:
-        parse(body, content_type)
-    return caught.value
+    return refusal(lambda: parse(body, content_type))
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -526,7 +521,7 @@ def test_malformed_body(body: bytes, reason: str) -> None:
     assert error.reason.startswith(reason)
 
 
-# --- robustness --------------------------------------------------------------------------------
+# --- one field changed in a good body --------------------------------------------------------
 
 KEYS = ["action", "repository", "number", "sha", "branch", "image", "config", "occurred_at"]
 values = st.recursive(
@@ -543,18 +538,6 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=500)
-@given(body=st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), values, max_size=9))
-def test_random_bodies_only_give_events_or_400s(body: dict[str, Any]) -> None:
-    try:
-        outcome = parse(json.dumps(body).encode())
-    except Refusal as error:
-        assert error.status == 400
-        assert error.reason
-        return
-    assert isinstance(outcome, Accepted | Ignored | Pong)
-
-
 @settings(max_examples=300)
 @given(field=st.sampled_from(KEYS), value=values)
 def test_one_bad_field_in_a_good_body(field: str, value: Any) -> None:
@@ -566,12 +549,3 @@ def test_one_bad_field_in_a_good_body(field: str, value: Any) -> None:
         assert f"field {field}" in error.reason
         return
     assert isinstance(outcome, Accepted)
-
-
-@settings(max_examples=200)
-@given(body=st.binary(max_size=120))
-def test_random_bytes_only_give_400s(body: bytes) -> None:
-    try:
-        parse(body)
-    except Refusal as error:
-        assert error.status == 400

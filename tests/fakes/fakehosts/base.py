@@ -2,7 +2,7 @@
 
 A fake is a `FakeHost` subclass with an in-memory state, a `routes()` table of handler functions,
 and the host's own ways of answering errors and reading credentials. It serves HTTP/1.1 (keep-alive,
-as the SDKs' connection pools expect) from a `ThreadingHTTPServer` on 127.0.0.1 in a background
+as the SDKs' connection pools expect) from a `LoopbackServer` on 127.0.0.1 in a background
 thread. Handlers run one at a time under the fake's lock, so they can change the state freely.
 
     with FakeGitHub() as github:
@@ -28,12 +28,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.support.loopback_server import TrackingHTTPServer
+from tests.support.loopback_server import KeepAliveHandler, LoopbackServer, TrackingHTTPServer
 
 
 class Failure(Exception):
@@ -170,35 +169,17 @@ class _HTTPServer(TrackingHTTPServer):
         self.fake = fake
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
+class _Handler(KeepAliveHandler):
     server: _HTTPServer
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
         request = Request(
             method=method,
             path=url.path,
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers=_Headers(self.headers),
-            body=self.rfile.read(length) if length else b"",
+            body=self.body(),
         )
         response = self.server.fake.respond(request)
         body = response.body
@@ -212,20 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             payload = body or b""
             content_type = content_type or "application/octet-stream"
-        try:
-            self.send_response(response.status)
-            if payload or response.status not in (204, 304):
-                self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (its timeout ran out during a delay)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests read `requests`
+        empty = not payload and response.status in (204, 304)
+        self.answer(response.status, payload, None if empty else content_type, response.headers)
 
 
 class _Headers(Mapping[str, str]):
@@ -259,8 +228,7 @@ class FakeHost:
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: LoopbackServer | None = None
         self.origin = ""
 
     # -- what a subclass provides --------------------------------------------------------------
@@ -289,27 +257,18 @@ class FakeHost:
         return self.origin + self.prefix
 
     def start(self) -> str:
-        if self._httpd is None:
+        if self._served is None:
             self._stopping.clear()
-            self._httpd = _HTTPServer(self._address, self)
-            self.origin = f"http://{self._address[0]}:{self._httpd.server_port}"
-            httpd = self._httpd
-            self._thread = threading.Thread(
-                target=lambda: httpd.serve_forever(poll_interval=0.05), name=self.name, daemon=True
-            )
-            self._thread.start()
+            self._served = LoopbackServer(_HTTPServer(self._address, self), name=self.name)
+            self.origin = f"http://{self._address[0]}:{self._served.port}"
         return self.url
 
     def stop(self) -> None:
-        if self._httpd is None:
+        if self._served is None:
             return
         self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = self._thread = None
+        self._served.stop()
+        self._served = None
 
     def __enter__(self) -> Self:
         self.start()

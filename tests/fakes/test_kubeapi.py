@@ -22,18 +22,12 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.client import ApiClient, ApiException
 
-from tests.kubeapi import KubeAPIServer
-from tests.kubeapi.kinds import RESOURCES
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.fakes.kubeapi.kinds import RESOURCES
 
 APPLY = "application/apply-patch+yaml"
 MANAGER = "k8s-ee-gateway"
 NS = "demo-pr-1"
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -693,8 +687,8 @@ def test_http_controls(kube: KubeAPIServer, core: client.CoreV1Api, namespace: s
 
 
 def test_runs_as_its_own_process() -> None:
-    root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "tests.kubeapi", "--port", "0"]
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "tests.fakes.kubeapi", "--port", "0"]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

@@ -17,7 +17,7 @@ from handlers.config import (
     load_config,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "configs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "configs"
 
 
 def problems_of(data: object) -> dict[str, str]:

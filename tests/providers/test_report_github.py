@@ -3,7 +3,6 @@ the marker comment, deployments with statuses, commit statuses, rate limits and 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,27 +10,18 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from providers.events import Provider
 from providers.hosts.base import Host, HostUnavailable
-from providers.hosts.build import build_hosts
 from providers.hosts.github import GitHubHost
 from providers.hosts.http import HttpPolicy
-from providers.hosts.reporting import MARKER, STATUS_CONTEXT, StatusReport
-from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub, fake_sha
-from tests.fakehosts.github import app_key_pair
+from providers.hosts.reporting import MARKER, STATUS_CONTEXT
+from tests.fakes.fakehosts import FakeGitHub, fake_sha
+from tests.fakes.fakehosts.github import app_key_pair
+from tests.support.hosts import body, gap_before, github_host, report
 
 TOKEN = "ghp_writer0123456789"
 REPO = "octo/app"
 COMMENTS = "/repos/octo/app/issues/5/comments"
 PREVIEW = "https://app-pr-5.preview.example.com"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -44,15 +34,7 @@ def fake() -> Iterator[FakeGitHub]:
 
 
 def host_for(fake: FakeGitHub, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "github_api_url": fake.url,
-        "github_token": TOKEN,
-        "github_seconds_between_requests": 0,
-        "github_seconds_between_writes": 0,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    return build_hosts(load_host_settings(**values))[Provider.GITHUB]
+    return github_host(fake, TOKEN, **overrides)
 
 
 def small_pages(fake: FakeGitHub, per_page: int = 2) -> GitHubHost:
@@ -66,22 +48,8 @@ def small_pages(fake: FakeGitHub, per_page: int = 2) -> GitHubHost:
     )
 
 
-def body(text: str) -> str:
-    return f"{MARKER}\n### Preview environment\n{text}\n"
-
-
-def report(state: str, sha: str, **fields: Any) -> StatusReport:
-    return StatusReport.model_validate({"state": state, "head_sha": sha, "environment": "pr-5", **fields})
-
-
 def head(fake: FakeGitHub) -> str:
     return fake.repos[REPO].pulls[5].head_sha
-
-
-def gap_before(fake: FakeGitHub, index: int) -> float:
-    """Seconds between request `index - 1` and request `index`, as the fake saw them."""
-    requests = fake.requests
-    return requests[index].at - requests[index - 1].at
 
 
 # -- the comment -------------------------------------------------------------------------------

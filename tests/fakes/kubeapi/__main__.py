@@ -1,4 +1,4 @@
-"""`python -m tests.kubeapi --port 0`: serve the test API server until killed; prints its URL."""
+"""`python -m tests.fakes.kubeapi --port 0`: serve the test API server until killed; prints its URL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .server import KubeAPIServer
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.kubeapi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.kubeapi", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ from handlers.render import (
 )
 from providers.events import Provider
 
-FIXTURES = Path(__file__).parent / "fixtures" / "configs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "configs"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 ALL_DATABASES = ["postgresql", "mongodb", "redis", "minio", "mariadb"]
 CREATED = datetime(2025, 3, 1, 9, 30, 15, tzinfo=UTC)

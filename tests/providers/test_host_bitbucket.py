@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -13,24 +12,16 @@ import pytest
 from atlassian import Bitbucket
 from atlassian.bitbucket.cloud import Cloud
 
-from providers.events import Provider
 from providers.hosts.base import ChangeState, Host, HostUnavailable, NotFound
-from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, fake_sha
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, fake_sha
+from tests.support.hosts import bitbucket_cloud_host, bitbucket_server_host
 
 USER = "ci-bot@example.com"
 TOKEN = "ATATT-reader-0123456789"
 CLOUD_REPO = "acme/web-app"
 SERVER_REPO = "PROJ/web-app"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -50,28 +41,11 @@ def server() -> Iterator[FakeBitbucketServer]:
 
 
 def cloud_host(fake: FakeBitbucketCloud, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "bitbucket_cloud_url": fake.origin,
-        "bitbucket_cloud_username": USER,
-        "bitbucket_cloud_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    hosts = build_hosts(load_host_settings(**values))
-    assert set(hosts) == {Provider.BITBUCKET_CLOUD}
-    return hosts[Provider.BITBUCKET_CLOUD]
+    return bitbucket_cloud_host(fake, USER, TOKEN, **overrides)
 
 
 def server_host(fake: FakeBitbucketServer, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "bitbucket_server_url": fake.origin,
-        "bitbucket_server_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    hosts = build_hosts(load_host_settings(**values))
-    assert set(hosts) == {Provider.BITBUCKET_SERVER}
-    return hosts[Provider.BITBUCKET_SERVER]
+    return bitbucket_server_host(fake, TOKEN, **overrides)
 
 
 # == Bitbucket Cloud ============================================================================

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import json
@@ -12,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from providers import gitlab
 from providers.events import BuildStatus, EventType
 from providers.verdicts import Accepted, Ignored, Pong, Refusal
+from tests.support.refusals import refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "gitlab"
 RECEIVED = datetime(2024, 5, 14, 9, 12, 45, tzinfo=UTC)
 NOW = 1_715_677_965.0  # 2024-05-14T09:12:45Z
 
@@ -161,10 +159,8 @@ def test_an_unreadable_time_is_a_400_naming_the_field() -> None:
     def edit(data: dict[str, Any]) -> None:
         data["object_attributes"]["updated_at"] = "yesterday"
 
-    with pytest.raises(Refusal) as refused:
-        parse_fixture("merge_request.open", edit)
-    assert refused.value.status == 400
-    assert "object_attributes.updated_at" in refused.value.reason
+    refused = refusal(lambda: parse_fixture("merge_request.open", edit), 400)
+    assert "object_attributes.updated_at" in refused.reason
 
 
 def test_older_gitlab_ready_via_work_in_progress_change() -> None:
@@ -253,19 +249,15 @@ def test_missing_fields_are_a_400_naming_them(name: str, path: tuple[str, ...], 
             target = target[key]
         del target[path[-1]]
 
-    with pytest.raises(Refusal) as refused:
-        parse_fixture(name, edit)
-    assert refused.value.status == 400
-    assert f"missing field {missing}" in refused.value.reason
+    refused = refusal(lambda: parse_fixture(name, edit), 400)
+    assert f"missing field {missing}" in refused.reason
 
 
 def test_a_blank_repository_path_is_refused() -> None:
     def edit(data: dict[str, Any]) -> None:
         data["project"]["path_with_namespace"] = " "
 
-    with pytest.raises(Refusal) as refused:
-        parse_fixture("merge_request.open", edit)
-    assert refused.value.status == 400
+    refusal(lambda: parse_fixture("merge_request.open", edit), 400)
 
 
 # -- comments ---------------------------------------------------------------------
@@ -405,17 +397,13 @@ def test_other_system_hook_events_are_ignored() -> None:
 def test_a_missing_event_header_is_a_400_naming_it() -> None:
     headers, body, _ = load("merge_request.open")
     del headers["X-Gitlab-Event"]
-    with pytest.raises(Refusal) as refused:
-        parse(headers, body)
-    assert refused.value.status == 400
-    assert "X-Gitlab-Event" in refused.value.reason
+    refused = refusal(lambda: parse(headers, body), 400)
+    assert "X-Gitlab-Event" in refused.reason
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", ""])
 def test_only_json_is_accepted(content_type: str) -> None:
-    with pytest.raises(Refusal) as refused:
-        parse_fixture("merge_request.open", **{"Content-Type": content_type})
-    assert refused.value.status == 415
+    refusal(lambda: parse_fixture("merge_request.open", **{"Content-Type": content_type}), 415)
 
 
 def test_json_with_a_charset_is_accepted() -> None:
@@ -425,9 +413,7 @@ def test_json_with_a_charset_is_accepted() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1, 2]", b'"text"', b"\xff\xfe"])
 def test_a_body_that_is_not_a_json_object_is_a_400(body: bytes) -> None:
-    with pytest.raises(Refusal) as refused:
-        parse({"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook"}, body)
-    assert refused.value.status == 400
+    refusal(lambda: parse({"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook"}, body), 400)
 
 
 # -- delivery id ------------------------------------------------------------------
@@ -473,11 +459,8 @@ def verify(
     gitlab.verify(Headers(headers=headers), body, tokens or [], signing or [], now)
 
 
-def refusal(headers: dict[str, str], **kwargs: Any) -> Refusal:
-    with pytest.raises(Refusal) as refused:
-        verify(headers, **kwargs)
-    assert refused.value.status == 401
-    return refused.value
+def verify_refusal(headers: dict[str, str], **kwargs: Any) -> Refusal:
+    return refusal(lambda: verify(headers, **kwargs), 401)
 
 
 def test_the_right_token_passes() -> None:
@@ -485,14 +468,14 @@ def test_the_right_token_passes() -> None:
 
 
 def test_a_wrong_token_is_refused_without_echoing_any_token() -> None:
-    refused = refusal({"X-Gitlab-Token": "guess"}, tokens=[TOKEN])
+    refused = verify_refusal({"X-Gitlab-Token": "guess"}, tokens=[TOKEN])
     assert "X-Gitlab-Token" in refused.reason
     assert TOKEN.decode() not in refused.reason
     assert "guess" not in refused.reason
 
 
 def test_a_missing_token_is_refused_naming_the_header() -> None:
-    assert "X-Gitlab-Token" in refusal({}, tokens=[TOKEN]).reason
+    assert "X-Gitlab-Token" in verify_refusal({}, tokens=[TOKEN]).reason
 
 
 @pytest.mark.parametrize("sent", [TOKEN, OLD_TOKEN])
@@ -501,11 +484,11 @@ def test_either_of_two_rotated_tokens_passes(sent: bytes) -> None:
 
 
 def test_a_token_that_is_a_prefix_of_the_real_one_is_refused() -> None:
-    refusal({"X-Gitlab-Token": TOKEN.decode()[:-1]}, tokens=[TOKEN])
+    verify_refusal({"X-Gitlab-Token": TOKEN.decode()[:-1]}, tokens=[TOKEN])
 
 
 def test_nothing_configured_refuses_everything() -> None:
-    refused = refusal({"X-Gitlab-Token": TOKEN.decode()})
+    refused = verify_refusal({"X-Gitlab-Token": TOKEN.decode()})
     assert "configured" in refused.reason
 
 
@@ -541,24 +524,24 @@ def test_either_of_two_rotated_signing_tokens_passes(key: bytes) -> None:
 
 
 def test_a_signature_made_with_another_key_is_refused() -> None:
-    refused = refusal(signed(OLD_SIGNING_KEY), signing=[SIGNING])
+    refused = verify_refusal(signed(OLD_SIGNING_KEY), signing=[SIGNING])
     assert "webhook-signature" in refused.reason
     assert SIGNING.decode() not in refused.reason
 
 
 def test_a_tampered_body_is_refused() -> None:
-    refusal(signed(), signing=[SIGNING], body=BODY.replace(b"Add login form", b"Add login farm"))
+    verify_refusal(signed(), signing=[SIGNING], body=BODY.replace(b"Add login form", b"Add login farm"))
 
 
 def test_a_signature_for_another_delivery_id_is_refused() -> None:
     headers = signed()
     headers["webhook-id"] = "another-id"
-    refusal(headers, signing=[SIGNING])
+    verify_refusal(headers, signing=[SIGNING])
 
 
 @pytest.mark.parametrize("offset", [-301, 301, -3600])
 def test_a_timestamp_outside_five_minutes_is_refused_as_a_replay(offset: int) -> None:
-    refused = refusal(signed(timestamp=int(NOW) + offset), signing=[SIGNING])
+    refused = verify_refusal(signed(timestamp=int(NOW) + offset), signing=[SIGNING])
     assert "webhook-timestamp" in refused.reason
 
 
@@ -570,7 +553,7 @@ def test_a_timestamp_at_the_edge_of_the_window_passes(offset: int) -> None:
 def test_a_replayed_delivery_is_refused_once_the_window_has_passed() -> None:
     headers = signed()
     verify(headers, signing=[SIGNING], now=NOW)
-    refusal(headers, signing=[SIGNING], now=NOW + 301)
+    verify_refusal(headers, signing=[SIGNING], now=NOW + 301)
 
 
 def test_one_good_signature_among_several_passes() -> None:
@@ -581,13 +564,13 @@ def test_one_good_signature_among_several_passes() -> None:
 
 def test_a_wrong_signature_is_refused_even_when_the_token_is_right() -> None:
     headers = signed(OLD_SIGNING_KEY) | {"X-Gitlab-Token": TOKEN.decode()}
-    refusal(headers, tokens=[TOKEN], signing=[SIGNING])
+    verify_refusal(headers, tokens=[TOKEN], signing=[SIGNING])
 
 
 def test_a_signature_with_missing_companion_headers_is_refused_even_when_the_token_is_right() -> None:
     headers = signed() | {"X-Gitlab-Token": TOKEN.decode()}
     del headers["webhook-timestamp"]
-    assert "webhook-timestamp" in refusal(headers, tokens=[TOKEN], signing=[SIGNING]).reason
+    assert "webhook-timestamp" in verify_refusal(headers, tokens=[TOKEN], signing=[SIGNING]).reason
 
 
 def test_a_token_only_delivery_passes_when_both_are_configured() -> None:
@@ -599,185 +582,11 @@ def test_a_signature_is_not_judged_when_no_signing_token_is_configured() -> None
 
 
 def test_without_signature_a_signing_only_gateway_names_what_it_expected() -> None:
-    refused = refusal({"X-Gitlab-Token": TOKEN.decode()}, signing=[SIGNING])
+    refused = verify_refusal({"X-Gitlab-Token": TOKEN.decode()}, signing=[SIGNING])
     assert "webhook-signature" in refused.reason
 
 
 def test_with_neither_credential_the_reason_names_both() -> None:
-    refused = refusal({}, tokens=[TOKEN], signing=[SIGNING])
+    refused = verify_refusal({}, tokens=[TOKEN], signing=[SIGNING])
     assert "X-Gitlab-Token" in refused.reason
     assert "webhook-signature" in refused.reason
-
-
-# -- robustness -------------------------------------------------------------------
-
-EVENTS = [
-    "Merge Request Hook",
-    "Note Hook",
-    "Confidential Note Hook",
-    "Pipeline Hook",
-    "Push Hook",
-    "Tag Push Hook",
-    "System Hook",
-    "Job Hook",
-    "Issue Hook",
-]
-
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-    | st.sampled_from(
-        [
-            "open",
-            "update",
-            "merge",
-            "close",
-            "reopen",
-            "MergeRequest",
-            "success",
-            "failed",
-            "skipped",
-            "refs/heads/main",
-            "refs/merge-requests/1/head",
-            "merge_request",
-            "push",
-            "create",
-            "0" * 40,
-            "2024-05-14 09:12:44 UTC",
-            "Draft: x",
-        ]
-    )
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
-    max_leaves=25,
-)
-# Dictionaries shaped like GitLab's, so that generated bodies reach past the first field.
-gitlab_keys = st.sampled_from(
-    [
-        "object_attributes",
-        "action",
-        "iid",
-        "id",
-        "last_commit",
-        "source_branch",
-        "target_branch",
-        "project",
-        "path_with_namespace",
-        "changes",
-        "draft",
-        "work_in_progress",
-        "previous",
-        "current",
-        "title",
-        "oldrev",
-        "state",
-        "noteable_type",
-        "note",
-        "merge_request",
-        "user",
-        "username",
-        "status",
-        "ref",
-        "sha",
-        "tag",
-        "after",
-        "object_kind",
-        "updated_at",
-        "created_at",
-        "finished_at",
-        "source_project_id",
-        "target_project_id",
-        "system",
-        "url",
-        "user_username",
-    ]
-)
-gitlab_like = st.recursive(
-    json_scalars, lambda inner: st.dictionaries(gitlab_keys, inner, max_size=8), max_leaves=40
-)
-
-
-def check_outcome(headers: dict[str, str], body: bytes) -> None:
-    try:
-        outcome = parse(headers, body)
-    except Refusal as refused:
-        assert refused.status in (400, 415), refused.reason
-        assert refused.reason
-    else:
-        assert isinstance(outcome, Accepted | Ignored | Pong)
-
-
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(event=st.sampled_from(EVENTS), data=gitlab_like | json_values)
-def test_parse_only_refuses_or_concludes_on_random_json(event: str, data: Any) -> None:
-    check_outcome({"Content-Type": "application/json", "X-Gitlab-Event": event}, json.dumps(data).encode())
-
-
-@settings(max_examples=100)
-@given(
-    event=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
-    content_type=st.sampled_from(["application/json", "text/plain", "application/vnd.x+json", ""]),
-    body=st.binary(max_size=200),
-)
-def test_parse_only_refuses_or_concludes_on_random_bytes(event: str, content_type: str, body: bytes) -> None:
-    check_outcome({"Content-Type": content_type, "X-Gitlab-Event": event}, body)
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += paths(item, (*prefix, index))
-    return found
-
-
-FIXTURE_BODIES = {name: json.loads(load(name)[1]) for name in fixture_names()}
-
-
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(sorted(FIXTURE_BODIES)),
-    choice=st.data(),
-    replacement=json_values,
-    drop=st.booleans(),
-)
-def test_parse_only_refuses_or_concludes_on_mutated_fixtures(
-    name: str, choice: Any, replacement: Any, drop: bool
-) -> None:
-    data = copy.deepcopy(FIXTURE_BODIES[name])
-    path = choice.draw(st.sampled_from(paths(data)))
-    parent = data
-    for step in path[:-1]:
-        parent = parent[step]
-    if drop and isinstance(parent, dict):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = replacement
-    headers = load(name)[0]
-    check_outcome(headers, json.dumps(data).encode())
-
-
-header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
-
-
-@settings(max_examples=200)
-@given(
-    headers=st.dictionaries(
-        st.sampled_from(["X-Gitlab-Token", "webhook-id", "webhook-timestamp", "webhook-signature"]),
-        header_text,
-    ),
-    body=st.binary(max_size=64),
-)
-def test_verify_only_passes_or_refuses_with_401(headers: dict[str, str], body: bytes) -> None:
-    try:
-        verify(headers, tokens=[TOKEN], signing=[SIGNING], body=body)
-    except Refusal as refused:
-        assert refused.status == 401

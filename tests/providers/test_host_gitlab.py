@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -12,23 +11,15 @@ from typing import Any
 import gitlab
 import pytest
 
-from providers.events import Provider
 from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
-from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from providers.settings import SettingsError
-from tests.fakehosts import FakeGitLab, fake_sha
+from tests.fakes.fakehosts import FakeGitLab, fake_sha
+from tests.support.hosts import gitlab_host
 
 TOKEN = "glpat-reader-0123456789"
 PROJECT = "platform/team/web-app"
 ENCODED = "platform%2Fteam%2Fweb-app"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -40,15 +31,7 @@ def fake() -> Iterator[FakeGitLab]:
 
 
 def host_for(fake: FakeGitLab, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "gitlab_url": fake.origin,
-        "gitlab_api_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    hosts = build_hosts(load_host_settings(**values))
-    assert set(hosts) == {Provider.GITLAB}
-    return hosts[Provider.GITLAB]
+    return gitlab_host(fake, TOKEN, **overrides)
 
 
 # -- change() -----------------------------------------------------------------------------------

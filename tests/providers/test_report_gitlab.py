@@ -3,7 +3,6 @@ loopback: the marker note, the environment, commit statuses, rate limits and fai
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,14 +10,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from providers.events import Provider
 from providers.hosts.base import Host, HostUnavailable
-from providers.hosts.build import build_hosts
 from providers.hosts.gitlab import GitLabHost
 from providers.hosts.http import HttpPolicy
-from providers.hosts.reporting import MARKER, STATUS_CONTEXT, StatusReport
-from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitLab
+from providers.hosts.reporting import MARKER, STATUS_CONTEXT
+from tests.fakes.fakehosts import FakeGitLab
+from tests.support.hosts import body, gap_before, gitlab_host, report
 
 TOKEN = "glpat-writer0123456789"
 PROJECT = "group/sub/app"
@@ -26,13 +23,6 @@ API = "/api/v4/projects/group%2Fsub%2Fapp"
 NOTES = f"{API}/merge_requests/5/notes"
 ENVIRONMENTS = f"{API}/environments"
 PREVIEW = "https://app-pr-5.preview.example.com"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -45,30 +35,11 @@ def fake() -> Iterator[FakeGitLab]:
 
 
 def host_for(fake: FakeGitLab, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "gitlab_url": fake.origin,
-        "gitlab_api_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    return build_hosts(load_host_settings(**values))[Provider.GITLAB]
-
-
-def body(text: str) -> str:
-    return f"{MARKER}\n### Preview environment\n{text}\n"
-
-
-def report(state: str, sha: str, **fields: Any) -> StatusReport:
-    return StatusReport.model_validate({"state": state, "head_sha": sha, "environment": "pr-5", **fields})
+    return gitlab_host(fake, TOKEN, **overrides)
 
 
 def head(fake: FakeGitLab) -> str:
     return fake.projects[PROJECT].merge_requests[5].sha
-
-
-def gap_before(fake: FakeGitLab, index: int) -> float:
-    requests = fake.requests
-    return requests[index].at - requests[index - 1].at
 
 
 # -- the note ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from handlers.render import RenderSettings, RenderTarget, new_password, render_e
 from providers.events import Provider
 
 K8S_VERSION = "1.33.0"
-FIXTURES = Path(__file__).parent / "fixtures" / "configs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "configs"
 CUSTOM_GROUPS = (
     "postgresql.cnpg.io/",
     "mongodbcommunity.mongodb.com/",
@@ -39,7 +39,7 @@ CUSTOM_GROUPS = (
 
 def crds_dir() -> Path:
     """shared/crds beside the repository's checkout, or under $K8S_EE_SHARED_DIR."""
-    beside = Path(__file__).resolve().parents[2] / "shared" / "crds"
+    beside = Path(__file__).resolve().parents[3] / "shared" / "crds"
     if beside.is_dir():
         return beside
     shared = os.environ.get("K8S_EE_SHARED_DIR")

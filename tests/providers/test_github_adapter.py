@@ -12,15 +12,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from providers import github
 from providers.events import BuildStatus, EventType, Provider
 from providers.verdicts import Accepted, Ignored, Pong, Refusal
+from tests.support.refusals import refusal
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "github"
 RECEIVED_AT = datetime(2025, 3, 10, 18, 30, tzinfo=UTC)
 DELIVERY = "6f0c2a10-fd8b-11ef-8a5e-3c1d9e0b7a42"
 SECRET = b"k8s-ee webhook secret, current"
@@ -84,12 +83,6 @@ def load(name: str) -> dict[str, Any]:
 
 def parse_payload(event: str, data: dict[str, Any]) -> Any:
     return parse({"Content-Type": "application/json", "X-GitHub-Event": event}, json.dumps(data).encode())
-
-
-def refusal(headers: dict[str, str], body: bytes) -> Refusal:
-    with pytest.raises(Refusal) as caught:
-        parse(headers, body)
-    return caught.value
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -170,13 +163,14 @@ def test_githubs_documented_test_vector() -> None:
 
 def test_vector_refused_for_another_body() -> None:
     header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    with pytest.raises(Refusal) as caught:
-        github.verify(
+    refusal(
+        lambda: github.verify(
             Headers(headers={"X-Hub-Signature-256": header}),
             b"Hello, World?",
             [b"It's a Secret to Everybody"],
-        )
-    assert caught.value.status == 401
+        ),
+        401,
+    )
 
 
 def test_signature_over_a_real_delivery() -> None:
@@ -213,18 +207,14 @@ def test_rotated_secrets_either_passes(secret: bytes) -> None:
 def test_bad_or_missing_signature_is_refused(header: str | None, reason: str) -> None:
     body = raw_body("pull_request.opened")
     headers = {} if header is None else {"X-Hub-Signature-256": header}
-    with pytest.raises(Refusal) as caught:
-        github.verify(Headers(headers=headers), body, [SECRET, OLD_SECRET])
-    assert caught.value.status == 401
-    assert caught.value.reason == reason
+    error = refusal(lambda: github.verify(Headers(headers=headers), body, [SECRET, OLD_SECRET]), 401)
+    assert error.reason == reason
 
 
 def test_signature_with_an_unknown_secret_is_refused() -> None:
     body = raw_body("pull_request.opened")
-    with pytest.raises(Refusal) as caught:
-        github.verify(Headers(headers={"X-Hub-Signature-256": sign(body, b"guessed")}), body, [SECRET])
-    assert caught.value.status == 401
-    assert SECRET.decode() not in caught.value.reason
+    headers = Headers(headers={"X-Hub-Signature-256": sign(body, b"guessed")})
+    refusal(lambda: github.verify(headers, body, [SECRET]), 401, hiding=[SECRET])
 
 
 def test_tampered_body_is_refused() -> None:
@@ -237,10 +227,10 @@ def test_tampered_body_is_refused() -> None:
 
 def test_no_secret_configured_is_refused() -> None:
     body = b"{}"
-    with pytest.raises(Refusal) as caught:
-        github.verify(Headers(headers={"X-Hub-Signature-256": sign(body, b"")}), body, [])
-    assert caught.value.status == 401
-    assert caught.value.reason == "no GitHub webhook secret is configured"
+    error = refusal(
+        lambda: github.verify(Headers(headers={"X-Hub-Signature-256": sign(body, b"")}), body, []), 401
+    )
+    assert error.reason == "no GitHub webhook secret is configured"
 
 
 def test_delivery_id() -> None:
@@ -255,14 +245,14 @@ def test_delivery_id() -> None:
 def test_missing_event_header_is_a_400_naming_it() -> None:
     headers = fixture_headers("pull_request.opened")
     del headers["X-GitHub-Event"]
-    error = refusal(headers, raw_body("pull_request.opened"))
+    error = refusal(lambda: parse(headers, raw_body("pull_request.opened")))
     assert (error.status, error.reason) == (400, "missing X-GitHub-Event header")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "multipart/form-data; boundary=x"])
 def test_unsupported_content_type_is_a_415(content_type: str) -> None:
     headers = fixture_headers("pull_request.opened", **{"Content-Type": content_type})
-    error = refusal(headers, raw_body("pull_request.opened"))
+    error = refusal(lambda: parse(headers, raw_body("pull_request.opened")))
     assert error.status == 415
     assert "application/json" in error.reason
 
@@ -270,7 +260,7 @@ def test_unsupported_content_type_is_a_415(content_type: str) -> None:
 def test_missing_content_type_is_a_415() -> None:
     headers = fixture_headers("ping")
     del headers["Content-Type"]
-    assert refusal(headers, raw_body("ping")).status == 415
+    assert refusal(lambda: parse(headers, raw_body("ping"))).status == 415
 
 
 def test_json_with_charset_is_accepted() -> None:
@@ -280,7 +270,7 @@ def test_json_with_charset_is_accepted() -> None:
 
 def test_form_body_without_payload_field_is_a_400() -> None:
     headers = fixture_headers("pull_request.opened.form")
-    error = refusal(headers, urlencode({"data": "{}"}).encode())
+    error = refusal(lambda: parse(headers, urlencode({"data": "{}"}).encode()))
     assert (error.status, error.reason) == (400, "form body has no 'payload' field")
 
 
@@ -294,41 +284,41 @@ def test_form_body_matches_its_json_form() -> None:
 
 
 def test_invalid_json_is_a_400() -> None:
-    error = refusal(fixture_headers("pull_request.opened"), b'{"action": "opened",')
+    error = refusal(lambda: parse(fixture_headers("pull_request.opened"), b'{"action": "opened",'))
     assert error.status == 400
     assert error.reason.startswith("body is not valid JSON")
 
 
 def test_json_array_is_a_400() -> None:
-    error = refusal(fixture_headers("pull_request.opened"), b"[]")
+    error = refusal(lambda: parse(fixture_headers("pull_request.opened"), b"[]"))
     assert (error.status, error.reason) == (400, "body must be a JSON object, got list")
 
 
 def test_missing_nested_field_is_named_by_its_path() -> None:
     data = load("pull_request.opened")
     del data["pull_request"]["head"]["sha"]
-    error = refusal(fixture_headers("pull_request.opened"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("pull_request.opened"), json.dumps(data).encode()))
     assert (error.status, error.reason) == (400, "missing field pull_request.head.sha")
 
 
 def test_wrong_type_is_named_by_its_path() -> None:
     data = load("pull_request.synchronize")
     data["pull_request"]["number"] = "42"
-    error = refusal(fixture_headers("pull_request.synchronize"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("pull_request.synchronize"), json.dumps(data).encode()))
     assert (error.status, error.reason) == (400, "field pull_request.number must be an integer")
 
 
 def test_non_positive_number_is_a_400() -> None:
     data = load("pull_request.opened")
     data["pull_request"]["number"] = 0
-    error = refusal(fixture_headers("pull_request.opened"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("pull_request.opened"), json.dumps(data).encode()))
     assert (error.status, error.reason) == (400, "field pull_request.number must be a positive integer")
 
 
 def test_bad_timestamp_is_a_400_naming_the_field() -> None:
     data = load("pull_request.opened")
     data["pull_request"]["updated_at"] = "yesterday"
-    error = refusal(fixture_headers("pull_request.opened"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("pull_request.opened"), json.dumps(data).encode()))
     assert error.status == 400
     assert error.reason.startswith("field pull_request.updated_at is not an ISO-8601 time")
 
@@ -336,7 +326,7 @@ def test_bad_timestamp_is_a_400_naming_the_field() -> None:
 def test_missing_repository_is_a_400() -> None:
     data = load("push.branch")
     del data["repository"]
-    error = refusal(fixture_headers("push.branch"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("push.branch"), json.dumps(data).encode()))
     assert (error.status, error.reason) == (400, "missing field repository")
 
 
@@ -403,7 +393,7 @@ def test_comment_id_is_text_and_author_is_the_commenter() -> None:
 def test_comment_without_id_is_a_400() -> None:
     data = load("issue_comment.created")
     del data["comment"]["id"]
-    error = refusal(fixture_headers("issue_comment.created"), json.dumps(data).encode())
+    error = refusal(lambda: parse(fixture_headers("issue_comment.created"), json.dumps(data).encode()))
     assert (error.status, error.reason) == (400, "missing field comment.id")
 
 
@@ -504,7 +494,9 @@ def test_malformed_pull_request_entry_is_a_400() -> None:
     data = load("workflow_run.completed.success")
     data["workflow_run"]["pull_requests"] = ["42"]
     error = refusal(
-        {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run"}, json.dumps(data).encode()
+        lambda: parse(
+            {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run"}, json.dumps(data).encode()
+        )
     )
     assert (error.status, error.reason) == (400, "field workflow_run.pull_requests[0] must be of type object")
 
@@ -577,147 +569,3 @@ def test_organization_ping_without_repository_is_a_pong() -> None:
     del data["repository"]
     data["hook"]["type"] = "Organization"
     assert isinstance(parse_payload("ping", data), Pong)
-
-
-# --- robustness --------------------------------------------------------------------------------
-
-EVENTS = ["pull_request", "issue_comment", "workflow_run", "check_suite", "push", "ping", "star"]
-KEYS = [
-    "action",
-    "pull_request",
-    "issue",
-    "comment",
-    "workflow_run",
-    "check_suite",
-    "head",
-    "base",
-    "repo",
-    "repository",
-    "full_name",
-    "number",
-    "sha",
-    "ref",
-    "after",
-    "deleted",
-    "merged",
-    "merged_at",
-    "draft",
-    "conclusion",
-    "head_sha",
-    "head_branch",
-    "pull_requests",
-    "id",
-    "user",
-    "login",
-    "body",
-    "sender",
-    "updated_at",
-    "closed_at",
-    "created_at",
-    "pushed_at",
-    "head_repository",
-    "head_commit",
-    "timestamp",
-]
-ACTIONS = [
-    "opened",
-    "reopened",
-    "synchronize",
-    "ready_for_review",
-    "closed",
-    "created",
-    "completed",
-    "labeled",
-]
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-    | st.sampled_from([*ACTIONS, "refs/heads/main", "refs/tags/v1", "0" * 40, "2025-03-10T14:02:11Z"])
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), children, max_size=6)
-    ),
-    max_leaves=30,
-)
-
-
-def assert_outcome_or_client_error(event: str, body: bytes, content_type: str = "application/json") -> None:
-    try:
-        outcome = parse({"Content-Type": content_type, "X-GitHub-Event": event}, body)
-    except Refusal as error:
-        assert error.status in (400, 415)
-        return
-    assert isinstance(outcome, Accepted | Ignored | Pong)
-
-
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(event=st.sampled_from(EVENTS), data=st.dictionaries(st.sampled_from(KEYS), json_values, max_size=8))
-def test_random_json_bodies_only_give_outcomes_or_client_errors(event: str, data: dict[str, Any]) -> None:
-    assert_outcome_or_client_error(event, json.dumps(data).encode())
-
-
-@settings(max_examples=200)
-@given(
-    event=st.sampled_from(EVENTS),
-    body=st.binary(max_size=200),
-    content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain"]),
-)
-def test_random_bytes_only_give_client_errors(event: str, body: bytes, content_type: str) -> None:
-    assert_outcome_or_client_error(event, body, content_type)
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
-    return found
-
-
-# Paths into the smaller fixtures of every event kind (the parse-relevant structure is the same
-# in the larger ones), so that mutations land on fields the adapter actually reads.
-MUTATION_BASES = {
-    name: (json.loads((FIXTURES / f"{name}.json").read_text()), fixture_headers(name)["X-GitHub-Event"])
-    for name in [
-        "pull_request.opened.fork",
-        "issue_comment.created",
-        "workflow_run.completed.success",
-        "check_suite.completed",
-        "push.branch",
-        "ping",
-    ]
-}
-MUTATION_PATHS = [
-    (name, path)
-    for name, (data, _) in MUTATION_BASES.items()
-    for path in _paths(data)
-    if "_url" not in str(path[-1])
-]
-
-
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
-@given(target=st.sampled_from(MUTATION_PATHS), replacement=json_values, drop=st.booleans())
-def test_mutated_fixtures_only_give_outcomes_or_client_errors(
-    target: tuple[str, tuple[Any, ...]], replacement: Any, drop: bool
-) -> None:
-    name, path = target
-    data, event = MUTATION_BASES[name]
-    data = copy.deepcopy(data)
-    parent = data
-    for step in path[:-1]:
-        parent = parent[step]
-    if drop and isinstance(parent, dict):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = replacement
-    assert_outcome_or_client_error(event, json.dumps(data).encode())

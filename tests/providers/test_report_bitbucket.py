@@ -3,23 +3,20 @@ against the fakes on loopback: the marker comment, build statuses, rate limits a
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from providers.events import Provider
 from providers.hosts.base import Host, HostUnavailable
 from providers.hosts.bitbucket_cloud import BitbucketCloudHost
 from providers.hosts.bitbucket_server import BitbucketServerHost
-from providers.hosts.build import build_hosts
 from providers.hosts.http import HttpPolicy
-from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, MARKER, StatusReport
-from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeHost
+from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, MARKER
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer
+from tests.support.hosts import bitbucket_cloud_host, bitbucket_server_host, body, gap_before, report
+from tests.support.worker import wait_for
 
 USER = "ci-bot@example.com"
 TOKEN = "ATATT-writer-0123456789"
@@ -29,13 +26,6 @@ CLOUD_COMMENTS = "/2.0/repositories/acme/web-app/pullrequests/5/comments"
 SERVER_PULL = "/rest/api/1.0/projects/PROJ/repos/web-app/pull-requests/5"
 PREVIEW = "https://web-app-pr-5.preview.example.com"
 STATES = ["queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped"]
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -57,43 +47,11 @@ def server() -> Iterator[FakeBitbucketServer]:
 
 
 def cloud_host(fake: FakeBitbucketCloud, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "bitbucket_cloud_url": fake.origin,
-        "bitbucket_cloud_username": USER,
-        "bitbucket_cloud_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    return build_hosts(load_host_settings(**values))[Provider.BITBUCKET_CLOUD]
+    return bitbucket_cloud_host(fake, USER, TOKEN, **overrides)
 
 
 def server_host(fake: FakeBitbucketServer, **overrides: Any) -> Host:
-    values: dict[str, Any] = {
-        "bitbucket_server_url": fake.origin,
-        "bitbucket_server_token": TOKEN,
-        "host_retry_backoff": 0,
-        **overrides,
-    }
-    return build_hosts(load_host_settings(**values))[Provider.BITBUCKET_SERVER]
-
-
-def body(text: str) -> str:
-    return f"{MARKER}\n### Preview environment\n{text}\n"
-
-
-def report(state: str, sha: str, **fields: Any) -> StatusReport:
-    return StatusReport.model_validate({"state": state, "head_sha": sha, "environment": "pr-5", **fields})
-
-
-def gap_before(fake: FakeHost, index: int) -> float:
-    requests = fake.requests
-    return requests[index].at - requests[index - 1].at
-
-
-def wait_for(condition: Any, seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    return bitbucket_server_host(fake, TOKEN, **overrides)
 
 
 # == Bitbucket Cloud ============================================================================
