@@ -49,6 +49,23 @@ class EventType(StrEnum):
     ENV_WAKE = "env.wake"
 
 
+class EventSource(StrEnum):
+    """Who produced an event. Every source goes through the same policy, dedup and ordering."""
+
+    # A code host's webhook or the generic trigger.
+    WEBHOOK = "webhook"
+    # The admin API (and the command line, which calls it).
+    API = "api"
+    # The resync: a change's state read from its host's list of open changes.
+    RESYNC = "resync"
+    # The sweep: a TTL that ran out, a change found closed twice.
+    SWEEP = "sweep"
+    # The idle check: no activity for the environment's idle time.
+    IDLE = "idle"
+    # A visit to a hibernated environment's preview URL (the gateway's wake service).
+    VISIT = "visit"
+
+
 class BuildStatus(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
@@ -118,6 +135,7 @@ class LifecycleEvent(BaseModel):
     # The change's title and web page, for reporting back (escaped before use).
     title: str | None = None
     url: str | None = None
+    source: EventSource = EventSource.WEBHOOK
 
     @model_validator(mode="after")
     def _what_the_type_needs(self) -> Self:
