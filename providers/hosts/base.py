@@ -39,6 +39,14 @@ class ChangeState(BaseModel):
     url: str | None
 
 
+class ListedChange(ChangeState):
+    """An open change as the host lists it (for recovering missed deliveries)."""
+
+    number: int
+    # From another repository than the one it targets.
+    fork: bool = False
+
+
 class HostError(Exception):
     """A call to a code host failed. The message is safe to show: it never holds a secret."""
 
@@ -73,6 +81,12 @@ class Host(Protocol):
     provider: Provider
 
     def change(self, repository: str, number: int) -> ChangeState: ...
+
+    def open_changes(self, repository: str) -> list[ListedChange]:
+        """Every open change of the repository, one list call per page (no call per change). Bitbucket
+        Cloud lists abbreviated head hashes (the gateway matches prefixes). `NotFound` when the
+        repository is not visible: a successful answer proves it is reachable."""
+        ...
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         """The file's text at `ref`; None when there is no such file there."""

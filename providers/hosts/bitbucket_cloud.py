@@ -22,7 +22,7 @@ from atlassian.bitbucket.cloud import Cloud
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, ListedChange, NotFound
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -109,6 +109,16 @@ class BitbucketCloudHost:
                 "title": pull.get("title"),
                 "url": ((pull.get("links") or {}).get("html") or {}).get("href"),
             }
+        )
+
+    def open_changes(self, repository: str) -> list[ListedChange]:
+        """Every open pull request, newest update first. One listing, no call per pull request: the
+        head commit is the abbreviated hash Bitbucket lists (the gateway matches prefixes)."""
+        endpoint = f"{_repository_path(repository)}/pullrequests"
+        params = {"state": "OPEN", "pagelen": 50, "sort": "-updated_on"}
+        return self._request(
+            lambda: [_change(p) for p in self._pages(endpoint, params)],
+            f"the open pull requests of {repository}",
         )
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
@@ -212,6 +222,28 @@ class BitbucketCloudHost:
                 ) from exc
 
         return self._pacer.run("token", attempt, write=write)
+
+
+def _change(pull: dict[str, Any]) -> ListedChange:
+    source = pull.get("source") or {}
+    destination = pull.get("destination") or {}
+    source_repository = (source.get("repository") or {}).get("uuid")
+    target_repository = (destination.get("repository") or {}).get("uuid")
+    return ListedChange.model_validate(
+        {
+            "number": pull["id"],
+            "state": _STATES.get(str(pull.get("state")), "closed"),
+            "head_sha": (source.get("commit") or {}).get("hash") or "",
+            "head_ref": (source.get("branch") or {}).get("name") or "",
+            "base_ref": (destination.get("branch") or {}).get("name"),
+            "draft": bool(pull.get("draft")),
+            "updated_at": pull.get("updated_on"),
+            "title": pull.get("title"),
+            "url": ((pull.get("links") or {}).get("html") or {}).get("href"),
+            # A deleted fork leaves no source repository: still not this repository.
+            "fork": source_repository != target_repository,
+        }
+    )
 
 
 def _is_marked(comment: dict[str, Any], marker: str) -> bool:

@@ -23,7 +23,7 @@ from atlassian import Bitbucket
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, ListedChange, NotFound
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -92,6 +92,19 @@ class BitbucketServerHost:
                 "url": links[0].get("href"),
             }
         )
+
+    def open_changes(self, repository: str) -> list[ListedChange]:
+        """Every open pull request, newest first, one request per page (the SDK follows
+        `nextPageStart`)."""
+        key, slug = _key_and_slug(repository)
+
+        def read() -> list[ListedChange]:
+            pulls = self._server.get_pull_requests(
+                key, slug, state="OPEN", order="newest", limit=self.per_page
+            )
+            return [_change(p) for p in pulls if isinstance(p, dict)]
+
+        return self._request(read, f"the open pull requests of {repository}")
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
@@ -202,6 +215,30 @@ class BitbucketServerHost:
                 ) from exc
 
         return self._pacer.run("token", attempt, write=write)
+
+
+def _change(pull: dict[str, Any]) -> ListedChange:
+    source = pull.get("fromRef") or {}
+    target = pull.get("toRef") or {}
+    source_repository = (source.get("repository") or {}).get("id")
+    target_repository = (target.get("repository") or {}).get("id")
+    links = (pull.get("links") or {}).get("self") or [{}]
+    updated = pull.get("updatedDate")
+    return ListedChange.model_validate(
+        {
+            "number": pull["id"],
+            "state": _STATES.get(str(pull.get("state")), "closed"),
+            "head_sha": source.get("latestCommit") or "",
+            "head_ref": _branch(source),
+            "base_ref": _branch(target) or None,
+            "draft": bool(pull.get("draft")),
+            # Data Center gives epoch milliseconds.
+            "updated_at": datetime.fromtimestamp(updated / 1000, UTC) if isinstance(updated, int) else None,
+            "title": pull.get("title"),
+            "url": links[0].get("href"),
+            "fork": source_repository != target_repository,
+        }
+    )
 
 
 def _key_and_slug(repository: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from github.Repository import Repository
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, HostUnavailable, NotFound
+from providers.hosts.base import ChangeState, HostError, HostUnavailable, ListedChange, NotFound
 from providers.hosts.http import (
     USER_AGENT,
     HttpPolicy,
@@ -169,6 +169,33 @@ class GitHubHost:
             )
 
         return self._call(repository, what, read)
+
+    def open_changes(self, repository: str) -> list[ListedChange]:
+        """Every open pull request, most recently updated first: one request per page of 100, the
+        fields read from the listing only (none of them makes PyGithub fetch a pull request)."""
+
+        def read(repo: Repository) -> list[ListedChange]:
+            found = []
+            for pull in repo.get_pulls(state="open", sort="updated", direction="desc"):
+                head_repo, base_repo = pull.head.repo, pull.base.repo
+                found.append(
+                    ListedChange(
+                        number=pull.number,
+                        state="open",
+                        head_sha=pull.head.sha,
+                        head_ref=pull.head.ref,
+                        base_ref=pull.base.ref,
+                        draft=bool(pull.draft),
+                        updated_at=pull.updated_at,
+                        title=pull.title,
+                        url=pull.html_url,
+                        # A deleted fork leaves no head repository: still not this one.
+                        fork=head_repo is None or base_repo is None or head_repo.id != base_repo.id,
+                    )
+                )
+            return found
+
+        return self._call(repository, f"the open pull requests of {repository}", read)
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"

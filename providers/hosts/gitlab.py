@@ -23,7 +23,7 @@ from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, ListedChange, NotFound
 from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
@@ -79,6 +79,29 @@ class GitLabHost:
 
         def read(project: Project) -> ChangeState:
             return change_state(project.mergerequests.get(number, **_CALL).attributes, what)
+
+        return self._call(repository, what, read)
+
+    def open_changes(self, repository: str) -> list[ListedChange]:
+        """Every open merge request, most recently updated first, one request per page."""
+        what = f"the open merge requests of {repository}"
+
+        def read(project: Project) -> list[ListedChange]:
+            found = []
+            listed = project.mergerequests.list(
+                state="opened", order_by="updated_at", iterator=True, per_page=self.per_page, **_CALL
+            )
+            for mr in listed:
+                attributes = mr.attributes
+                state = change_state(attributes, what)
+                found.append(
+                    ListedChange(
+                        **state.model_dump(),
+                        number=int(attributes["iid"]),
+                        fork=attributes.get("source_project_id") != attributes.get("target_project_id"),
+                    )
+                )
+            return found
 
         return self._call(repository, what, read)
 

@@ -38,6 +38,8 @@ class CloudPullRequest:
     title: str = "A change"
     updated_on: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_on: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # From a fork: its source repository is another one.
+    fork: bool = False
 
 
 @dataclass
@@ -308,7 +310,10 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             "source": {
                 "branch": {"name": pull.source_branch},
                 "commit": self.commit_ref_json(repository, pull.source_commit),
-                "repository": self.repository_ref_json(repository),
+                "repository": {
+                    **self.repository_ref_json(repository),
+                    **({"uuid": "{fork-" + repository.uuid.strip("{}") + "}"} if pull.fork else {}),
+                },
             },
             "destination": {
                 "branch": {"name": pull.destination_branch},

@@ -39,6 +39,8 @@ class ServerPullRequest:
     title: str = "A change"
     updated: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # From a fork: its source repository is another one.
+    fork: bool = False
 
 
 @dataclass
@@ -209,13 +211,18 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
             },
         }
 
-    def ref_json(self, repository: ServerRepository, branch: str, commit: str) -> dict[str, Any]:
+    def ref_json(
+        self, repository: ServerRepository, branch: str, commit: str, *, fork: bool = False
+    ) -> dict[str, Any]:
+        source = self.repository_json(repository)
+        if fork:
+            source = {**source, "id": int(source["id"]) + 100_000, "slug": f"{repository.slug}-fork"}
         return {
             "id": f"refs/heads/{branch}",
             "displayId": branch,
             "latestCommit": commit,
             "type": "BRANCH",
-            "repository": self.repository_json(repository),
+            "repository": source,
         }
 
     def pull_request_json(self, repository: ServerRepository, pull: ServerPullRequest) -> dict[str, Any]:
@@ -240,7 +247,7 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
             "draft": pull.draft,
             "createdDate": millis(pull.created),
             "updatedDate": millis(pull.updated),
-            "fromRef": self.ref_json(repository, pull.from_branch, pull.latest_commit),
+            "fromRef": self.ref_json(repository, pull.from_branch, pull.latest_commit, fork=pull.fork),
             "toRef": self.ref_json(
                 repository, pull.to_branch, fake_sha(f"{repository.slug}:{pull.to_branch}")
             ),

@@ -49,6 +49,8 @@ class GitHubPull:
     user: str = "octocat"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # From a fork of the repository (its head repository is the user's copy).
+    fork: bool = False
 
 
 @dataclass
@@ -403,13 +405,19 @@ class FakeGitHub(GitHubWrites, FakeHost):
         closed_at = iso(pull.updated_at) if pull.state == "closed" else None
         repo_json = self.repo_json(repo)
 
-        def part(ref: str, sha: str) -> dict[str, Any]:
+        def part(ref: str, sha: str, fork: bool = False) -> dict[str, Any]:
+            owner = pull.user if fork else repo.owner
+            source = (
+                {**repo_json, "id": repo.id + 100_000, "full_name": f"{owner}/{repo.name}", "fork": True}
+                if fork
+                else repo_json
+            )
             return {
-                "label": f"{repo.owner}:{ref}",
+                "label": f"{owner}:{ref}",
                 "ref": ref,
                 "sha": sha,
-                "user": self.user_json(repo.owner),
-                "repo": repo_json,
+                "user": self.user_json(owner),
+                "repo": source,
             }
 
         return {
@@ -443,7 +451,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
             "assignees": [],
             "requested_reviewers": [],
             "requested_teams": [],
-            "head": part(pull.head_ref, pull.head_sha),
+            "head": part(pull.head_ref, pull.head_sha, pull.fork),
             "base": part(pull.base_ref, fake_sha(f"{repo.full_name}:{pull.base_ref}")),
             "_links": {
                 "self": {"href": f"{api}/pulls/{pull.number}"},

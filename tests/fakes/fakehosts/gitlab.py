@@ -41,6 +41,8 @@ class GitLabMergeRequest:
     author: str = "root"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # From a fork: its source project is another one.
+    fork: bool = False
 
 
 @dataclass
@@ -296,7 +298,7 @@ class FakeGitLab(GitLabWrites, FakeHost):
             "assignees": [],
             "assignee": None,
             "reviewers": [],
-            "source_project_id": project.id,
+            "source_project_id": project.id + 100_000 if mr.fork else project.id,
             "target_project_id": project.id,
             "labels": [],
             "draft": mr.draft,
