@@ -19,6 +19,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from handlers import naming
+
 
 class ClusterError(Exception):
     """An apply, destroy or read that did not succeed; `str(error)` is safe to show."""
@@ -102,9 +104,28 @@ class DestroyResult(BaseModel):
     preserved: bool = False
 
 
+class NamespaceInfo(BaseModel):
+    """A namespace this gateway manages, as the orphan sweep needs to see it."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    terminating: bool = False
+
+    @property
+    def repository(self) -> str | None:
+        return self.annotations.get(naming.ANNOTATION_REPOSITORY)
+
+    @property
+    def preserved(self) -> bool:
+        return self.labels.get(naming.LABEL_PRESERVE) == "true"
+
+
 @runtime_checkable
 class Cluster(Protocol):
     name: str  # "kubernetes" | "directory"
+    # Whether objects can be read back for their status (readiness); a directory cannot.
+    observes: bool
 
     async def read_credentials(self, namespace: str) -> dict[str, str]:
         """The generated passwords already stored in the namespace, by `required_passwords()` name."""
@@ -114,7 +135,18 @@ class Cluster(Protocol):
         """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left."""
         ...
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult: ...
+    async def destroy(self, namespace: str, repository: str, *, keep_preserved: bool = True) -> DestroyResult:
+        """Delete the namespace (after the ownership check). One labelled `preserve=true` is left
+        as it is, unless `keep_preserved` is False (the gateway set that label, and its time is up)."""
+        ...
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        """One object as the cluster has it, status included; None when it does not exist."""
+        ...
+
+    async def namespaces(self) -> list[NamespaceInfo]:
+        """The namespaces this gateway manages."""
+        ...
 
     def close(self) -> None:
         """Release connections; the cluster is not used afterwards."""
@@ -146,6 +178,7 @@ __all__ = [
     "ClusterChoice",
     "ClusterError",
     "DestroyResult",
+    "NamespaceInfo",
     "ObjectRef",
     "OwnershipError",
     "PermanentClusterError",

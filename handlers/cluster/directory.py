@@ -37,6 +37,7 @@ from handlers.cluster import (
     ApplyResult,
     ClusterError,
     DestroyResult,
+    NamespaceInfo,
     ObjectRef,
     OwnershipError,
     PermanentClusterError,
@@ -90,6 +91,8 @@ def _file_error(error: OSError) -> ClusterError:
 
 class DirectoryCluster:
     name = "directory"
+    # What runs is the GitOps tool's to report: nothing is read back from a folder.
+    observes = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -101,8 +104,14 @@ class DirectoryCluster:
     async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
         return await asyncio.to_thread(self._apply, namespace, repository, manifests)
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult:
-        return await asyncio.to_thread(self._destroy, namespace, repository)
+    async def destroy(self, namespace: str, repository: str, *, keep_preserved: bool = True) -> DestroyResult:
+        return await asyncio.to_thread(self._destroy, namespace, repository, keep_preserved)
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        return None  # a folder has no status to read back
+
+    async def namespaces(self) -> list[NamespaceInfo]:
+        return await asyncio.to_thread(self._namespaces)
 
     def close(self) -> None:
         pass  # nothing held open between calls
@@ -151,13 +160,13 @@ class DirectoryCluster:
         return result
 
     @_file_errors
-    def _destroy(self, namespace: str, repository: str) -> DestroyResult:
+    def _destroy(self, namespace: str, repository: str, keep_preserved: bool = True) -> DestroyResult:
         folder = self._folder(namespace)
         if not folder.is_dir():
             return DestroyResult(namespace=namespace, already_gone=True)
         _check_folder_owner(folder, namespace, repository)
         labels, _ = _namespace_metadata(folder, namespace)
-        if labels.get(naming.LABEL_PRESERVE) == "true":
+        if keep_preserved and labels.get(naming.LABEL_PRESERVE) == "true":
             return DestroyResult(namespace=namespace, preserved=True)
         # Renamed away first, so a GitOps tool never syncs a half-deleted folder.
         doomed = self.root / f".deleting-{namespace}-{uuid.uuid4().hex[:8]}"
@@ -179,6 +188,22 @@ class DirectoryCluster:
             == "true"
         ]
         return passwords_from_secrets(secrets)
+
+    @_file_errors
+    def _namespaces(self) -> list[NamespaceInfo]:
+        if not self.root.is_dir():
+            return []
+        found: list[NamespaceInfo] = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue  # a folder being deleted, or not an environment
+            marker = _read_marker(folder)
+            if marker is None or marker.get("managedBy") != naming.MANAGED_BY:
+                continue
+            labels, annotations = _namespace_metadata(folder, folder.name)
+            annotations.setdefault(naming.ANNOTATION_REPOSITORY, str(marker.get("repository") or ""))
+            found.append(NamespaceInfo(name=folder.name, labels=labels, annotations=annotations))
+        return found
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from handlers import naming
 from handlers.cluster import (
     ApplyResult,
     DestroyResult,
+    NamespaceInfo,
     ObjectRef,
     PermanentClusterError,
     TransientClusterError,
@@ -52,6 +53,7 @@ _PAGE = 500
 
 class KubernetesCluster:
     name = "kubernetes"
+    observes = True
 
     def __init__(
         self,
@@ -102,6 +104,31 @@ class KubernetesCluster:
             query=[("labelSelector", f"{naming.LABEL_GENERATED_CREDENTIALS}=true")],
         )
         return passwords_from_secrets(_items(answer.body))
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        resource = resource_for(ref.api_version, ref.kind)
+        answer = await self._transport.request(
+            "GET", resource.path(namespace, ref.name), action=f"read {ref}", accept=(404,)
+        )
+        return None if answer.status == 404 else answer.body
+
+    async def namespaces(self) -> list[NamespaceInfo]:
+        found: list[NamespaceInfo] = []
+        token = ""
+        while True:
+            query = [
+                ("labelSelector", f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"),
+                ("limit", str(_PAGE)),
+            ]
+            if token:
+                query.append(("continue", token))
+            answer = await self._transport.request(
+                "GET", "/api/v1/namespaces", action="list managed namespaces", query=query
+            )
+            found.extend(_namespace_info(item) for item in _items(answer.body))
+            token = str((answer.body.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return found
 
     # -- apply ---------------------------------------------------------------------------------
 
@@ -168,14 +195,14 @@ class KubernetesCluster:
 
     # -- destroy -------------------------------------------------------------------------------
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult:
+    async def destroy(self, namespace: str, repository: str, *, keep_preserved: bool = True) -> DestroyResult:
         check_namespace_name(namespace)
         current = await self._read_namespace(namespace)
         if current is None:
             return DestroyResult(namespace=namespace, already_gone=True)
         labels = _labels(current)
         check_owner(namespace, labels, _annotations(current), repository)
-        if labels.get(naming.LABEL_PRESERVE) == "true":
+        if keep_preserved and labels.get(naming.LABEL_PRESERVE) == "true":
             return DestroyResult(namespace=namespace, preserved=True)
         if not _terminating(current):
             answer = await self._transport.request(
@@ -240,6 +267,15 @@ def _terminating(obj: dict[str, Any]) -> bool:
 def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
     items = body.get("items")
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _namespace_info(obj: dict[str, Any]) -> NamespaceInfo:
+    return NamespaceInfo(
+        name=str(_metadata(obj).get("name") or ""),
+        labels=_labels(obj),
+        annotations=_annotations(obj),
+        terminating=_terminating(obj),
+    )
 
 
 def _holders(obj: dict[str, Any]) -> str:

@@ -156,11 +156,15 @@ class Recording:
             self.spans.append((namespace, start, time.monotonic(), head))
         return result
 
-    async def destroy(self, namespace: str, repository: str) -> Any:
-        return await self.inner.destroy(namespace, repository)
+    async def destroy(self, namespace: str, repository: str, **options: Any) -> Any:
+        return await self.inner.destroy(namespace, repository, **options)
 
     def close(self) -> None:
         self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (reads, listings, `observes`) as the real cluster does it.
+        return getattr(self.inner, name)
 
 
 def test_event_during_a_reconcile_is_applied_right_after(

@@ -196,6 +196,17 @@ def test_read_credentials_from_the_secret_files(cluster: DirectoryCluster) -> No
     assert run(cluster.read_credentials(NS)) == {"redis": "redis-pass-0123", "mongodb": "mongo-pass-0123"}
 
 
+def test_namespaces_lists_the_environments(cluster: DirectoryCluster) -> None:
+    assert run(cluster.namespaces()) == []
+    run(cluster.apply(NS, REPO, environment()))
+    (cluster.root / "notes").mkdir()
+
+    [info] = run(cluster.namespaces())
+
+    assert info.name == NS and info.repository == REPO and not info.preserved
+    assert info.labels[naming.LABEL_MANAGED_BY] == naming.MANAGED_BY
+
+
 def test_rendered_environment_round_trip(cluster: DirectoryCluster) -> None:
     everything = {name: True for name in ("postgresql", "mongodb", "redis", "minio", "mariadb")}
     manifests = rendered(everything)

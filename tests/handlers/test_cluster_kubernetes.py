@@ -573,6 +573,32 @@ def test_read_credentials_lists_the_generated_secrets_once(
     assert request.params == {"labelSelector": "k8s-ee/generated-credentials=true"}
 
 
+def test_namespaces_lists_only_managed_ones(cluster: KubernetesCluster, kube: KubeAPIServer) -> None:
+    run(cluster.apply(NS, REPO, environment()))
+    run(cluster.apply("shop-pr-8", REPO, environment(name="shop-pr-8")))
+    kube.add_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+
+    found = run(cluster.namespaces())
+
+    assert [info.name for info in found] == [NS, "shop-pr-8"]
+    assert all(info.repository == REPO and not info.terminating and not info.preserved for info in found)
+
+
+def test_read_gives_an_object_with_its_status_or_none(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    from handlers.cluster import ObjectRef
+
+    run(cluster.apply(NS, REPO, environment()))
+    ref = ObjectRef(api_version="apps/v1", kind="Deployment", name=f"{NS}-app")
+    kube.set_status("Deployment", NS, f"{NS}-app", {"readyReplicas": 1, "replicas": 1})
+
+    found = run(cluster.read(NS, ref))
+
+    assert found is not None and found["spec"]["replicas"] == 1 and found["status"]["readyReplicas"] == 1
+    assert run(cluster.read(NS, ref.model_copy(update={"name": "gone"}))) is None
+
+
 # -- with the renderer ---------------------------------------------------------------------------
 
 
