@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import api
+from gateway import api, api_lifecycle
 from gateway.endpoints import ENDPOINTS, Endpoint, warn_insecure
 from gateway.metrics import MAX_RATE_LIMIT_SERIES
 from gateway.settings import GatewaySettings, load_gateway_settings
@@ -70,6 +70,8 @@ async def metrics(request: Request) -> Response:
         async with asyncio.timeout(state.settings.connection.redis_timeout):
             last = await last_beat(state.redis, state.settings.keys)
         state.metrics.worker_heartbeat_age.set(silence(last, time.time()))
+        async with asyncio.timeout(state.settings.connection.redis_timeout):
+            await state.metrics.lifecycle.refresh(state.redis, state.settings.keys)
     except (RedisError, TimeoutError):
         state.metrics.redis_errors.inc()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -112,6 +114,11 @@ def create_app(
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
+        Route(
+            "/api/v1/environments/{provider}/{repository:path}/{number:int}/{action}",
+            api_lifecycle.act,
+            methods=["POST"],
+        ),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]

@@ -46,22 +46,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(host: str | None, port: int | None) -> int:
-    import uvicorn
-
     from gateway.app import create_app
+    from gateway.serving import serve as run
     from gateway.settings import load_gateway_settings
+    from gateway.wake import create_wake_app
 
     settings = load_gateway_settings()
     configure_logging(settings.connection.log_level)
     app = create_app(settings)
+    # The wake service: where hibernated environments' visitors arrive (K8S_EE_WAKE_PORT, 0: off).
+    wake = create_wake_app(app.state.k8s_ee) if settings.web.wake_port else None
     tune_gc()
-    uvicorn.run(
+    run(
         app,
+        wake,
         host=host or settings.web.host,
         port=port if port is not None else settings.web.port,
-        log_config=None,
+        wake_port=settings.web.wake_port,
         access_log=settings.web.access_log,
-        server_header=False,
     )
     return 0
 

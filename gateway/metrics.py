@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.lifecycle_metrics import LifecycleCollector
 from providers.events import EventType, Provider
 from providers.verdicts import Verdict
 
@@ -64,6 +65,9 @@ class Metrics:
             "Request body bytes held by deliveries being read or handled (K8S_EE_MAX_BODY_BYTES_IN_FLIGHT caps it).",
             registry=self.registry,
         )
+        # The sweeps' runs and the environments' figures, read from Redis at each scrape.
+        self.lifecycle = LifecycleCollector()
+        self.registry.register(self.lifecycle)
         self.worker_heartbeat_age = Gauge(
             "k8s_ee_worker_heartbeat_age_seconds",
             "Seconds since a worker last wrote its heartbeat (+Inf when none ever has).",

@@ -41,6 +41,12 @@ class WebBase(Section):
     delivery_log_max_entries: int = Field(100_000, ge=100)
     delivery_bodies_max: int = Field(10_000, ge=0)
 
+    # The wake service (gateway/wake.py): where a hibernated environment's visitors arrive (its
+    # own port, so preview hosts never reach the webhooks or the admin API); 0: not served.
+    wake_port: int = Field(8081, ge=0, le=65535)
+    # Visitors of one environment waiting at once (each holds a stream); beyond it, 503 + Retry-After.
+    wake_max_pending: int = Field(100, ge=1, le=100_000)
+
     @field_validator("admin_token", "allowlist_organizations", "allowlist_repositories", mode="before")
     @classmethod
     def split_commas(cls, value: object) -> object:

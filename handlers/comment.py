@@ -76,7 +76,8 @@ def dashboard_link(dashboard_url: str, namespace: str) -> str:
 def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) -> str:
     lines = [MARKER, f"### {HEADLINES[status.state]}", ""]
     rows: list[tuple[str, str]] = []
-    if status.state == "deployed" and status.preview_url:
+    if status.preview_url and (status.state == "deployed" or status.wakes_on_visit):
+        # A hibernated environment's preview wakes it when visited.
         rows.append(("Preview", _url(status.preview_url)))
     if status.namespace:
         rows.append(("Namespace", code(status.namespace)))
@@ -102,7 +103,10 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
     elif status.state == "skipped" and status.note:
         lines += [escape(status.note), ""]
     elif status.state == "hibernated":
-        lines += ["Scaled to zero after being idle; its data is kept. Push a commit to wake it.", ""]
+        # What kept running, what PostgreSQL does, how to wake it (handlers/lifecycle/shaping.py).
+        lines += [escape(status.note or "Scaled to zero; its data is kept. Push a commit to wake it."), ""]
+    elif status.state == "deploying" and status.note:
+        lines += [escape(status.note), ""]
     elif status.state == "preserved":
         lines += ["Kept after the change closed, because it is preserved.", ""]
     lines.append("<sub>k8s-ee gateway · this comment is updated in place</sub>")

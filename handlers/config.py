@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from handlers import quota
+from handlers.durations import UNITS
 from providers.fields import IMAGE_REPOSITORY
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 WRITABLE_DIR_PATTERN = r"^/[a-zA-Z0-9._/-]+$"
 INTERVAL_PATTERN = r"^[0-9]+(s|m|h)$"
 PATH_PATTERN = r"^/"
+HIBERNATE_AFTER_PATTERN = r"^[0-9]+(m|h|d)$"
+# A repository's `hibernation.after` lies between these (seconds).
+MIN_HIBERNATE_AFTER = 300
+MAX_HIBERNATE_AFTER = 7 * 86400
 # An image tag, since the version ends up in one.
 VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
@@ -161,6 +166,15 @@ def _image_repository(value: str) -> str:
             "must be an image repository without tag or digest, path in lower case, "
             "e.g. 'ghcr.io/org/app' (got {got})",
             {"got": _show(value)},
+        )
+    return value
+
+
+def _hibernate_after(value: str) -> str:
+    seconds = int(value[:-1]) * UNITS[value[-1]]
+    if not MIN_HIBERNATE_AFTER <= seconds <= MAX_HIBERNATE_AFTER:
+        raise PydanticCustomError(
+            "hibernate_after", "must be between 5m and 7d (got {got})", {"got": _show(value)}
         )
     return value
 
@@ -345,6 +359,18 @@ class IngressConfig(_Section):
     annotations: dict[AnnotationKey, StrictStr] = Field(default_factory=dict)
 
 
+class HibernationConfig(_Section):
+    # Idle time before the environment hibernates (`30m`, `8h`, `2d`); the gateway's
+    # K8S_EE_HIBERNATE_AFTER when not set.
+    after: (
+        Annotated[StrictStr, _pattern(HIBERNATE_AFTER_PATTERN), AfterValidator(_hibernate_after)] | None
+    ) = None
+
+    @property
+    def after_seconds(self) -> float | None:
+        return None if self.after is None else float(int(self.after[:-1]) * UNITS[self.after[-1]])
+
+
 class MetricsConfig(_Section):
     enabled: StrictBool = False
     interval: Annotated[StrictStr, _pattern(INTERVAL_PATTERN)] = "30s"
@@ -380,6 +406,7 @@ class RepoConfig(_Section):
     databases: DatabasesConfig = DatabasesConfig()
     ingress: IngressConfig = IngressConfig()
     metrics: MetricsConfig = MetricsConfig()
+    hibernation: HibernationConfig = HibernationConfig()
 
     def enabled_databases(self) -> list[DatabaseConfig]:
         """The enabled databases in the fixed order postgresql, mongodb, redis, minio, mariadb."""

@@ -58,6 +58,15 @@ class Desired(BaseModel):
     # The last commit whose build succeeded: the app rolls when it changes.
     built_sha: str | None = None
     hibernated: bool = False
+    # The Ingress sends the host to the gateway's wake service: while hibernated, and after a
+    # wake until the app is ready again (handlers/lifecycle/wake_watch.py clears it).
+    wake_route: bool = False
+    # When hibernation was asked for, and by whom (an EventSource: `idle`, `api`, `webhook`).
+    hibernated_at: datetime | None = None
+    hibernated_by: str | None = None
+    # Preserved until then: kept past its TTL and past its close. None, or a time past, is
+    # not preserved. (The chat commands set it; the sweep expires it.)
+    preserved_until: datetime | None = None
     # Deployment was asked for explicitly (the generic trigger, later `/deploy-preview`):
     # what an on-demand repository waits for.
     requested: bool = False
@@ -73,6 +82,9 @@ class Desired(BaseModel):
     @property
     def key(self) -> EnvKey:
         return EnvKey(provider=self.provider, repository=self.repository, number=self.number)
+
+    def preserved(self, now: datetime) -> bool:
+        return self.preserved_until is not None and self.preserved_until > now
 
 
 # Compare-and-set of the record and its generation; the generation is a key of

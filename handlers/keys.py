@@ -142,3 +142,61 @@ class Keys:
     def status_deliveries(self, state: str | None = None) -> str:
         """Status-webhook deliveries by time, all of them or those in one state."""
         return self._key("status-webhooks", *((state,) if state else ()))
+
+    # -- the lifecycle (handlers/lifecycle): activity, idle, the sweeps, wake --
+
+    def activity(self) -> str:
+        """Every environment by its last activity (epoch s); the gateway's wake service writes too."""
+        return self._key("activity")
+
+    def idle_deadlines(self) -> str:
+        """Awake environments by the moment they fall idle and hibernate (epoch s)."""
+        return self._key("idle-deadlines")
+
+    def idle_after(self) -> str:
+        """Each environment's own idle time in seconds (its k8s-ee.yaml `hibernation.after`)."""
+        return self._key("idle-after")
+
+    def lifecycle_lock(self, kind: str) -> str:
+        """Held by the one worker running the `kind` run (sweep, resync) now."""
+        return self._key("lock", "lifecycle", kind)
+
+    def lifecycle_due(self, kind: str) -> str:
+        """Set by the run of `kind` that started; expires when the next one is due."""
+        return self._key("lifecycle-due", kind)
+
+    def lifecycle_counters(self) -> str:
+        """What the sweeps did, counted (`runs:sweep:ok`, `changes:resync:deployed`, ...)."""
+        return self._key("lifecycle-counters")
+
+    def lifecycle_figures(self) -> str:
+        """The last sweep's count of environments by state, idle and hibernated."""
+        return self._key("lifecycle-figures")
+
+    def gone_seen(self) -> str:
+        """Environments a successful host read showed closed or gone, and when it first did."""
+        return self._key("gone-seen")
+
+    def orphans_seen(self) -> str:
+        """Managed namespaces without an environment record, and when a sweep first saw them."""
+        return self._key("orphans-seen")
+
+    def notices(self, env: str) -> str:
+        """The warnings already posted on the environment's change (TTL, preserve expiry)."""
+        return self._key("notices", env)
+
+    def wake_asked(self, env: str) -> str:
+        """Set when a visit asked for a wake, so a crowd of visitors asks once."""
+        return self._key("wake-asked", env)
+
+    def resync_repositories(self) -> str:
+        """`{provider}:{repository}` entries resynced even without an environment."""
+        return self._key("resync-repositories")
+
+    def ingress_counters(self) -> str:
+        """The ingress controllers' request counters per namespace, as the last sweep read them."""
+        return self._key("ingress-counters")
+
+    def wake_progress(self, env: str) -> str:
+        """What the wake watch last saw of a waking environment's app, for the waiting page."""
+        return self._key("wake-progress", env)

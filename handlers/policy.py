@@ -9,10 +9,10 @@ where it can (the webhook is a doorbell, the provider is the truth).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from handlers.desired import Desired
-from providers.events import BuildStatus, EventType, LifecycleEvent
+from providers.events import BuildStatus, EventSource, EventType, LifecycleEvent
 
 # Deliveries remembered per environment between two reconciles (for the delivery log's links).
 MAX_PENDING_DELIVERIES = 50
@@ -26,12 +26,18 @@ DEPLOYING = {
 }
 # Only these may bring back an environment whose change was closed.
 REOPENING = {EventType.CHANGE_REOPENED, EventType.ENV_DEPLOY}
+# These wake a hibernated environment as they deploy it (so does any new head commit).
+WAKING = {EventType.CHANGE_UPDATED, EventType.CHANGE_REOPENED, EventType.ENV_DEPLOY}
+# Events from these sources are the platform's own doing, not someone using the environment.
+NOT_ACTIVITY = {EventSource.IDLE, EventSource.SWEEP}
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
     deploy_drafts: bool = False
     deploy_forks: bool = False
+    # How long `env.preserve` keeps an environment (renewed by asking again).
+    preserve_hours: int = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,10 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
             "title": event.title or desired.title,
             "url": event.url or desired.url,
         }
+        moved = event.head_sha is not None and not same_commit(event.head_sha, desired.head_sha)
+        if desired.hibernated and (kind in WAKING or moved):
+            # New commits (or a request) wake it; the wake service keeps the host until it is up.
+            update["hibernated"] = False
         if kind != EventType.ENV_DEPLOY:
             update |= {"draft": event.draft, "fork": event.fork}
         else:
@@ -113,7 +123,8 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
             return Decision(None, False, "no environment is known for this change")
         if _older(event.occurred_at, desired.head_at):
             return Decision(None, False, "this close is older than the state already known")
-        update = {"action": "destroy", "reason": None}
+        # A destroyed environment comes back (a reopen) awake, on its own host.
+        update = {"action": "destroy", "reason": None, "hibernated": False, "wake_route": False}
         if kind == EventType.CHANGE_CLOSED:
             update |= {"closed": True, "closed_at": event.occurred_at or event.received_at}
         return Decision(_touch(desired.model_copy(update=update), event), True, "destroy")
@@ -135,12 +146,43 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
     if kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE):
         if current is None or current.action != "deploy":
             return Decision(None, False, "no deployed environment to hibernate or wake")
-        hibernated = kind == EventType.ENV_HIBERNATE
-        if desired.hibernated == hibernated:
-            return Decision(None, False, "already " + ("hibernated" if hibernated else "awake"))
-        return Decision(
-            _touch(desired.model_copy(update={"hibernated": hibernated}), event), True, kind.value
+        if kind == EventType.ENV_WAKE:
+            if not desired.hibernated:
+                return Decision(None, False, "waking already" if desired.wake_route else "already awake")
+            woken = desired.model_copy(update={"hibernated": False, "wake_route": True})
+            return Decision(_touch(woken, event), True, "wake")
+        if desired.hibernated:
+            return Decision(None, False, "already hibernated")
+        if (
+            event.source == EventSource.IDLE
+            and _older(event.occurred_at, desired.updated_at)
+            and desired.updated_at is not None
+        ):
+            return Decision(None, False, "used since it fell idle: not hibernated")
+        asleep = desired.model_copy(
+            update={
+                "hibernated": True,
+                "wake_route": True,
+                "hibernated_at": event.received_at,
+                "hibernated_by": event.source.value,
+            }
         )
+        return Decision(_touch(asleep, event), True, "hibernate")
+
+    if kind in (EventType.ENV_PRESERVE, EventType.ENV_UNPRESERVE):
+        moment = event.received_at
+        if kind == EventType.ENV_PRESERVE:
+            if current is None or not (current.action == "deploy" or current.preserved(moment)):
+                return Decision(None, False, "no environment to preserve")
+            until = moment + timedelta(hours=rules.preserve_hours)
+            return Decision(
+                _touch(desired.model_copy(update={"preserved_until": until}), event), True, "preserve"
+            )
+        if current is None or not current.preserved(moment):
+            return Decision(None, False, "not preserved")
+        # Ended now rather than forgotten: the label it set no longer protects a closed change.
+        ended = desired.model_copy(update={"preserved_until": moment})
+        return Decision(_touch(ended, event), True, "unpreserve")
 
     if kind in (EventType.PUSH, EventType.COMMENT_CREATED):
         if current is None:
@@ -151,3 +193,19 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
         return Decision(touched, wake, "wake on push" if wake else "activity recorded")
 
     return Decision(None, False, f"{kind.value} does not change environments")
+
+
+def app_ready(desired: Desired) -> Desired | None:
+    """A woken environment's app is ready: its host goes back to it (None: nothing to change)."""
+    if desired.hibernated or not desired.wake_route or desired.action != "deploy":
+        return None
+    return desired.model_copy(update={"wake_route": False})
+
+
+def is_activity(event: LifecycleEvent) -> bool:
+    """Whether the event is someone using the environment (pushes, comments, deploys, wakes, API
+    calls, visits): what keeps it from falling idle. The platform's own events are not."""
+    return event.source not in NOT_ACTIVITY and event.type not in (
+        EventType.CHANGE_CLOSED,
+        EventType.ENV_DESTROY,
+    )

@@ -29,6 +29,17 @@ class Job:
     REPORT: Final = "report"
     # Send one status-webhook delivery.
     STATUS_WEBHOOK: Final = "deliver_status_webhook"
+    # Every second, on one worker: the idle check, and queueing the periodic runs that are due.
+    TICK: Final = "lifecycle_tick"
+    # The periodic runs (handlers/lifecycle): TTLs and orphans; the open changes of each repository;
+    # the ingress controllers' traffic.
+    SWEEP: Final = "sweep"
+    RESYNC: Final = "resync"
+    ACTIVITY: Final = "read_activity"
+    # Follow a woken environment's app until it is ready, then route its host back to it.
+    WAKE_WATCH: Final = "watch_wake"
+    # Post a warning on a change (a TTL destroy ahead, a preservation ending).
+    NOTICE: Final = "post_notice"
 
 
 # arq drops a job not started within this long; a day is arq's own default.

@@ -24,7 +24,8 @@ from handlers.cluster import (
 )
 from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
 from handlers.desired import Desired, DesiredStore, EnvKey
-from handlers.hibernate import hibernate
+from handlers.lifecycle.preserving import mark_preserved
+from handlers.lifecycle.shaping import Lifecycle
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -60,6 +61,8 @@ class Reconciler:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Told of every state change (report back, status webhooks).
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
+    # Hibernation, wake and the idle bookkeeping (handlers/lifecycle); None: none of it.
+    lifecycle: Lifecycle | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
         token = uuid.uuid4().hex
@@ -246,30 +249,66 @@ class Reconciler:
             for name in required_passwords(config):
                 passwords.setdefault(name, new_password())
             manifests = render_environment(target, config, self.render_settings, passwords)
-            if want.hibernated:
-                manifests = hibernate(manifests)
+            manifests = mark_preserved(manifests, want, now)
+            if self.lifecycle is not None:
+                shaped = await self.lifecycle.shape(self.cluster, namespace, manifests, want, status)
+                manifests = shaped.manifests
             await self.cluster.apply(namespace, want.repository, manifests)
         except (PermanentClusterError, OwnershipError, ValueError) as exc:
             return await self._failed(status, str(exc))
+        state: State = "hibernated" if want.hibernated else "deployed"
+        lifecycle: dict[str, object] = {}
+        if self.lifecycle is not None:
+            settled = await self.lifecycle.settled(
+                self.cluster,
+                namespace,
+                manifests,
+                want,
+                status,
+                shaped,
+                config.hibernation.after_seconds,
+                now,
+            )
+            state = settled.state
+            lifecycle = {
+                "note": settled.note,
+                "replicas": settled.replicas,
+                "wakes_on_visit": state == "hibernated" and self.lifecycle.route is not None,
+            }
         return await self._settle(
             status,
-            "hibernated" if want.hibernated else "deployed",
+            state,
             namespace=namespace,
             preview_url=naming.preview_url(namespace, self.render_settings.preview_domain),
             databases=[db.name for db in config.enabled_databases()],
             created_at=status.created_at or now,
             deployed_at=now,
+            hibernated_at=want.hibernated_at if want.hibernated else None,
+            **lifecycle,
         )
 
     async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
         namespace = status.namespace
+        now = self.clock()
+        if want.preserved(now):
+            assert want.preserved_until is not None
+            return await self._settle(
+                status,
+                "preserved",
+                namespace=namespace,
+                note=f"preserved until {want.preserved_until:%Y-%m-%d %H:%M} UTC: not deleted",
+            )
         if not namespace:
             settled = await self._settle(status, "destroyed", namespace=None)
-            await self.desired.retire(want.key, RETIRED_TTL_S)
+            await self._retire(want)
             return settled
-        status = status.model_copy(update={"updated_at": self.clock()})
+        status = status.model_copy(update={"updated_at": now})
         try:
-            result = await self.cluster.destroy(namespace, want.repository)
+            # A `preserve=true` this gateway set (and whose time is past) no longer protects it;
+            # one somebody else set does.
+            result = await self.cluster.destroy(
+                namespace, want.repository, keep_preserved=want.preserved_until is None
+            )
         except (PermanentClusterError, OwnershipError) as exc:
             return await self._failed(status, str(exc))
         if result.preserved:
@@ -277,8 +316,13 @@ class Reconciler:
                 status, "preserved", namespace=status.namespace, note="preserved: not deleted"
             )
         settled = await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
-        await self.desired.retire(want.key, RETIRED_TTL_S)
+        await self._retire(want)
         return settled
+
+    async def _retire(self, want: Desired) -> None:
+        await self.desired.retire(want.key, RETIRED_TTL_S)
+        if self.lifecycle is not None:
+            await self.lifecycle.forget(want.key)
 
     async def _settle(self, status: EnvironmentStatus, state: State, **fields: object) -> EnvironmentStatus:
         settled = status.model_copy(

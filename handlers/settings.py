@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
+from handlers.lifecycle.settings import LifecycleSettings
 from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
 from providers.settings import Section, load_sections
@@ -62,6 +63,8 @@ class WorkerConfig:
     connection: ConnectionSettings
     worker: WorkerSettings
     render: RenderSettings
+    # Idle hibernation, TTLs, the sweeps, activity and wake routing (handlers/lifecycle).
+    lifecycle: LifecycleSettings
 
     @property
     def keys(self) -> Keys:
@@ -71,6 +74,12 @@ class WorkerConfig:
 def load_worker_config(**overrides: object) -> WorkerConfig:
     """Read every section; `SettingsError` names each bad variable, never its value."""
     sections = load_sections(
-        {"connection": ConnectionSettings, "worker": WorkerSettings, "render": RenderSettings}, overrides
+        {
+            "connection": ConnectionSettings,
+            "worker": WorkerSettings,
+            "render": RenderSettings,
+            "lifecycle": LifecycleSettings,
+        },
+        overrides,
     )
     return WorkerConfig(**sections)  # type: ignore[arg-type]

@@ -32,8 +32,14 @@ class EnvironmentStatus(BaseModel):
     databases: list[str] = []
     # What went wrong last (a config error with its field path, an API error's message).
     last_error: str | None = None
-    # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand).
+    # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand), or what
+    # its people should know (what keeps running while it hibernates).
     note: str | None = None
+    # What each Deployment ran when the environment fell asleep: restored exactly on wake.
+    replicas: dict[str, int] = {}
+    hibernated_at: datetime | None = None
+    # Hibernated, and a visit to its preview URL wakes it (its host goes to the wake service).
+    wakes_on_visit: bool = False
     generation: int = 0
     reconciles: int = 0
     last_reconcile: str | None = None

@@ -25,7 +25,9 @@ from arq.worker import Worker
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.heartbeat import keep_beating
-from handlers.policy import Rules, decide, same_commit
+from handlers.lifecycle import jobs as lifecycle_jobs
+from handlers.lifecycle.jobs import LifecycleDeps
+from handlers.policy import Rules, decide, is_activity, same_commit
 from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.report import ReportBusy, Reporter
@@ -54,6 +56,7 @@ class Deps:
     reconciler: Reconciler
     reporter: Reporter
     rules: Rules
+    lifecycle: LifecycleDeps
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
@@ -88,6 +91,10 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
         generation, current = await deps.desired.load(key)
         if event.number is None and not _concerns(current, event):
             return f"{key}: not concerned"
+        if current is not None and is_activity(event):
+            # Someone used it: its idle and TTL clocks start again (the payload's time, if earlier).
+            moment = min(event.received_at, event.occurred_at or event.received_at)
+            await deps.lifecycle.activity.touch(str(key), moment.timestamp())
         decision = decide(current, event, deps.rules)
         if decision.desired is None:
             await deps.statuses.link(
@@ -187,6 +194,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
 
+    lifecycle = lifecycle_jobs.build(
+        arq=redis,
+        settings=settings.lifecycle,
+        queue_name=settings.connection.queue_name,
+        desired=desired,
+        statuses=statuses,
+        cluster=cluster,
+        hosts=hosts,
+        on_change=on_change,
+        run_timeout_s=worker.reconcile_timeout,
+    )
+    ctx["lifecycle"] = lifecycle
     ctx["deps"] = Deps(
         settings=settings,
         desired=desired,
@@ -201,9 +220,14 @@ async def startup(ctx: dict[str, Any]) -> None:
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
+            lifecycle=lifecycle.hooks,
         ),
         rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
+        lifecycle=lifecycle,
     )
+    if ctx.get("periodic", True):
+        # Idle hibernation, the sweep, the resync: one worker does each, whichever claims it.
+        ctx["ticker"] = asyncio.create_task(lifecycle_jobs.keep_ticking(lifecycle), name="k8s-ee-tick")
     connection = settings.connection
     # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
     ctx["heartbeat"] = asyncio.create_task(
@@ -214,14 +238,17 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
-    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
-    if heartbeat is not None:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+    for name in ("heartbeat", "ticker"):
+        task: asyncio.Task[None] | None = ctx.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     deps: Deps | None = ctx.get("deps")
     if deps is None:
         return
+    if deps.lifecycle.traffic is not None:
+        await deps.lifecycle.traffic.close()
     if ctx.get("cluster") is None:
         deps.reconciler.cluster.close()
     if ctx.get("hosts") is None:
@@ -235,8 +262,11 @@ def worker_settings(
     cluster: Cluster | None = None,
     hosts: Mapping[Provider, Host] | None = None,
     host_settings: HostSettings | None = None,
+    periodic: bool = True,
 ) -> dict[str, Any]:
-    """Keyword arguments for arq's Worker; tests pass their own cluster and hosts."""
+    """Keyword arguments for arq's Worker; tests pass their own cluster and hosts. `periodic`:
+    this worker takes part in the lifecycle's tick (idle check, sweep, resync); tests that drain
+    the queue leave it out, and run those jobs on purpose."""
     worker = settings.worker
     return {
         "functions": [
@@ -261,10 +291,17 @@ def worker_settings(
                 keep_result=0,
             ),
             status_webhook_function(),
+            *lifecycle_jobs.functions(worker.reconcile_timeout),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts, "host_settings": host_settings},
+        "ctx": {
+            "settings": settings,
+            "cluster": cluster,
+            "hosts": hosts,
+            "host_settings": host_settings,
+            "periodic": periodic,
+        },
         "redis_settings": RedisSettings.from_dsn(settings.connection.redis_url),
         "queue_name": settings.connection.queue_name,
         "max_jobs": worker.max_jobs,

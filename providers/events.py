@@ -47,6 +47,9 @@ class EventType(StrEnum):
     ENV_DESTROY = "env.destroy"
     ENV_HIBERNATE = "env.hibernate"
     ENV_WAKE = "env.wake"
+    # Keep the environment past its TTL and past its close, for the default time (renewable).
+    ENV_PRESERVE = "env.preserve"
+    ENV_UNPRESERVE = "env.unpreserve"
 
 
 class EventSource(StrEnum):
@@ -94,6 +97,8 @@ NUMBERED = frozenset(
         EventType.ENV_DESTROY,
         EventType.ENV_HIBERNATE,
         EventType.ENV_WAKE,
+        EventType.ENV_PRESERVE,
+        EventType.ENV_UNPRESERVE,
     }
 )
 

@@ -54,6 +54,13 @@ def test_every_state_renders_with_the_marker(state: str) -> None:
     assert ("](https://web-pr-42" in text) == (state == "deployed")
 
 
+def test_a_hibernated_preview_is_linked_when_a_visit_wakes_it() -> None:
+    asleep = status(state="hibernated", note="Scaled to zero after 4 h without activity.")
+    assert "](https://web-pr-42" not in render_comment(asleep)
+    text = render_comment(asleep.model_copy(update={"wakes_on_visit": True}))
+    assert "](https://web-pr-42" in text and "Scaled to zero after 4 h without activity" in text
+
+
 def test_failed_says_what_and_what_to_do() -> None:
     error = "k8s-ee.yaml: databases.postgresql.storage: must match ^[0-9]+(Mi|Gi|Ti)$ (got '1GB')"
     text = render_comment(status(state="failed", last_error=error))

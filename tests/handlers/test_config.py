@@ -105,7 +105,7 @@ def test_full_file() -> None:
                 ),
                 "replicas": (
                     "unknown key; allowed: projectId, trigger, app, image, resources, env, envFrom, "
-                    "writableDirs, databases, ingress, metrics"
+                    "writableDirs, databases, ingress, metrics, hibernation"
                 ),
             },
         ),
@@ -192,7 +192,7 @@ def test_snake_case_names_are_not_yaml_keys() -> None:
         "projectId": "is required",
         "project_id": (
             "unknown key; allowed: projectId, trigger, app, image, resources, env, envFrom, "
-            "writableDirs, databases, ingress, metrics (did you mean 'projectId'?)"
+            "writableDirs, databases, ingress, metrics, hibernation (did you mean 'projectId'?)"
         ),
     }
 

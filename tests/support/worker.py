@@ -30,9 +30,16 @@ def kube_cluster(url: str, **options: Any) -> KubernetesCluster:
 
 
 def make_worker(
-    settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None = None, *, burst: bool
+    settings: WorkerSettings,
+    cluster: Cluster,
+    hosts: Mapping[Provider, Host] | None = None,
+    *,
+    burst: bool,
+    periodic: bool = False,
 ) -> Worker:
-    options = worker_settings(settings, cluster=cluster, hosts=hosts or {})
+    """`periodic`: the worker ticks (idle check, sweep, resync) as in production; tests that do
+    not ask for it run those jobs when they want them."""
+    options = worker_settings(settings, cluster=cluster, hosts=hosts or {}, periodic=periodic)
     options["handle_signals"] = False
     return Worker(**options, burst=burst)
 
@@ -57,9 +64,14 @@ class BackgroundWorker:
     """A worker on its own event loop in a thread, for tests that send events while it works."""
 
     def __init__(
-        self, settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None = None
+        self,
+        settings: WorkerSettings,
+        cluster: Cluster,
+        hosts: Mapping[Provider, Host] | None = None,
+        *,
+        periodic: bool = False,
     ):
-        self.settings, self.cluster, self.hosts = settings, cluster, hosts
+        self.settings, self.cluster, self.hosts, self.periodic = settings, cluster, hosts, periodic
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.started = threading.Event()
@@ -67,7 +79,9 @@ class BackgroundWorker:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         # arq binds the worker to the event loop current when it is built: build it here.
-        self.worker = make_worker(self.settings, self.cluster, self.hosts, burst=False)
+        self.worker = make_worker(
+            self.settings, self.cluster, self.hosts, burst=False, periodic=self.periodic
+        )
         self.started.set()
         with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.worker.async_run())

@@ -1,0 +1,167 @@
+"""Hibernation and wake, end to end: webhooks and the admin API over HTTP to the gateway, the wake
+service, real Redis, the arq worker, the test Kubernetes API server.
+
+Every rule has a test here: what sleeps and what keeps running (and the comment says so), the
+replicas kept and restored exactly, CloudNativePG's hibernation and a cluster too unhealthy for
+it, the preview host routed to the wake service and back, wake on a visit (a browser's page, an
+API client's 503), on a push, on request; the idle check; a wake reaching "deployed" only once
+the app's pod is ready.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.hibernate import ANNOTATION_REPLICAS, CNPG_HIBERNATION
+from handlers.settings import WorkerConfig
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.lifecycle import (
+    Gateway,
+    gateway_with_wake,
+    idle_since,
+    ingress_backend,
+    lifecycle_config,
+    mark_ready,
+    replicas,
+)
+from tests.support.pull_requests import REPO, send, sha
+from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
+
+CONFIG = (
+    "projectId: shop\napp:\n  port: 8080\ndatabases:\n  postgresql: true\n  redis: true\n  mongodb: true\n"
+)
+NS = "shop-pr-42"
+KEY = f"github:{REPO}:42"
+
+
+@pytest.fixture
+def config(tmp_path: Path, redis_server: Any, redis_client: Any) -> WorkerConfig:
+    return lifecycle_config(tmp_path, redis_server.url, CONFIG)
+
+
+@pytest.fixture
+def gw(redis_server: Any, redis_client: Any) -> Iterator[Gateway]:
+    with gateway_with_wake(redis_server.url) as gateway:
+        yield gateway
+
+
+def deployed(gw: Gateway, kube: KubeAPIServer, config: WorkerConfig) -> None:
+    send(gw.api, "opened", 42, sha(1), 0)
+    drain(config, kube_cluster(kube.url))
+    assert gw.environment(NS)["state"] == "deployed"
+
+
+def test_hibernate_on_request_scales_to_zero_keeps_data_and_routes_to_the_wake_service(
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig
+) -> None:
+    deployed(gw, kube, config)
+    # Someone scaled the app to three by hand: that is what comes back after the wake.
+    _scale(kube, NS, f"{NS}-app", 3)
+    claims_before = {c["metadata"]["name"] for c in kube.objects("PersistentVolumeClaim", NS)}
+
+    answer = gw.act(KEY, "hibernate")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["event"]["source"] == "api"
+    drain(config, kube_cluster(kube.url))
+
+    status = gw.environment(NS)
+    assert status["state"] == "hibernated"
+    assert set(replicas(kube, NS).values()) == {0}
+    assert status["replicas"][f"{NS}-app"] == 3
+    app = kube.get_object("Deployment", NS, f"{NS}-app")
+    assert app is not None and app["metadata"]["annotations"][ANNOTATION_REPLICAS] == "3"
+    [cluster] = kube.objects("Cluster", NS)
+    assert cluster["metadata"]["annotations"][CNPG_HIBERNATION] == "on"
+    # Nothing was deleted: every object and volume claim is still there.
+    assert {c["metadata"]["name"] for c in kube.objects("PersistentVolumeClaim", NS)} == claims_before
+    assert kube.objects("MongoDBCommunity", NS)
+    # MongoDB cannot sleep: it keeps running, and the comment says so.
+    assert "MongoDB keep running" in status["note"] or "MongoDB keeps running" in status["note"]
+    # The host goes to the wake service, through an ExternalName Service both controllers follow.
+    assert ingress_backend(kube, NS) == f"{NS}-wake"
+    wake = kube.get_object("Service", NS, f"{NS}-wake")
+    assert wake is not None and wake["spec"]["type"] == "ExternalName"
+    port = wake["spec"]["ports"][0]
+    assert port["port"] == port["targetPort"] == 8081 and port["name"] == "http"
+
+
+def _scale(kube: KubeAPIServer, namespace: str, name: str, count: int) -> None:
+    """`kubectl scale`: the scale written by another field manager than the gateway's."""
+    import httpx
+
+    answer = httpx.patch(
+        f"{kube.url}/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+        params={"fieldManager": "kubectl-scale"},
+        headers={"Content-Type": "application/merge-patch+json"},
+        json={"spec": {"replicas": count}},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_visit_wakes_it_and_it_is_deployed_once_the_app_is_ready(
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig, redis_client: Any
+) -> None:
+    deployed(gw, kube, config)
+    gw.act(KEY, "hibernate")
+    drain(config, kube_cluster(kube.url))
+    assert gw.environment(NS)["state"] == "hibernated"
+
+    # An API client is told to come back; a browser gets the waiting page. Both ask for the wake.
+    api = gw.visit(NS, "/orders", Accept="application/json")
+    assert api.status_code == 503 and int(api.headers["Retry-After"]) >= 1
+    assert api.json()["status"] == "waking"
+    page = gw.visit(NS, "/orders", Accept="text/html,application/xhtml+xml")
+    assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+    assert NS in page.text and "EventSource" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    # A crowd of visitors asks once: one wake event in the delivery log.
+    for _ in range(5):
+        gw.visit(NS, "/", Accept="text/html")
+    visits = gw.api.get("/api/v1/deliveries?provider=github", headers={"Authorization": "Bearer admin-token"})
+    wakes = [d for d in visits.json()["items"] if d["event_type"] == "env.wake"]
+    assert len(wakes) == 1 and wakes[0]["event"]["source"] == "visit"
+
+    cluster = kube_cluster(kube.url)
+    with BackgroundWorker(config, cluster):
+        # Woken: the app comes back at its replicas, the host stays on the wake service meanwhile.
+        wait_for(lambda: replicas(kube, NS).get(f"{NS}-app") == 1)
+        status = gw.environment(NS)
+        assert status["state"] == "deploying" and "waking" in (status["note"] or "")
+        assert ingress_backend(kube, NS) == f"{NS}-wake"
+        assert gw.visit(NS, Accept="application/json").json()["phase"] == "starting"
+        time.sleep(0.5)
+        assert gw.environment(NS)["state"] == "deploying"  # not ready: not deployed
+        # The pod becomes ready: the host goes back to the app, and only then is it deployed.
+        mark_ready(kube, NS)
+        wait_for(lambda: gw.environment(NS)["state"] == "deployed")
+        assert ingress_backend(kube, NS) == f"{NS}-app"
+    [cluster_object] = kube.objects("Cluster", NS)
+    assert CNPG_HIBERNATION not in (cluster_object["metadata"].get("annotations") or {})
+
+
+def test_a_push_wakes_it_and_the_idle_check_puts_it_back_to_sleep(
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig, redis_client: Any
+) -> None:
+    deployed(gw, kube, config)
+    cluster = kube_cluster(kube.url)
+    # Nobody used it for five hours (the default idle time is four): the next tick hibernates it.
+    idle_since(redis_client, KEY, time.time() - 5 * 3600)
+    with BackgroundWorker(config, cluster, periodic=True):
+        wait_for(lambda: gw.environment(NS)["state"] == "hibernated")
+        status = gw.environment(NS)
+        assert "after 4 h without activity" in status["note"]
+        assert status["wakes_on_visit"] is True
+        # A push to its branch (new commits) wakes it.
+        send(gw.api, "synchronize", 42, sha(2), 10)
+        wait_for(lambda: replicas(kube, NS).get(f"{NS}-app") == 1)
+        mark_ready(kube, NS)
+        wait_for(lambda: gw.environment(NS)["state"] == "deployed")
+        assert gw.environment(NS)["head_sha"] == sha(2)
+        # Used just now: not idle, so it stays awake through further ticks.
+        time.sleep(2.5)
+        assert gw.environment(NS)["state"] == "deployed"
