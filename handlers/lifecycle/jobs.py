@@ -229,6 +229,7 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
                 interval_s=settings.sweep_interval,
                 source=EventSource.SWEEP,
                 open_events=False,
+                confirm_closed=True,
                 tally=tally,
             )
             await closed.run(found)

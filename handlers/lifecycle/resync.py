@@ -10,11 +10,13 @@ desired state in line, through the same events a webhook would have sent, from s
   on-demand);
 - an open change whose head moved: `change.updated` (which also wakes it);
 - a draft marked ready: `change.ready`; a closed change the host shows open again: `change.reopened`;
-- an environment whose change is not in the list: its change is read on its own. Closed, merged
-  or gone (404, from a repository the listing just proved reachable) twice, on two passes an
-  interval apart: `change.closed`. One such read is only a suspicion; a read that shows it open
-  clears it, and a host that cannot be read changes nothing (the error is counted). A host
-  outage never deletes anything.
+- an environment whose change is not in the list: its change is read on its own. Closed or
+  merged (the host said so, and the reconcile reads it once more before it deletes anything):
+  `change.closed`. Gone (404, from a repository the listing just proved reachable): only after
+  two such reads on two passes an interval apart; one is a suspicion, a read that shows it open
+  clears it. A host that cannot be read changes nothing (the error is counted): a host outage
+  never deletes anything. (The sweep's pass, with the resync off, asks two reads for closed
+  changes too.)
 
 With K8S_EE_RESYNC_INTERVAL=0 the sweep runs the closed-change part of this pass itself, so
 "destroyed when its change is closed, per the host's API" holds either way.
@@ -78,6 +80,8 @@ class Pass:
     source: EventSource = EventSource.RESYNC
     # False: only find closed changes (the sweep's part when the resync is off).
     open_events: bool = True
+    # A closed (not only a gone) change is destroyed after two reads a pass apart.
+    confirm_closed: bool = False
     tally: Tally = field(default_factory=Tally)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     # time.monotonic() past which no further repository is started; the rest is left in `left`.
@@ -220,10 +224,13 @@ class Pass:
                 listed = ListedChange(**truth.model_dump(), number=number, fork=current.fork)
                 await self._open(repo, listed, current)
             return
-        await self._gone(repo, number, truth, truth.state)
+        if self.confirm_closed:
+            await self._gone(repo, number, truth, truth.state)
+        else:
+            await self._close(repo, number, truth, truth.state, "found")
 
     async def _gone(self, repo: Repo, number: int, truth: ChangeState | None, state: str) -> None:
-        """One successful read shows the change closed or gone: the second, a pass later, destroys."""
+        """One successful read shows the change gone (or closed): the second, a pass later, destroys."""
         env = str(EnvKey(provider=repo.provider, repository=repo.repository, number=number))
         now = self.now.timestamp()
         first = await self.redis.hget(self.keys.gone_seen(), env)  # type: ignore[misc]
@@ -233,9 +240,13 @@ class Pass:
             return
         if now - float(first) < APART * self.interval_s:
             return  # the same pass again, or one too soon: not a second read a pass apart
+        await self._close(repo, number, truth, state, str(int(float(first))))
+
+    async def _close(self, repo: Repo, number: int, truth: ChangeState | None, state: str, seen: str) -> None:
+        env = str(EnvKey(provider=repo.provider, repository=repo.repository, number=number))
         event = LifecycleEvent(
             provider=repo.provider,
-            delivery_id=delivery_id(f"{self.source.value}:{env}:closed:{int(float(first))}"),
+            delivery_id=delivery_id(f"{self.source.value}:{env}:closed:{seen}"),
             type=EventType.CHANGE_CLOSED,
             repository=repo.repository,
             number=number,

@@ -163,9 +163,10 @@ class Lifecycle:
             lines = ["Scaled to zero on request; its data is kept."]
         running = keeps_running(manifests)
         if running:
+            several = len(running) > 1
             lines.append(
-                f"{' and '.join(running)} keep running: "
-                f"{'their operators have' if len(running) > 1 else 'its operator has'} "
+                f"{' and '.join(running)} {'keep' if several else 'keeps'} running: "
+                f"{'their operators have' if several else 'its operator has'} "
                 "no supported way to scale to zero."
             )
         for manifest in manifests:

@@ -52,7 +52,8 @@ HOUR = 3600.0
 DAY = 86400.0
 # Records read per round trip.
 BATCH = 500
-TTL_WARNINGS = (("ttl-24h", DAY), ("ttl-1h", HOUR))
+# Nearest first: with 30 min left the hour's warning is the one to give.
+TTL_WARNINGS = (("ttl-1h", HOUR), ("ttl-24h", DAY))
 PRESERVE_WARNING = HOUR
 PG_WAITING = "PostgreSQL keeps running for now"
 

@@ -10,6 +10,7 @@ the app's pod is ready.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,10 @@ import pytest
 
 from handlers.hibernate import ANNOTATION_REPLICAS, CNPG_HIBERNATION
 from handlers.settings import WorkerConfig
+from providers.events import Provider
+from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.hosts import github_host
 from tests.support.lifecycle import (
     Gateway,
     gateway_with_wake,
@@ -28,8 +32,10 @@ from tests.support.lifecycle import (
     lifecycle_config,
     mark_ready,
     replicas,
+    sweep_now,
 )
 from tests.support.pull_requests import REPO, send, sha
+from tests.support.receivers import SUBSCRIBER_SECRET, Receiver
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
 CONFIG = (
@@ -81,7 +87,7 @@ def test_hibernate_on_request_scales_to_zero_keeps_data_and_routes_to_the_wake_s
     assert {c["metadata"]["name"] for c in kube.objects("PersistentVolumeClaim", NS)} == claims_before
     assert kube.objects("MongoDBCommunity", NS)
     # MongoDB cannot sleep: it keeps running, and the comment says so.
-    assert "MongoDB keep running" in status["note"] or "MongoDB keeps running" in status["note"]
+    assert "MongoDB keeps running" in status["note"]
     # The host goes to the wake service, through an ExternalName Service both controllers follow.
     assert ingress_backend(kube, NS) == f"{NS}-wake"
     wake = kube.get_object("Service", NS, f"{NS}-wake")
@@ -165,3 +171,74 @@ def test_a_push_wakes_it_and_the_idle_check_puts_it_back_to_sleep(
         # Used just now: not idle, so it stays awake through further ticks.
         time.sleep(2.5)
         assert gw.environment(NS)["state"] == "deployed"
+
+
+def test_hibernation_is_reported_on_the_change_to_subscribers_and_in_the_metrics(
+    redis_server: Any, redis_client: Any, kube: KubeAPIServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    config = lifecycle_config(
+        tmp_path,
+        redis_server.url,
+        CONFIG,
+        status_webhooks=json.dumps([{"url": receiver.url, "secret": SUBSCRIBER_SECRET}]),
+        status_webhooks_allow_private=True,
+    )
+    with gateway_with_wake(redis_server.url) as gw, FakeGitHub() as github:
+        github.add_token("ghp-test")
+        github.add_repo(REPO)
+        github.add_file(REPO, "k8s-ee.yaml", CONFIG, ref=sha(1))
+        github.add_pull(REPO, 42, head_sha=sha(1), head_ref="feature")
+        host = github_host(github, "ghp-test")
+        hosts = {Provider.GITHUB: host}
+        send(gw.api, "opened", 42, sha(1), 0)
+        drain(config, kube_cluster(kube.url), hosts)
+        gw.act(KEY, "hibernate")
+        drain(config, kube_cluster(kube.url), hosts)
+        host.close()
+
+        [comment] = github.comments(REPO, 42)
+        assert "hibernated" in comment.body and "MongoDB keeps running" in comment.body
+        # A visit wakes it: the comment links the preview.
+        assert "https://shop-pr-42.preview.example.com" in comment.body
+        states = [r["body"]["environment"]["state"] for r in receiver.received]
+        assert states[-1] == "hibernated" and all(r["ok"] for r in receiver.received)
+        assert 'k8s_ee_hibernations_total{source="api"} 1.0' in gw.api.get("/metrics").text
+
+
+def test_an_unhealthy_postgresql_is_said_to_keep_running_until_cloudnativepg_hibernates_it(
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig
+) -> None:
+    deployed(gw, kube, config)
+    # CloudNativePG defers hibernating a cluster that is not healthy (and has no hibernation
+    # condition yet): the comment must not claim PostgreSQL sleeps.
+    kube.set_status("Cluster", NS, "app-postgresql", {"phase": "Setting up primary", "instances": 1})
+    gw.act(KEY, "hibernate")
+    drain(config, kube_cluster(kube.url))
+    status = gw.environment(NS)
+    assert status["state"] == "hibernated"
+    assert "PostgreSQL keeps running for now" in status["note"] and "Setting up primary" in status["note"]
+    [cluster] = kube.objects("Cluster", NS)
+    assert cluster["metadata"]["annotations"][CNPG_HIBERNATION] == "on"  # asked for all the same
+
+    # Healthy now, and hibernated by the operator: the next sweep says so.
+    kube.set_status(
+        "Cluster",
+        NS,
+        "app-postgresql",
+        {
+            "phase": "Cluster in healthy state",
+            "conditions": [
+                {
+                    "type": "cnpg.io/hibernation",
+                    "status": "True",
+                    "reason": "Hibernated",
+                    "message": "Cluster has been hibernated",
+                    "lastTransitionTime": "2026-11-27T03:04:05Z",
+                }
+            ],
+        },
+    )
+    sweep_now(config)
+    drain(config, kube_cluster(kube.url))
+    status = gw.environment(NS)
+    assert status["state"] == "hibernated" and "PostgreSQL" not in status["note"]
