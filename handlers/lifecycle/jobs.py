@@ -162,9 +162,14 @@ def build(
 async def tick(deps: LifecycleDeps, now: float | None = None) -> None:
     moment = time.time() if now is None else now
     settings = deps.settings
-    # One worker a second runs the idle check.
-    if await deps.runs.due("idle", TICK_S * 0.9, moment):
-        await idle.check(deps.activity, deps.desired, deps.emit, moment)
+    # One worker a second runs the idle check. When something is due and traffic is read from
+    # Prometheus, it is read first: requests since the last read keep an environment awake.
+    if await deps.runs.due("idle", TICK_S * 0.9, moment) and await deps.activity.due(moment, 1):
+        read: str | None = "no Prometheus"
+        if deps.traffic is not None:
+            read = await deps.runs.locked("activity", lambda: refresh_activity(deps))
+        if read is not None:  # not while another worker reads it (next second, then)
+            await idle.check(deps.activity, deps.desired, deps.emit, moment)
     due = [
         (Job.SWEEP, "sweep", settings.sweep_interval),
         (Job.RESYNC, "resync", settings.resync_interval),
@@ -272,31 +277,32 @@ async def run_resync(ctx: dict[str, Any], left: list[str] | None = None) -> str:
     return await deps.runs.locked("resync", body) or "skipped: another worker is resyncing"
 
 
-async def read_activity(ctx: dict[str, Any]) -> str:
-    deps = _deps(ctx)
+async def refresh_activity(deps: LifecycleDeps) -> str:
+    """Read the ingress controllers' traffic and record it as activity (hold the `activity` lock)."""
     traffic = deps.traffic
     if traffic is None:
         return "no Prometheus"
+    redis, keys = deps.desired.redis, deps.desired.keys
+    members: list[bytes] = await redis.zrange(keys.envs(), 0, -1)
+    envs = [m.decode() for m in members]
+    by_namespace: dict[str, str] = {}
+    for start in range(0, len(envs), 500):
+        batch = envs[start : start + 500]
+        for env, raw in zip(batch, await redis.mget([keys.status(e) for e in batch]), strict=True):
+            if raw:
+                status = EnvironmentStatus.model_validate_json(raw)
+                if status.namespace:
+                    by_namespace[status.namespace] = env
+    active = await traffic.active(by_namespace)
+    moment = time.time()
+    for namespace in active:
+        await deps.activity.touch(by_namespace[namespace], moment)
+    return f"{len(active)} of {len(by_namespace)} environments had traffic"
 
-    async def body() -> str:
-        redis, keys = deps.desired.redis, deps.desired.keys
-        members: list[bytes] = await redis.zrange(keys.envs(), 0, -1)
-        envs = [m.decode() for m in members]
-        by_namespace: dict[str, str] = {}
-        for start in range(0, len(envs), 500):
-            batch = envs[start : start + 500]
-            for env, raw in zip(batch, await redis.mget([keys.status(e) for e in batch]), strict=True):
-                if raw:
-                    status = EnvironmentStatus.model_validate_json(raw)
-                    if status.namespace:
-                        by_namespace[status.namespace] = env
-        active = await traffic.active(by_namespace)
-        moment = time.time()
-        for namespace in active:
-            await deps.activity.touch(by_namespace[namespace], moment)
-        return f"{len(active)} of {len(by_namespace)} environments had traffic"
 
-    return await deps.runs.locked("activity", body) or "skipped"
+async def read_activity(ctx: dict[str, Any]) -> str:
+    deps = _deps(ctx)
+    return await deps.runs.locked("activity", lambda: refresh_activity(deps)) or "skipped"
 
 
 async def watch_wake(ctx: dict[str, Any], env: str, generation: int, started: float) -> str:

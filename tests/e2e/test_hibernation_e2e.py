@@ -242,3 +242,35 @@ def test_an_unhealthy_postgresql_is_said_to_keep_running_until_cloudnativepg_hib
     drain(config, kube_cluster(kube.url))
     status = gw.environment(NS)
     assert status["state"] == "hibernated" and "PostgreSQL" not in status["note"]
+
+
+def test_waiting_visitors_are_bounded_per_environment(
+    redis_server: Any, redis_client: Any, kube: KubeAPIServer, config: WorkerConfig
+) -> None:
+    with gateway_with_wake(redis_server.url, wake_max_pending=2) as gw:
+        deployed(gw, kube, config)
+        gw.act(KEY, "hibernate")
+        drain(config, kube_cluster(kube.url))
+        host = {"Host": f"{NS}.preview.example.com", "Accept": "text/event-stream"}
+        first = gw.wake.stream("GET", "/.k8s-ee-wake/events", headers=host)
+        second = gw.wake.stream("GET", "/.k8s-ee-wake/events", headers=host)
+        with first as one, second as two:
+            assert one.status_code == two.status_code == 200
+            assert one.headers["content-type"].startswith("text/event-stream")
+            # (An iterator dropped would close its connection: this one is kept to the end.)
+            lines = one.iter_lines()
+            assert next(lines).startswith("event: state")
+            # A third waits for nothing: told to come back.
+            third = gw.wake.get("/.k8s-ee-wake/events", headers=host)
+            assert third.status_code == 503 and third.headers["Retry-After"] == "2"
+            # The page itself is never held: it answers at once.
+            assert gw.visit(NS, Accept="text/html").status_code == 503
+            lines.close()
+        # A place freed is a place taken again.
+        deadline = time.monotonic() + 10
+        while True:
+            with gw.wake.stream("GET", "/.k8s-ee-wake/events", headers=host) as again:
+                if again.status_code == 200 or time.monotonic() > deadline:
+                    assert again.status_code == 200
+                    break
+            time.sleep(0.1)
