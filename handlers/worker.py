@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +21,11 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from handlers.cluster import Cluster, TransientClusterError, detect_cluster
-from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.cluster import Cluster, detect_cluster
+from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
-from handlers.reconcile import Reconciler, RetryLater
+from handlers.reconcile import TRANSIENT, Reconciler
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
@@ -54,7 +55,8 @@ class Deps:
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
-    """For events without a change number (pushes, builds): does this environment's head match?"""
+    """For events without a change number (pushes, builds): does this environment's head match?
+    (The indexes found the candidates; this rules out an abbreviated hash's namesakes.)"""
     if current is None:
         return False
     if event.type == EventType.PUSH:
@@ -62,36 +64,59 @@ def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
     return same_commit(event.head_sha, current.head_sha)
 
 
+async def _numbers(deps: Deps, event: LifecycleEvent) -> list[int]:
+    """The changes an event concerns: its own, or for a push or a build without a number, those
+    whose head branch or commit it is (an index lookup: its cost does not grow with the repository)."""
+    if event.number is not None:
+        return [event.number]
+    provider = event.environment_provider
+    if event.type == EventType.PUSH and event.head_ref:
+        return await deps.desired.numbers_on_branch(provider, event.repository, event.head_ref)
+    if event.type == EventType.BUILD_COMPLETED and event.head_sha:
+        return await deps.desired.numbers_at_commit(provider, event.repository, event.head_sha)
+    return []
+
+
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
     deps: Deps = ctx["deps"]
     event = LifecycleEvent.model_validate_json(event_json)
     token = delivery_id_var.set(event.delivery_id)
     try:
-        if event.number is not None:
-            numbers = [event.number]
-        else:
-            numbers = await deps.desired.numbers(event.provider, event.repository)
+        numbers = await _numbers(deps, event)
         outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
-        summary = "; ".join(outcomes) or "no environment of this repository is concerned"
+        summary = _summary(event, outcomes)
         logger.info("event %s: %s", event.type.value, summary, extra={"repository": event.repository})
         return summary
     finally:
         delivery_id_var.reset(token)
 
 
+def _summary(event: LifecycleEvent, outcomes: list[str]) -> str:
+    """One line whatever the number of environments: the outcome of a change's own event, or
+    for a push or a build, how many environments had each outcome."""
+    if event.number is not None:
+        return f"{event.key}: {outcomes[0]}"
+    if not outcomes:
+        return "no environment of this repository is concerned"
+    counts = Counter(outcomes)
+    return "; ".join(
+        f"{n} environment{'s' if n > 1 else ''}: {outcome}" for outcome, n in counts.most_common()
+    )
+
+
 async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
-    key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=number)
     for _ in range(MAX_CAS_ATTEMPTS):
         generation, current = await deps.desired.load(key)
         if event.number is None and not _concerns(current, event):
-            return f"{key}: not concerned"
+            return "not concerned"
         decision = decide(current, event, deps.rules)
         if decision.desired is None:
             await deps.statuses.link(
                 event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
-            return f"{key}: {decision.reason}"
-        new_generation = await deps.desired.save(decision.desired, generation)
+            return decision.reason
+        new_generation = await deps.desired.save(decision.desired, generation, current)
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
         if decision.reconcile:
@@ -106,14 +131,22 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
             )
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
-            await ctx["redis"].enqueue_job(
-                Job.RECONCILE,
-                str(key),
-                _job_id=f"reconcile:{key}:{new_generation}",
-                _queue_name=deps.settings.connection.queue_name,
+            await _queue_reconcile(ctx, deps, key, new_generation)
+        else:
+            await deps.statuses.link(
+                event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
-        return f"{key}: {decision.reason}"
+        return decision.reason
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
+
+
+async def _queue_reconcile(ctx: dict[str, Any], deps: Deps, key: EnvKey, generation: int) -> None:
+    await ctx["redis"].enqueue_job(
+        Job.RECONCILE,
+        str(key),
+        _job_id=f"reconcile:{key}:{generation}",
+        _queue_name=deps.settings.connection.queue_name,
+    )
 
 
 async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
@@ -121,7 +154,14 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     key = EnvKey.parse(key_text)
     try:
         return await deps.reconciler.reconcile(key)
-    except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+    except LockLost:
+        # Another reconcile took over while this one was paused: it stopped writing, and made a
+        # new generation, which this job (or the lock's holder, before it lets go) applies.
+        generation, _ = await deps.desired.load(key)
+        if generation:
+            await _queue_reconcile(ctx, deps, key, generation)
+        return "lost the lock; queued again"
+    except TRANSIENT as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
@@ -178,8 +218,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
     redis = ctx["redis"]
-    desired = DesiredStore(redis, settings.keys)
-    statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+    connection = settings.connection
+    desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
+    statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)

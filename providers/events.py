@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 
 class Provider(StrEnum):
@@ -85,8 +85,24 @@ class LifecycleEvent(BaseModel):
     # The change's title and web page, for reporting back (escaped before use).
     title: str | None = None
     url: str | None = None
+    # Whose environment the event acts on when it is not the sender's own: the generic
+    # trigger may name a code host to act on its environment of the same repository and number.
+    target_provider: Provider | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Only a generic trigger that names a provider has one: other events look as they always did.
+        data: dict[str, object] = handler(self)
+        if data.get("target_provider") is None:
+            data.pop("target_provider", None)
+        return data
+
+    @property
+    def environment_provider(self) -> Provider:
+        """The provider of the environment this event concerns."""
+        return self.target_provider or self.provider
 
     @property
     def key(self) -> str:
         """What serialises work: one environment per (provider, repository, change)."""
-        return f"{self.provider.value}:{self.repository}:{self.number}"
+        return f"{self.environment_provider.value}:{self.repository}:{self.number}"

@@ -69,6 +69,10 @@ class TriggerBody(BaseModel):
     # The repository's k8s-ee.yaml as a JSON object; its content is checked where it is used.
     config: dict[str, Any] | None = None
     occurred_at: datetime | None = None
+    # Act on this provider's environment of the same repository and number (a CI step that
+    # destroys or hibernates a GitHub pull request's environment, say); default: the
+    # generic trigger's own.
+    provider: Provider | None = None
 
     @field_validator("repository")
     @classmethod
@@ -185,6 +189,7 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
             config=trigger.config,
             occurred_at=trigger.occurred_at,
             received_at=received_at,
+            target_provider=None if trigger.provider in (None, Provider.GENERIC) else trigger.provider,
         )
     )
 

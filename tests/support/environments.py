@@ -1,0 +1,107 @@
+"""Driving environments end to end: deliveries as the code hosts and a CI send them, and what
+the admin API and the test API server then show."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from handlers import naming
+from tests.kubeapi import KubeAPIServer
+from tests.support.senders import ADMIN_TOKEN, FIXTURES, GENERIC_TOKEN, auth_headers
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+REPO = "northwind-labs/storefront"
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+# The default k8s-ee.yaml of these tests (K8S_EE_DEFAULT_CONFIG): namespaces `shop-pr-<n>`.
+CONFIG = "projectId: shop\napp:\n  port: 8080\n"
+
+
+def sha(n: int) -> str:
+    return f"{n:040x}"
+
+
+def at(minute: float) -> str:
+    return (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+
+
+def pull_request(
+    action: str, number: int, head: str, minute: float, *, branch: str = "feature"
+) -> dict[str, Any]:
+    """A GitHub `pull_request` delivery's payload, happening at `minute`."""
+    payload: dict[str, Any] = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
+    payload["action"] = action
+    payload["number"] = number
+    pr = payload["pull_request"]
+    pr["number"] = number
+    pr["head"]["sha"] = head
+    pr["head"]["ref"] = branch
+    pr["updated_at"] = at(minute)
+    if action == "closed":
+        pr["state"] = "closed"
+        pr["closed_at"] = pr["updated_at"]
+    return payload
+
+
+def send_github(client: httpx.Client, payload: dict[str, Any], event: str = "pull_request") -> dict[str, Any]:
+    body = json.dumps(payload).encode()
+    headers = json.loads((FIXTURES / "github" / "pull_request.opened.headers.json").read_text())
+    headers = {**headers, "X-GitHub-Event": event, **auth_headers("github", body, str(uuid.uuid4()))}
+    answer = client.post("/webhooks/github", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def send_generic(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    answer = client.post(
+        "/webhooks/generic",
+        json={"repository": REPO, **body},
+        headers={"Authorization": f"Bearer {GENERIC_TOKEN}"},
+    )
+    assert answer.status_code == 202, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def environment(
+    client: httpx.Client, provider: str, number: int, repository: str = REPO
+) -> dict[str, Any] | None:
+    """The environment by its key (GET /api/v1/environments/{provider}/{repository}/{number})."""
+    answer = client.get(
+        f"/api/v1/environments/{provider}/{repository.replace('/', '%2F')}/{number}", headers=ADMIN
+    )
+    if answer.status_code == 404:
+        return None
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def by_namespace(client: httpx.Client, name: str) -> dict[str, Any] | None:
+    answer = client.get(f"/api/v1/environments/{name}", headers=ADMIN)
+    if answer.status_code == 404:
+        return None
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def namespace(kube: KubeAPIServer, name: str) -> dict[str, Any] | None:
+    found = [o for o in kube.objects("Namespace") if o["metadata"]["name"] == name]
+    return found[0] if found else None
+
+
+def app_commit(kube: KubeAPIServer, name: str) -> str | None:
+    """The commit the app's ConfigMap says it runs (COMMIT_SHA)."""
+    found = kube.get_object("ConfigMap", name, naming.app_config_name(name))
+    return None if found is None else str(found["data"]["COMMIT_SHA"])
+
+
+def app_image(kube: KubeAPIServer, name: str) -> str | None:
+    found = kube.get_object("Deployment", name, naming.app_name(name))
+    return None if found is None else str(found["spec"]["template"]["spec"]["containers"][0]["image"])
