@@ -43,5 +43,7 @@ class AppState:
             ),
             metrics=Metrics(),
             receivers=receivers(web.secret_values, web.insecure),
-            statuses=StatusStore(redis, settings.keys, connection.retention_ms),
+            statuses=StatusStore(
+                redis, settings.keys, connection.retention_ms, connection.environment_retention_ms
+            ),
         )

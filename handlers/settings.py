@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings
 
 from handlers.keys import Keys
@@ -36,6 +36,8 @@ class ConnectionSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
     delivery_retention_hours: float = Field(72.0, gt=0)
+    # How long a destroyed environment's records (its status, its tombstone) are kept.
+    environment_retention_hours: float = Field(720.0, gt=0)
 
     @field_validator("redis_url")
     @classmethod
@@ -44,9 +46,22 @@ class ConnectionSettings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("environment_retention_hours")
+    @classmethod
+    def outlives_deliveries(cls, value: float, info: ValidationInfo) -> float:
+        # A redelivery is accepted again once its dedup key is gone: the tombstone must still be there.
+        deliveries = info.data.get("delivery_retention_hours")
+        if deliveries is not None and value < deliveries:
+            raise ValueError("must be at least K8S_EE_DELIVERY_RETENTION_HOURS")
+        return value
+
     @property
     def retention_ms(self) -> int:
         return int(self.delivery_retention_hours * 3_600_000)
+
+    @property
+    def environment_retention_ms(self) -> int:
+        return int(self.environment_retention_hours * 3_600_000)
 
     @property
     def keys(self) -> Keys:

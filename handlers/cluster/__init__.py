@@ -15,6 +15,7 @@ messages are safe to show to users: they never carry a credential.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,6 +103,16 @@ class DestroyResult(BaseModel):
     preserved: bool = False
 
 
+# Awaited before each wave of writes (and each delete): it raises, and so stops the writes,
+# when the reconcile that started them may no longer write (handlers.desired.DesiredStore.fence).
+Fence = Callable[[], Awaitable[None]]
+
+
+async def check(fence: Fence | None) -> None:
+    if fence is not None:
+        await fence()
+
+
 @runtime_checkable
 class Cluster(Protocol):
     name: str  # "kubernetes" | "directory"
@@ -110,11 +121,16 @@ class Cluster(Protocol):
         """The generated passwords already stored in the namespace, by `required_passwords()` name."""
         ...
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
-        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left."""
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
+        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left;
+        `fence` is awaited before each write wave."""
         ...
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult: ...
+    async def destroy(self, namespace: str, repository: str, fence: Fence | None = None) -> DestroyResult:
+        """Delete the namespace and everything in it; `fence` is awaited before the delete."""
+        ...
 
     def close(self) -> None:
         """Release connections; the cluster is not used afterwards."""
@@ -146,9 +162,11 @@ __all__ = [
     "ClusterChoice",
     "ClusterError",
     "DestroyResult",
+    "Fence",
     "ObjectRef",
     "OwnershipError",
     "PermanentClusterError",
     "TransientClusterError",
+    "check",
     "detect_cluster",
 ]

@@ -22,9 +22,11 @@ from handlers import naming
 from handlers.cluster import (
     ApplyResult,
     DestroyResult,
+    Fence,
     ObjectRef,
     PermanentClusterError,
     TransientClusterError,
+    check,
 )
 from handlers.cluster.ownership import check_owner
 from handlers.cluster.resources import (
@@ -105,7 +107,9 @@ class KubernetesCluster:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
         planned = plan(namespace, manifests)
         secrets = secret_values(manifests)
         result = ApplyResult(namespace=namespace)
@@ -123,13 +127,17 @@ class KubernetesCluster:
             previous = _decode_applied(namespace, annotations.get(ANNOTATION_APPLIED_OBJECTS))
 
         wanted = {item.ref.key for item in planned[1:]}
-        for ref in previous:
-            if ref.key not in wanted and await self._prune(namespace, ref):
+        stale = [ref for ref in previous if ref.key not in wanted]
+        if stale:
+            await check(fence)
+        for ref in stale:
+            if await self._prune(namespace, ref):
                 result.pruned.append(ref)
 
         _record_applied(planned[0].manifest, [item.ref for item in planned[1:]])
         # Each wave at once: the same requests as one by one, in a fraction of the time.
         for wave in phases(namespace, planned):
+            await check(fence)
             created = await asyncio.gather(*(self._apply_one(namespace, item, secrets) for item in wave))
             for item, was_created in zip(wave, created, strict=True):
                 if was_created:
@@ -168,7 +176,7 @@ class KubernetesCluster:
 
     # -- destroy -------------------------------------------------------------------------------
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult:
+    async def destroy(self, namespace: str, repository: str, fence: Fence | None = None) -> DestroyResult:
         check_namespace_name(namespace)
         current = await self._read_namespace(namespace)
         if current is None:
@@ -178,6 +186,7 @@ class KubernetesCluster:
         if labels.get(naming.LABEL_PRESERVE) == "true":
             return DestroyResult(namespace=namespace, preserved=True)
         if not _terminating(current):
+            await check(fence)
             answer = await self._transport.request(
                 "DELETE",
                 NAMESPACE.path("", namespace),
