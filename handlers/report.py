@@ -125,6 +125,9 @@ class Reporter:
     async def _record_rate_limits(self, host: Host) -> None:
         remaining = host.rate_limits()
         if remaining:
-            await self.redis.hset(  # type: ignore[misc]
-                self.keys.rate_limits(), mapping={k: str(v) for k, v in remaining.items()}
-            )
+            key = self.keys.rate_limits()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={k: str(v) for k, v in remaining.items()})
+                # A budget nobody has looked at for the retention period says nothing any more.
+                pipe.pexpire(key, self.statuses.retention_ms)
+                await pipe.execute()

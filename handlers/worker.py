@@ -269,8 +269,13 @@ def worker_settings(
         "functions": [
             # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
             # keep this one no longer than the reconcile's.
+            # Its result (one line of counts) is kept an hour, or the delivery log's retention if shorter.
             func(
-                process_event, name=Job.PROCESS_EVENT, max_tries=5, timeout=min(30, worker.reconcile_timeout)
+                process_event,
+                name=Job.PROCESS_EVENT,
+                max_tries=5,
+                timeout=min(30, worker.reconcile_timeout),
+                keep_result=min(3600, settings.connection.retention_ms // 1000),
             ),
             # keep_result=0: a finished reconcile leaves nothing behind in Redis.
             func(
