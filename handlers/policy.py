@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handlers.desired import Action, DeliveryRef, Desired, Intent, Stamp
-from providers.events import BuildStatus, EventType, LifecycleEvent
+from providers.events import BuildStatus, EventType, LifecycleEvent, Provider
 
 # Deliveries remembered per environment between two reconciles (for the delivery log's links).
 MAX_PENDING_DELIVERIES = 50
@@ -196,7 +196,7 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
         return _build(current, event)
     elif kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE):
         if current is None or current.action != "deploy":
-            return Decision(None, False, "no deployed environment to hibernate or wake")
+            return Decision(None, False, "no deployed environment to hibernate or wake" + _elsewhere(event))
         merged = _merge(current, stamp, {"hibernated": kind == EventType.ENV_HIBERNATE})
         if _newest(merged, "hibernated", stamp):
             why = "already " + ("hibernated" if merged.hibernated else "awake")
@@ -228,7 +228,10 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
     asked |= kind in DESTROYING and current is not None and _newest(merged, "intent", stamp)
     reconcile = changed or asked
     if action == "destroy":
-        told = "destroy" if reconcile else (why or "nothing to destroy: recorded, so later events know")
+        nothing = "nothing to destroy: recorded, so later events know" + (
+            _elsewhere(event) if current is None else ""
+        )
+        told = "destroy" if reconcile else (why or nothing)
     elif action == "deploy":
         assert merged.head_sha is not None
         told = f"deploy {merged.head_sha[:12]}" if reconcile else (why or "recorded")
@@ -237,6 +240,13 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
     if kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE, EventType.PUSH) and changed:
         told = "wake on push" if kind == EventType.PUSH else kind.value
     return Decision(merged, reconcile, told)
+
+
+def _elsewhere(event: LifecycleEvent) -> str:
+    """For a generic request that finds nothing of its own: where the environment may be."""
+    if event.provider == Provider.GENERIC and event.target_provider is None:
+        return ' of the generic trigger (name "provider" to act on a code host\'s environment)'
+    return ""
 
 
 def _stale_reason(merged: Desired, event: LifecycleEvent, stamp: Stamp) -> str | None:
