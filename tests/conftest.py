@@ -23,8 +23,10 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client = redis_server.client()
-    # This Redis was started by this test session: emptying it between tests is ours to do.
+    # This Redis was started by this test session: emptying it between tests is ours to do,
+    # and so is resetting its statistics (tests count the commands they caused).
     client.flushall()
+    client.config_resetstat()
     yield client
     client.close()
 

@@ -73,6 +73,7 @@ def test_two_repositories_with_one_project_id_never_share_a_namespace(
     client = gateway()
     cluster = kube_cluster(kube.url)
     send_generic(client, action="deploy", number=11, sha=sha(1), branch="main")
+    drain(worker_config, cluster)
     send_generic(client, action="deploy", number=11, sha=sha(2), branch="main", repository="acme/other")
     drain(worker_config, cluster)
     refused = environment(client, "generic", 11, repository="acme/other")

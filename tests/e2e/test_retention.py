@@ -79,21 +79,21 @@ def test_nothing_is_left_in_redis_after_a_lifecycle_and_the_retention(
 
         # A pull request's whole life, a push to its branch, a close before any open for
         # another one; a merge request; a generic environment deployed, hibernated, destroyed.
+        # The last of them all end in the last run of the worker, so that the assertions
+        # below come well inside the retention.
         send_github(client, pull_request("opened", 21, sha(1), 1))
+        send_generic(client, action="deploy", number=23, sha=sha(3), branch="main")
         drain(worker_config, cluster, **workers)
         pull.head_sha = sha(2)
         send_github(client, pull_request("synchronize", 21, sha(2), 2))
         send_github(client, push("feature", sha(2)), event="push")
         send_github(client, pull_request("closed", 22, sha(5), 3))
         send_gitlab(client, "merge_request.open")
+        send_generic(client, action="hibernate", number=23)
         drain(worker_config, cluster, **workers)
         pull.state = "closed"
         send_github(client, pull_request("closed", 21, sha(2), 4))
         send_gitlab(client, "merge_request.close")
-        send_generic(client, action="deploy", number=23, sha=sha(3), branch="main")
-        drain(worker_config, cluster, **workers)
-        send_generic(client, action="hibernate", number=23)
-        drain(worker_config, cluster, **workers)
         send_generic(client, action="destroy", number=23)
         drain(worker_config, cluster, **workers)
         [comment] = github.comments(REPO, 21)
