@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import shutil
 import statistics
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-from bench.ingest import free_port, start
+from bench.ingest import free_port, redis_binary, redis_command, start
 from handlers.cluster.directory import DirectoryCluster
 from handlers.settings import load_worker_config
 from handlers.worker import process_event, startup
@@ -100,18 +99,12 @@ def main() -> int:
     parser.add_argument("--environments", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
-    redis_bin = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    redis_bin = redis_binary()
     if not redis_bin:
-        print(
-            "a redis-server is needed (scripts/bootstrap.sh finds one, or set K8S_EE_REDIS_SERVER)",
-            file=sys.stderr,
-        )
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="k8s-ee-bench-push-"))
     port = free_port()
-    redis = start(
-        [redis_bin, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)], {}
-    )
+    redis = start(redis_command(redis_bin, port, workdir), {})
     try:
         url = f"redis://127.0.0.1:{port}/0"  # arq's pool retries until the server is up
         print(

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import free_port, start, wait_http
+from bench.ingest import free_port, redis_binary, redis_command, start, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = ROOT / "tests" / "fixtures" / "github" / "pull_request.opened.json"
@@ -62,34 +62,15 @@ def main() -> int:
     parser.add_argument("--prs", type=int, default=20)
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "k8s-ee.bench.yaml")
     args = parser.parse_args()
-    redis_bin = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    redis_bin = redis_binary()
     if not redis_bin:
-        print(
-            "a redis-server is needed (scripts/bootstrap.sh finds one, or set K8S_EE_REDIS_SERVER)",
-            file=sys.stderr,
-        )
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="k8s-ee-bench-"))
     redis_port, gateway_port = free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(
-            start(
-                [
-                    redis_bin,
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                ],
-                {},
-            )
-        )
+        processes.append(start(redis_command(redis_bin, redis_port, workdir), {}))
         kube = subprocess.Popen(
             [sys.executable, "-m", "tests.kubeapi", "--port", "0"],
             cwd=ROOT,

@@ -18,9 +18,9 @@ import pytest
 
 from handlers.cluster.kubernetes import KubernetesCluster
 from handlers.settings import load_worker_config
+from tests.support.environments import send, sha
 from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import drain
-from tests.test_worker_e2e import send, sha
 
 KUBECONFIG = os.environ.get("K8S_EE_TEST_KUBECONFIG")
 pytestmark = [

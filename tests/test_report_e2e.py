@@ -21,8 +21,8 @@ from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from tests.fakehosts import FakeGitHub
 from tests.kubeapi import KubeAPIServer
+from tests.support.environments import REPO, send, sha
 from tests.support.worker import drain, kube_cluster
-from tests.test_worker_e2e import REPO, send, sha
 
 SUBSCRIBER_SECRET = "whsec_" + base64.b64encode(b"subscriber-secret-of-32-bytes!!!").decode()
 

@@ -6,88 +6,23 @@ Each required property of the worker has a test here that fails without it.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from handlers.cluster import Cluster
 from handlers.cluster.directory import DirectoryCluster
-from handlers.settings import WorkerConfig, load_worker_config
+from handlers.settings import WorkerConfig
 from tests.kubeapi import KubeAPIServer
-from tests.support.senders import ADMIN_TOKEN, FIXTURES, auth_headers
-from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-REPO = "northwind-labs/storefront"
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-CONFIG = "projectId: shop\napp:\n  port: 8080\ndatabases:\n  redis: true\n"
-
-
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
-def pr_delivery(
-    action: str, number: int, head: str, minute: float, *, merged: bool = False
-) -> tuple[bytes, dict[str, str]]:
-    payload = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
-    payload["action"] = action
-    payload["number"] = number
-    pr = payload["pull_request"]
-    pr["number"] = number
-    pr["head"]["sha"] = head
-    pr["updated_at"] = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-    if action == "closed":
-        pr["state"] = "closed"
-        pr["merged"] = merged
-        pr["closed_at"] = pr["updated_at"]
-    body = json.dumps(payload).encode()
-    headers = json.loads((FIXTURES / "github" / "pull_request.opened.headers.json").read_text())
-    return body, {**headers, **auth_headers("github", body, str(uuid.uuid4()))}
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def worker_config(tmp_path: Path, redis_server: Any) -> WorkerConfig:
-    config = tmp_path / "k8s-ee.yaml"
-    config.write_text(CONFIG)
-    return load_worker_config(
-        redis_url=redis_server.url,
-        default_config=config,
-        preview_domain="preview.example.com",
-        lock_ttl=3,
-        reconcile_max_tries=3,
-    )
-
-
-def send(client: Any, action: str, number: int, head: str, minute: float, **kw: Any) -> dict[str, Any]:
-    body, headers = pr_delivery(action, number, head, minute, **kw)
-    answer = client.post("/webhooks/github", content=body, headers=headers)
-    assert answer.status_code == 202, answer.text
-    return answer.json()
-
-
-def namespace(kube: KubeAPIServer, name: str) -> dict[str, Any] | None:
-    found = [o for o in kube.objects("Namespace") if o["metadata"]["name"] == name]
-    return found[0] if found else None
+from tests.support.environments import ADMIN, REPO, by_namespace, namespace, send, sha
+from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for, worker_process
 
 
 def environment(client: Any, name: str) -> dict[str, Any]:
-    answer = client.get(f"/api/v1/environments/{name}", headers=ADMIN)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+    found = by_namespace(client, name)
+    assert found is not None, name
+    return found
 
 
 def test_opened_deploys_and_closed_destroys(
@@ -294,49 +229,25 @@ def test_directory_backend_writes_and_removes_manifests(
     assert not (root / "shop-pr-3").exists()
 
 
-def kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-        f"clusters:\n- name: test\n  cluster:\n    server: {url}\n"
-        "users:\n- name: test\n  user:\n    token: test-token\n"
-        "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
-    )
-    return path
-
-
 def test_worker_killed_mid_reconcile_loses_nothing(
     gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
-    import os
     import signal
-    import subprocess
-    import sys
 
     client = gateway()
-    env = {
-        **os.environ,
-        "K8S_EE_REDIS_URL": worker_config.connection.redis_url,
-        "K8S_EE_CLUSTER": "kubernetes",
-        "K8S_EE_KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", kube.url)),
-        "K8S_EE_DEFAULT_CONFIG": str(worker_config.worker.default_config),
-        "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
-        # arq gives a job up for lost this long (+10 s) after its worker stopped answering.
-        "K8S_EE_RECONCILE_TIMEOUT": "5",
-        "K8S_EE_LOCK_TTL": "3",
-        "K8S_EE_LOG_LEVEL": "INFO",
-    }
-    worker = [sys.executable, "-m", "gateway.cli", "worker"]
+    # arq gives a job up for lost this long (+10 s) after its worker stopped answering.
+    settings = {"reconcile_timeout": "5", "lock_ttl": "3"}
     # The Deployment's apply hangs: the first worker is killed while it waits on it.
     kube.add_fault("PATCH", r"/deployments/", status=None, delay=15, times=1)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
-    first = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=logs[0].open("w"))
+    first = worker_process(worker_config, kube.url, tmp_path, logs[0], **settings)
     try:
         send(client, "opened", 51, sha(1), 0)
         wait_for(lambda: kube.count_requests("PATCH", "/deployments/") > 0, timeout=30)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert namespace(kube, "shop-pr-51") is not None  # half applied
-        second = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=logs[1].open("w"))
+        second = worker_process(worker_config, kube.url, tmp_path, logs[1], **settings)
         try:
             wait_for(
                 lambda: environment(client, "shop-pr-51")["state"] == "deployed", timeout=60, interval=0.25

@@ -8,10 +8,8 @@ a newer generation, then let go on with SIGCONT.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,44 +23,27 @@ from handlers.keys import Keys
 from handlers.queue import Job
 from handlers.settings import WorkerConfig
 from tests.kubeapi import KubeAPIServer
-from tests.support.environments import REPO, app_commit, app_image, at, environment, send_generic, sha
-from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
-
-
-def kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-        f"clusters:\n- name: test\n  cluster:\n    server: {url}\n"
-        "users:\n- name: test\n  user:\n    token: test-token\n"
-        "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
-    )
-    return path
+from tests.support.environments import (
+    REPO,
+    app_commit,
+    app_image,
+    at,
+    environment,
+    send_generic,
+    sha,
+)
+from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for, worker_process
 
 
 def test_a_worker_paused_past_its_lock_does_not_overwrite_a_newer_apply(
     gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
     client = gateway()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("K8S_EE_")},
-        "K8S_EE_REDIS_URL": worker_config.connection.redis_url,
-        "K8S_EE_CLUSTER": "kubernetes",
-        "K8S_EE_KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", kube.url)),
-        "K8S_EE_DEFAULT_CONFIG": str(worker_config.worker.default_config),
-        "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
-        "K8S_EE_LOCK_TTL": "3",
-        "K8S_EE_RECONCILE_TIMEOUT": "60",
-    }
     log = tmp_path / "paused-worker.log"
     # The paused worker's ConfigMap apply (the third wave) is held 12 s by the API server, then
     # written: a request in flight when its sender stopped.
     kube.add_fault("PATCH", r"/configmaps/", status=None, delay=12, times=1)
-    paused = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
+    paused = worker_process(worker_config, kube.url, tmp_path, log, lock_ttl="3", reconcile_timeout="60")
     try:
         send_generic(
             client,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 REPO = "northwind-labs/storefront"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 # The default k8s-ee.yaml of these tests (K8S_EE_DEFAULT_CONFIG): namespaces `shop-pr-<n>`.
-CONFIG = "projectId: shop\napp:\n  port: 8080\n"
+CONFIG = "projectId: shop\napp:\n  port: 8080\ndatabases:\n  redis: true\n"
 
 
 def sha(n: int) -> str:
@@ -30,7 +31,7 @@ def at(minute: float) -> str:
 
 
 def pull_request(
-    action: str, number: int, head: str, minute: float, *, branch: str = "feature"
+    action: str, number: int, head: str, minute: float, *, branch: str = "feature", merged: bool = False
 ) -> dict[str, Any]:
     """A GitHub `pull_request` delivery's payload, happening at `minute`."""
     payload: dict[str, Any] = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
@@ -43,6 +44,7 @@ def pull_request(
     pr["updated_at"] = at(minute)
     if action == "closed":
         pr["state"] = "closed"
+        pr["merged"] = merged
         pr["closed_at"] = pr["updated_at"]
     return payload
 
@@ -55,6 +57,13 @@ def send_github(client: httpx.Client, payload: dict[str, Any], event: str = "pul
     assert answer.status_code == 202, answer.text
     result: dict[str, Any] = answer.json()
     return result
+
+
+def send(
+    client: httpx.Client, action: str, number: int, head: str, minute: float, **kw: Any
+) -> dict[str, Any]:
+    """A GitHub `pull_request` delivery of `action`, happening at `minute`."""
+    return send_github(client, pull_request(action, number, head, minute, **kw))
 
 
 def send_generic(client: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -80,6 +89,17 @@ def environment(
     assert answer.status_code == 200, answer.text
     result: dict[str, Any] = answer.json()
     return result
+
+
+def kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig for the test API server at `url` (what a worker process is pointed at)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+        f"clusters:\n- name: test\n  cluster:\n    server: {url}\n"
+        "users:\n- name: test\n  user:\n    token: test-token\n"
+        "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
+    )
+    return path
 
 
 def by_namespace(client: httpx.Client, name: str) -> dict[str, Any] | None:
