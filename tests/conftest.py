@@ -10,7 +10,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import load_gateway_settings
 from handlers.settings import WorkerConfig, load_worker_config
-from tests.kubeapi import KubeAPIServer
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.environments import CONFIG
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
@@ -28,11 +28,18 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client = redis_server.client()
     # This Redis was started by this test session: emptying it between tests is ours to do,
-    # and so is resetting its statistics (tests count the commands they caused).
+    # and its command statistics too, which a test may count (whatever ran before it).
     client.flushall()
     client.config_resetstat()
     yield client
     client.close()
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPIServer]:
+    """The test Kubernetes API server (tests/fakes/kubeapi), on a free loopback port."""
+    with KubeAPIServer() as server:
+        yield server
 
 
 Gateway = Callable[..., httpx.Client]
@@ -54,13 +61,6 @@ def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
     for served, client in started:
         client.close()
         served.__exit__(None, None, None)
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    """The project's test Kubernetes API server, empty."""
-    with KubeAPIServer() as server:
-        yield server
 
 
 @pytest.fixture

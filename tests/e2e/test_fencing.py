@@ -22,16 +22,9 @@ from handlers.desired import DesiredStore, EnvKey, LockLost
 from handlers.keys import Keys
 from handlers.queue import Job
 from handlers.settings import WorkerConfig
-from tests.kubeapi import KubeAPIServer
-from tests.support.environments import (
-    REPO,
-    app_commit,
-    app_image,
-    at,
-    environment,
-    send_generic,
-    sha,
-)
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import app_commit, app_image, environment, send_generic
+from tests.support.pull_requests import REPO, at, sha
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for, worker_process
 
 

@@ -11,18 +11,9 @@ from typing import Any
 import pytest
 
 from handlers.settings import WorkerConfig
-from tests.kubeapi import KubeAPIServer
-from tests.support.environments import (
-    app_commit,
-    app_image,
-    at,
-    environment,
-    namespace,
-    pull_request,
-    send_generic,
-    send_github,
-    sha,
-)
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import app_commit, app_image, environment, namespace, send_generic
+from tests.support.pull_requests import at, pull_request, send_github, sha
 from tests.support.worker import drain, kube_cluster
 
 # opened, synchronize, synchronize, closed, reopened: in the order they happened.

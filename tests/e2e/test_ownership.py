@@ -5,19 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.settings import WorkerConfig
-from tests.kubeapi import KubeAPIServer
-from tests.support.environments import (
-    ADMIN,
-    REPO,
-    app_commit,
-    by_namespace,
-    environment,
-    namespace,
-    pull_request,
-    send_generic,
-    send_github,
-    sha,
-)
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import ADMIN, app_commit, by_namespace, environment, namespace, send_generic
+from tests.support.pull_requests import REPO, pull_request, send_github, sha
 from tests.support.worker import drain, kube_cluster
 
 

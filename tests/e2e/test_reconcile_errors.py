@@ -16,9 +16,10 @@ from handlers.desired import Desired, DesiredStore
 from handlers.queue import Job
 from handlers.settings import WorkerConfig, load_worker_config
 from providers.events import Provider
-from tests.kubeapi import KubeAPIServer
-from tests.support.environments import REPO, environment, sha
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import environment
 from tests.support.http_server import ServedApp
+from tests.support.pull_requests import REPO, sha
 from tests.support.worker import drain, kube_cluster
 
 

@@ -12,9 +12,10 @@ from handlers.settings import load_worker_config
 from providers.events import Provider
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub
-from tests.kubeapi import KubeAPIServer
-from tests.support.environments import CONFIG, REPO, pull_request, send_generic, send_github, sha
+from tests.fakes.fakehosts import FakeGitHub
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import CONFIG, send_generic
+from tests.support.pull_requests import REPO, pull_request, send_github, sha
 from tests.support.senders import FIXTURES, auth_headers
 from tests.support.worker import drain, kube_cluster
 

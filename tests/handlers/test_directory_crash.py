@@ -16,7 +16,7 @@ from typing import Any
 
 from handlers.cluster.directory import MARKER, DirectoryCluster
 from handlers.cluster.resources import plan
-from tests.test_cluster_kubernetes import NS, REPO, environment, obj
+from tests.support.manifests import NS, REPO, environment, obj
 
 ROOT = Path(__file__).resolve().parents[2]
 

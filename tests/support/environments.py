@@ -1,69 +1,21 @@
-"""Driving environments end to end: deliveries as the code hosts and a CI send them, and what
-the admin API and the test API server then show."""
+"""Driving environments end to end: what a CI sends the generic trigger, and what the admin
+API and the test API server then show (GitHub's deliveries: tests/support/pull_requests.py)."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from handlers import naming
-from tests.kubeapi import KubeAPIServer
-from tests.support.senders import ADMIN_TOKEN, FIXTURES, GENERIC_TOKEN, auth_headers
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.pull_requests import REPO
+from tests.support.senders import ADMIN_TOKEN, GENERIC_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-REPO = "northwind-labs/storefront"
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 # The default k8s-ee.yaml of these tests (K8S_EE_DEFAULT_CONFIG): namespaces `shop-pr-<n>`.
 CONFIG = "projectId: shop\napp:\n  port: 8080\ndatabases:\n  redis: true\n"
-
-
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
-def at(minute: float) -> str:
-    return (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-
-
-def pull_request(
-    action: str, number: int, head: str, minute: float, *, branch: str = "feature", merged: bool = False
-) -> dict[str, Any]:
-    """A GitHub `pull_request` delivery's payload, happening at `minute`."""
-    payload: dict[str, Any] = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
-    payload["action"] = action
-    payload["number"] = number
-    pr = payload["pull_request"]
-    pr["number"] = number
-    pr["head"]["sha"] = head
-    pr["head"]["ref"] = branch
-    pr["updated_at"] = at(minute)
-    if action == "closed":
-        pr["state"] = "closed"
-        pr["merged"] = merged
-        pr["closed_at"] = pr["updated_at"]
-    return payload
-
-
-def send_github(client: httpx.Client, payload: dict[str, Any], event: str = "pull_request") -> dict[str, Any]:
-    body = json.dumps(payload).encode()
-    headers = json.loads((FIXTURES / "github" / "pull_request.opened.headers.json").read_text())
-    headers = {**headers, "X-GitHub-Event": event, **auth_headers("github", body, str(uuid.uuid4()))}
-    answer = client.post("/webhooks/github", content=body, headers=headers)
-    assert answer.status_code == 202, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
-
-
-def send(
-    client: httpx.Client, action: str, number: int, head: str, minute: float, **kw: Any
-) -> dict[str, Any]:
-    """A GitHub `pull_request` delivery of `action`, happening at `minute`."""
-    return send_github(client, pull_request(action, number, head, minute, **kw))
 
 
 def send_generic(client: httpx.Client, **body: Any) -> dict[str, Any]:
