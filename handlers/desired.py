@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from handlers.keys import Keys
 from providers.events import Provider
@@ -234,13 +235,13 @@ class DesiredStore:
             self.keys.applied_generation(env),
         )
 
-    def _branch_index(self, desired: Desired | None) -> str | None:
-        if desired is None or not desired.live or not desired.head_ref:
+    def _branch_index(self, desired: Desired | None, live_only: bool = True) -> str | None:
+        if desired is None or (live_only and not desired.live) or not desired.head_ref:
             return None
         return self.keys.branch_envs(desired.provider, desired.repository, desired.head_ref)
 
-    def _commit_index(self, desired: Desired | None) -> str | None:
-        if desired is None or not desired.live or not desired.head_sha:
+    def _commit_index(self, desired: Desired | None, live_only: bool = True) -> str | None:
+        if desired is None or (live_only and not desired.live) or not desired.head_sha:
             return None
         return self.keys.commit_envs(desired.provider, desired.repository, commit_prefix(desired.head_sha))
 
@@ -289,12 +290,25 @@ class DesiredStore:
         return sorted(int(n) for n in members)
 
     async def retire(self, key: EnvKey) -> None:
-        """A destroyed environment's record stays long enough to refuse late deliveries, then goes."""
+        """A destroyed environment's record stays long enough to refuse late deliveries, then
+        goes; it leaves the indexes now (its record may still say deploy: the host said the
+        change is closed). Nothing is done if an event changed the record meanwhile: the
+        reconcile runs again on it."""
         record, generation, _, applied = self._keys(key)
         async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(generation)
+            raw = await pipe.get(record)
+            desired = Desired.model_validate_json(raw) if raw else None
+            pipe.multi()  # type: ignore[no-untyped-call]
             for name in (record, generation, applied):
                 pipe.pexpire(name, self.retention_ms)
-            await pipe.execute()
+            for index in (self._branch_index(desired, False), self._commit_index(desired, False)):
+                if index is not None:
+                    pipe.srem(index, key.number)
+            try:
+                await pipe.execute()
+            except WatchError:
+                return
 
     # -- the per-environment lock: one reconcile at a time, across worker processes --
 

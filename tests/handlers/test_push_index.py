@@ -129,3 +129,21 @@ def test_the_indexes_follow_the_head_and_forget_closed_changes(redis_server: Any
             }
 
     asyncio.run(scenario())
+
+
+def test_a_change_the_host_says_is_closed_leaves_the_indexes_when_destroyed(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    """Its record still says deploy (no close event came), yet nothing finds it any more."""
+
+    async def scenario() -> None:
+        async with Worker(redis_server.url, tmp_path) as worker:
+            await worker.open(4, "gone", sha(4))
+            key = (await worker.desired(4)).key  # type: ignore[union-attr]
+            await worker.deps.desired.retire(key)
+            assert (await worker.desired(4)).action == "deploy"  # type: ignore[union-attr]
+            assert await worker.redis.keys("k8s-ee:*-envs:*") == []
+            push = event(EventType.PUSH, head_ref="gone", head_sha=sha(40))
+            assert await worker.send(push) == "no environment of this repository is concerned"
+
+    asyncio.run(scenario())
