@@ -165,7 +165,7 @@ class Chat:
             head = await self._head(host, key) if parsed.name == Name.DEPLOY else None
         except HostError as exc:
             self._log(key, parsed, actor, f"not done: {exc}", reported, allowed=True, account=_account(event))
-            return Answer(f"{parsed}: not done, the change could not be read from the host ({exc})", False)
+            return Answer(f"`{parsed}`: not done, the change could not be read from the host ({exc})", False)
         decision = await self._decide(key, event, parsed, actor, head)
         done = decision is not None and decision.desired is not None
         reason = decision.reason if decision is not None else "nothing to do"

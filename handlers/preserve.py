@@ -17,7 +17,8 @@ after the time: the sweeps (the 1 h warning, expiry, destroying expired closed o
 The index is two sorted sets of environment keys scored by preserved-until (epoch seconds): one
 per repository, where the limit is counted atomically (two `/preserve` at once cannot both take
 the last place), and one of all of them, for the sweeps. An entry whose time has passed counts
-for nothing, so the limit holds even before a sweep has tidied it away.
+for nothing, so the limit holds even before a sweep has tidied it away; a destroyed environment
+leaves the index (handlers.reconcile), and `/unpreserve` takes it out at once.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.forks import without_secrets
 from handlers.hibernate import hibernate
 from handlers.policy import deploy_commit, fork_note, gate
+from handlers.preserve import PreserveIndex
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -65,6 +66,8 @@ class Reconciler:
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
     # How many environments may be awake at once; None: no limit, nothing counted.
     admission: Admission | None = None
+    # The preserved environments' index; a destroyed environment leaves it.
+    preserved: PreserveIndex | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
         token = uuid.uuid4().hex
@@ -357,6 +360,8 @@ class Reconciler:
             )
         settled = await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
         await self.desired.retire(want.key, RETIRED_TTL_S)
+        if self.preserved is not None:
+            await self.preserved.release(want.key)
         await self.release_slot(want.key)
         return settled
 

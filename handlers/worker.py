@@ -254,6 +254,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
     rules = Rules(deploy_drafts=worker.deploy_drafts, preserve_hours=settings.commands.preserve_hours)
     admission = Admission(redis, settings.keys, settings.admission, promoted)
+    preserved = PreserveIndex(redis, settings.keys, settings.commands.max_preserved_per_repository)
     ctx["deps"] = Deps(
         settings=settings,
         desired=desired,
@@ -269,6 +270,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
             admission=admission,
+            preserved=preserved,
         ),
         rules=rules,
         chat=Chat(
@@ -278,7 +280,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             settings=settings.commands,
             rules=rules,
             permissions=PermissionCache(redis, settings.keys, settings.commands.permission_cache_seconds),
-            preserved=PreserveIndex(redis, settings.keys, settings.commands.max_preserved_per_repository),
+            preserved=preserved,
             apply=functools.partial(apply_decision, ctx),
         ),
         admission=admission,
