@@ -9,6 +9,8 @@ duplicates, reordering and bursts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -25,6 +27,7 @@ from handlers.admission import Admission
 from handlers.chat import Chat, Guard
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.heartbeat import keep_beating
 from handlers.permissions import PermissionCache
 from handlers.policy import Decision, Rules, decide, same_commit
 from handlers.preserve import PreserveIndex
@@ -289,10 +292,21 @@ async def startup(ctx: dict[str, Any]) -> None:
     # the outbox; limits may have been raised since the last worker ran.
     await admission.recover(older_than=0)
     await admission.promote()
+    connection = settings.connection
+    # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
+    ctx["heartbeat"] = asyncio.create_task(
+        keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
+        name="k8s-ee-heartbeat",
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
+    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     deps: Deps | None = ctx.get("deps")
     if deps is None:
         return
@@ -349,5 +363,13 @@ def worker_settings(
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
-    Worker(**worker_settings(settings, host_settings=host_settings)).run()
+    """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
+    reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
+    worker = settings.worker
+    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    logger.info(explanation)
+    try:
+        Worker(**worker_settings(settings, cluster=cluster, host_settings=host_settings)).run()
+    finally:
+        cluster.close()
     return 0

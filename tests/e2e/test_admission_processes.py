@@ -9,7 +9,6 @@ in Redis, and the worker that starts next frees the slot and promotes the next i
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.senders import ADMIN_TOKEN, FIXTURES, auth_headers
+from tests.support.pull_requests import send as send_pull_request
+from tests.support.pull_requests import sha
+from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-REPO = "northwind-labs/storefront"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LIMIT = 3
 
@@ -79,19 +79,6 @@ def workers(redis_client: Any, redis_server: Any, tmp_path: Path) -> Iterator[Wo
     running.stop_all()
 
 
-def opened(number: int, action: str = "opened") -> tuple[bytes, dict[str, str]]:
-    payload = json.loads((FIXTURES / "github" / "pull_request.opened.json").read_text())
-    payload["action"] = action
-    payload["number"] = payload["pull_request"]["number"] = number
-    payload["pull_request"]["head"]["sha"] = f"{number:x}".rjust(40, "a")
-    payload["pull_request"]["updated_at"] = f"2026-11-01T12:{10 + (action == 'closed'):02d}:00Z"
-    if action == "closed":
-        payload["pull_request"] |= {"state": "closed", "merged": False, "closed_at": "2026-11-01T12:11:00Z"}
-    body = json.dumps(payload).encode()
-    headers = json.loads((FIXTURES / "github" / "pull_request.opened.headers.json").read_text())
-    return body, {**headers, **auth_headers("github", body, str(uuid.uuid4()))}
-
-
 def states(client: Any) -> dict[int, dict[str, Any]]:
     items = client.get("/api/v1/environments", headers=ADMIN).json()["items"]
     return {item["number"]: item for item in items}
@@ -110,8 +97,7 @@ def test_two_workers_racing_for_the_last_slots_promote_exactly_once(
     first, second = workers.start(), workers.start()
 
     def send(number: int, action: str = "opened") -> None:
-        body, headers = opened(number, action)
-        assert client.post("/webhooks/github", content=body, headers=headers).status_code == 202
+        send_pull_request(client, action, number, sha(number), 10 if action == "opened" else 11)
 
     # Eight at once, for two workers and three slots.
     with ThreadPoolExecutor(max_workers=8) as pool:

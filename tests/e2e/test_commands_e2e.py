@@ -23,7 +23,7 @@ from handlers.queue import Job
 from handlers.settings import WorkerConfig, load_worker_config
 from providers.events import Provider
 from providers.hosts.base import Host
-from tests.kubeapi import KubeAPIServer
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.scenarios import SCENARIOS, Answer, Delivery, GitHubScenario, Scenario, sha
 from tests.support.senders import ADMIN_TOKEN, auth_headers
 from tests.support.worker import drain, kube_cluster

@@ -3,7 +3,6 @@ through the real SDKs, against the fake hosts (which compute access as the hosts
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +12,10 @@ from providers.events import Provider
 from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab
+from tests.fakes.fakehosts.github import app_key_pair
 
 TOKEN = "token-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 def build(provider: Provider, **values: Any) -> Host:

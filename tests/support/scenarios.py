@@ -21,7 +21,7 @@ from providers.hosts.base import Host
 from providers.hosts.build import build_hosts
 from providers.hosts.reporting import MARKER
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import (
+from tests.fakes.fakehosts import (
     FakeBitbucketCloud,
     FakeBitbucketServer,
     FakeGitHub,
@@ -29,7 +29,7 @@ from tests.fakehosts import (
     FakeHost,
     fake_sha,
 )
-from tests.fakehosts.bitbucket_cloud import CloudAccount
+from tests.fakes.fakehosts.bitbucket_cloud import CloudAccount
 from tests.support.senders import FIXTURES, auth_headers
 
 TOKEN = "scenario-token"
