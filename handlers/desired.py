@@ -103,6 +103,14 @@ class Desired(BaseModel):
     hibernated: bool = False
     # Deployment was asked for explicitly: what an on-demand repository waits for.
     requested: bool = False
+    # A fork's change deploys only the commit someone with write access approved
+    # (`/deploy-preview`, or an explicit deploy naming it); a later push needs a new approval.
+    approved_sha: str | None = None
+    approved_by: str | None = None
+    # Preserved (`/preserve`) until then: the namespace carries `preserve=true` and
+    # `k8s-ee/preserve-until`, and a close leaves it standing. None, or a time past, is not
+    # preserved. handlers.preserve keeps the index the per-repository limit is counted in.
+    preserved_until: datetime | None = None
     # The change was closed (not only destroyed on request): only a newer reopen brings it back.
     closed: bool = False
     # The event that last set each field above (by field name).
@@ -133,6 +141,9 @@ class Desired(BaseModel):
     def live(self) -> bool:
         """Not a tombstone: pushes and builds of its branch and head concern it."""
         return self.action != "destroy"
+
+    def preserved(self, now: datetime) -> bool:
+        return self.preserved_until is not None and self.preserved_until > now
 
 
 class LockLost(Exception):

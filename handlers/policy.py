@@ -1,6 +1,6 @@
 """What an event means for an environment. The one place that decides it.
 
-Pure: `decide(current, event, rules)` returns the next desired state and whether
+Pure: `decide(current, event, rules)` (and `decide_command` for chat commands) returns the next desired state and whether
 the cluster needs a reconcile, or says why nothing changes.
 
 Order comes from the events themselves: each is placed at its payload's own time,
@@ -15,7 +15,9 @@ the provider itself where it can (the webhook is a doorbell, the provider the tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from handlers.commands import Command, Name
 from handlers.desired import Action, DeliveryRef, Desired, Intent, Stamp
 from providers.events import BuildStatus, EventType, LifecycleEvent, Provider
 
@@ -54,11 +56,17 @@ EXPLICIT_RANK = 5
 
 _HEAD_FIELDS = ("head_sha", "head_ref", "base_ref", "title", "url")
 
+FORK_WAITS = (
+    "the change comes from a fork: it is deployed once someone with write access approves "
+    "its head commit with /deploy-preview"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Rules:
     deploy_drafts: bool = False
-    deploy_forks: bool = False
+    # `/preserve` without hours.
+    preserve_hours: int = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +125,20 @@ def _action(desired: Desired, rules: Rules) -> tuple[Action, str | None]:
         return "none", "nothing was asked of this environment yet"
     if desired.head_sha is None:
         return "none", "no commit is known for this change yet"
-    if desired.intent == "request":
+    # A fork is never deployed without an approval, whoever asks: its code is not trusted.
+    if desired.fork and desired.approved_sha is None:
+        return "none", FORK_WAITS
+    # Asked for explicitly (a command, the generic trigger): drafts too, until a destroy request.
+    if desired.intent == "request" or desired.requested:
         return "deploy", None
     if desired.draft and not rules.deploy_drafts:
         return "none", "the change is a draft (drafts deploy when K8S_EE_DEPLOY_DRAFTS=true)"
-    if desired.fork and not rules.deploy_forks:
-        return "none", "the change comes from a fork (forks deploy when K8S_EE_DEPLOY_FORKS=true)"
     return "deploy", None
+
+
+def _derive(desired: Desired, rules: Rules) -> Desired:
+    action, reason = _action(desired, rules)
+    return desired.model_copy(update={"action": action, "reason": reason})
 
 
 def _effect(desired: Desired | None) -> tuple[object, ...]:
@@ -135,13 +150,14 @@ def _effect(desired: Desired | None) -> tuple[object, ...]:
     config = sorted(desired.config.items()) if desired.config else None
     return (
         "deploy",
-        desired.head_sha,
+        deploy_commit(desired),
         desired.head_ref,
         desired.image,
         repr(config),
         desired.hibernated,
         desired.built_sha,
         desired.requested,
+        desired.preserved_until,
     )
 
 
@@ -168,14 +184,41 @@ def _lifecycle(desired: Desired, event: LifecycleEvent, stamp: Stamp) -> Desired
     values["intent"] = intent
     if kind == EventType.ENV_DEPLOY:
         values |= {name: getattr(event, name) for name in ("image", "config") if getattr(event, name)}
+        # Asked for: an on-demand repository deploys (drafts too) until a destroy request.
+        values["requested"] = True
+        if event.head_sha:
+            # An explicit deploy, from someone trusted, approves the commit it names.
+            values |= {"approved_sha": event.head_sha, "approved_by": event.actor}
     if kind == EventType.ENV_DESTROY:
-        # A destroy request names no head; only the sender's own fields are taken from it.
-        values = {"intent": intent}
-    merged = _merge(desired, stamp, values)
-    if kind == EventType.ENV_DEPLOY:
-        # Once asked for, always asked for: an on-demand repository deploys from then on.
-        merged = merged.model_copy(update={"requested": True})
-    return merged
+        # A destroy request names no head; on-demand waits for the next request again.
+        values = {"intent": intent, "requested": False}
+    return _merge(desired, stamp, values)
+
+
+def deploy_commit(desired: Desired) -> str | None:
+    """The commit an environment runs: a fork's approved one (never a later push), else the head."""
+    return desired.approved_sha if desired.fork else desired.head_sha
+
+
+def gate(want: Desired) -> Desired:
+    """Apply the deploy gates again after the host's own answer (which may say, for the first
+    time, that the change comes from a fork)."""
+    if want.action == "deploy" and want.fork and want.approved_sha is None:
+        return want.model_copy(update={"action": "none", "reason": FORK_WAITS})
+    return want
+
+
+def fork_note(desired: Desired) -> str | None:
+    """What a fork's comment says about its approval: which commit, and that a push needs another."""
+    if not desired.fork or desired.approved_sha is None:
+        return None
+    by = f" by @{desired.approved_by}" if desired.approved_by else ""
+    note = f"From a fork: commit {desired.approved_sha[:12]} was approved{by}."
+    if desired.head_sha and not same_commit(desired.head_sha, desired.approved_sha):
+        return (
+            f"{note} Newer commits ({desired.head_sha[:12]}) are not deployed until approved: /deploy-preview"
+        )
+    return f"{note} A later push needs a new approval (/deploy-preview)."
 
 
 def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Decision:
@@ -213,8 +256,8 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
     else:
         return Decision(None, False, f"{kind.value} does not change environments")
 
-    action, reason = _action(merged, rules)
-    merged = merged.model_copy(update={"action": action, "reason": reason})
+    merged = _derive(merged, rules)
+    action, reason = merged.action, merged.reason
     if current is not None and _same_record(current, merged) and kind != EventType.COMMENT_CREATED:
         return Decision(
             None, False, why or f"{kind.value} is older than the state already known, or a repeat"
@@ -233,8 +276,9 @@ def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Deci
         )
         told = "destroy" if reconcile else (why or nothing)
     elif action == "deploy":
-        assert merged.head_sha is not None
-        told = f"deploy {merged.head_sha[:12]}" if reconcile else (why or "recorded")
+        commit = deploy_commit(merged)
+        assert commit is not None
+        told = f"deploy {commit[:12]}" if reconcile else (why or "recorded")
     else:
         told = reason or "recorded"
     if kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE, EventType.PUSH) and changed:
@@ -273,3 +317,119 @@ def _build(current: Desired | None, event: LifecycleEvent) -> Decision:
         return Decision(None, False, "this build was already rolled out")
     rolled = _touch(current.model_copy(update={"built_sha": sha}), event)
     return Decision(rolled, True, f"roll out build {sha[:12]}")
+
+
+# -- chat commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The change as its host reported it when the command was read."""
+
+    sha: str
+    ref: str | None
+    base_ref: str | None
+    fork: bool
+    draft: bool
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command, from someone allowed to give it. `head` is None where no host can be asked
+    (the generic trigger): the head already known is used."""
+
+    command: Command
+    actor: str
+    head: Head | None
+    now: datetime
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def decide_command(
+    current: Desired | None, request: Request, event: LifecycleEvent, rules: Rules
+) -> Decision:
+    """What a command means for the environment: a decision whose reason is the command's answer.
+
+    Commands map onto the events above (`/deploy-preview` is an explicit deploy of the head
+    commit as read now, which approves it; `/destroy-preview` a destroy; `/wake-preview` a wake);
+    `/preserve` and `/unpreserve` set the preserved-until time. `event` is the comment's event
+    (its delivery and reception time)."""
+    command, head = request.command, request.head
+    # Ordered by the comment's own time (the host's clock, as the other events are): what the
+    # command takes from the host (the head) was read after it, and an event that happened
+    # later still has the last word.
+    base = event.model_copy(update={"actor": request.actor})
+    name = command.name
+
+    if name == Name.DEPLOY:
+        if head is not None and not head.open:
+            return Decision(None, False, "the change is closed: reopen it to deploy it")
+        sha = head.sha if head is not None else (current.head_sha if current else None)
+        if sha is None:
+            return Decision(None, False, "no commit is known for this change yet")
+        if command.sha is not None and not same_commit(command.sha, sha):
+            return Decision(
+                None,
+                False,
+                f"{command.sha[:12]} is no longer the head commit (the head is {sha[:12]}): nothing was "
+                f"approved. Look at the new commits, then /deploy-preview {sha[:12]}",
+            )
+        deploy = base.model_copy(
+            update={
+                "type": EventType.ENV_DEPLOY,
+                "head_sha": sha,
+                "head_ref": head.ref if head else None,
+                "base_ref": head.base_ref if head else None,
+            }
+        )
+        decision = decide(current, deploy, rules)
+        if decision.desired is None:
+            return decision
+        desired = decision.desired
+        if head is not None:
+            # The host's answer, read now, is the newest word on fork and draft.
+            desired = _derive(
+                _merge(desired, stamp_of(deploy), {"fork": head.fork, "draft": head.draft}), rules
+            )
+        approved = " (approved: it comes from a fork)" if desired.fork else ""
+        return Decision(desired, True, f"deploying {sha[:12]}{approved}")
+
+    if name == Name.DESTROY:
+        if current is None or current.action != "deploy":
+            return Decision(None, False, "there is no environment to destroy")
+        if current.preserved(request.now):
+            assert current.preserved_until is not None
+            return Decision(
+                None,
+                False,
+                f"it is preserved until {_time(current.preserved_until)}: /unpreserve it first",
+            )
+        decision = decide(current, base.model_copy(update={"type": EventType.ENV_DESTROY}), rules)
+        return Decision(decision.desired, decision.reconcile, "destroying the environment")
+
+    if name == Name.WAKE:
+        decision = decide(current, base.model_copy(update={"type": EventType.ENV_WAKE}), rules)
+        if decision.desired is None or not decision.reconcile:
+            # Awake already: nothing is done (and the answer says so).
+            return Decision(None, False, decision.reason)
+        return Decision(decision.desired, True, "waking the environment")
+
+    if name == Name.PRESERVE:
+        if current is None or not (current.action == "deploy" or current.preserved(request.now)):
+            return Decision(None, False, "there is no environment to preserve")
+        until = request.now + timedelta(hours=command.hours or rules.preserve_hours)
+        desired = _touch(current.model_copy(update={"preserved_until": until}), event)
+        return Decision(desired, True, f"preserved until {_time(until)}")
+
+    if name == Name.UNPRESERVE:
+        if current is None or not current.preserved(request.now):
+            return Decision(None, False, "the environment is not preserved")
+        desired = _touch(current.model_copy(update={"preserved_until": None}), event)
+        closed = "; it goes now, as its change is closed" if current.closed else ""
+        return Decision(desired, True, f"no longer preserved{closed}")
+
+    return Decision(None, False, f"/{name.value} does not change environments")

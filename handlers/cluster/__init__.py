@@ -128,8 +128,13 @@ class Cluster(Protocol):
         `fence` is awaited before each write wave."""
         ...
 
-    async def destroy(self, namespace: str, repository: str, fence: Fence | None = None) -> DestroyResult:
-        """Delete the namespace and everything in it; `fence` is awaited before the delete."""
+    async def destroy(
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
+    ) -> DestroyResult:
+        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`;
+        `fence` is awaited before the delete. `release_preserve`: the gateway's own preservation
+        is over, so a label it set (the one with a `k8s-ee/preserve-until` annotation) no longer
+        protects it; one set by hand does."""
         ...
 
     def close(self) -> None:

@@ -118,8 +118,10 @@ class DirectoryCluster:
             await asyncio.to_thread(staged.discard)
         return staged.result
 
-    async def destroy(self, namespace: str, repository: str, fence: Fence | None = None) -> DestroyResult:
-        found = await asyncio.to_thread(self._check_destroy, namespace, repository)
+    async def destroy(
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
+    ) -> DestroyResult:
+        found = await asyncio.to_thread(self._check_destroy, namespace, repository, release_preserve)
         if found is not None:
             return found
         await check(fence)
@@ -201,7 +203,9 @@ class DirectoryCluster:
         _sync_directory(self.root)
 
     @_file_errors
-    def _check_destroy(self, namespace: str, repository: str) -> DestroyResult | None:
+    def _check_destroy(
+        self, namespace: str, repository: str, release_preserve: bool = False
+    ) -> DestroyResult | None:
         """The answer when there is nothing to delete; None when the folder is ours to delete."""
         folder = self._folder(namespace)
         if self.root.is_dir():
@@ -209,8 +213,9 @@ class DirectoryCluster:
         if not folder.is_dir():
             return DestroyResult(namespace=namespace, already_gone=True)
         _check_folder_owner(folder, namespace, repository)
-        labels, _ = _namespace_metadata(folder, namespace)
-        if labels.get(naming.LABEL_PRESERVE) == "true":
+        labels, annotations = _namespace_metadata(folder, namespace)
+        released = release_preserve and naming.preserved_by_gateway(labels, annotations)
+        if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
         return None
 

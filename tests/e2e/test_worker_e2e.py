@@ -135,8 +135,10 @@ class Recording:
             self.spans.append((namespace, start, time.monotonic(), head))
         return result
 
-    async def destroy(self, namespace: str, repository: str, fence: Any = None) -> Any:
-        return await self.inner.destroy(namespace, repository, fence)
+    async def destroy(
+        self, namespace: str, repository: str, fence: Any = None, *, release_preserve: bool = False
+    ) -> Any:
+        return await self.inner.destroy(namespace, repository, fence, release_preserve=release_preserve)
 
     def close(self) -> None:
         self.inner.close()
