@@ -568,7 +568,9 @@ def test_egress_exceptions_and_node_local_dns_follow_settings() -> None:
         "to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }
-    assert egress[-1] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16"]}}]}
+    assert egress[-1] == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16"]}}]
+    }
     with pytest.raises(ValueError, match="not an IPv4 CIDR"):
         RenderSettings(egress_except=("fd00::/8",))
     with pytest.raises(ValueError, match="not an IPv4 address"):
