@@ -22,9 +22,18 @@ from handlers.cluster import (
     PermanentClusterError,
     TransientClusterError,
 )
-from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
+from handlers.config import (
+    FILE_NAME,
+    ConfigError,
+    Problem,
+    RepoConfig,
+    check_live_storage,
+    config_from_mapping,
+    load_config,
+)
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.hibernate import hibernate
+from handlers.readiness import Readiness
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -32,6 +41,7 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
+from handlers.render.databases import live_storage
 from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, StatusStore
 from providers.events import Provider
 from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
@@ -55,6 +65,8 @@ class Reconciler:
     cluster: Cluster
     hosts: Mapping[Provider, Host]
     render_settings: RenderSettings
+    # Follows each apply until the environment is up (or failed), outside the reconcile.
+    readiness: Readiness
     default_config: Path | None = None
     lock_ttl_s: int = 30
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -92,9 +104,7 @@ class Reconciler:
             heartbeat.cancel()
 
     async def _put(self, status: EnvironmentStatus) -> None:
-        previous = await self.statuses.put(status)
-        if self.on_change is not None and (previous is None or previous.state != status.state):
-            await self.on_change(status, previous.state if previous else None)
+        await self.statuses.publish(status, self.on_change)
 
     async def give_up(self, key: EnvKey, message: str) -> None:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
@@ -126,6 +136,7 @@ class Reconciler:
                 "reconciles": status.reconciles + 1,
                 "last_reconcile": reconcile_id,
                 "generation": generation,
+                "progress": None,
             }
         )
         want = await self._with_truth(want)
@@ -243,23 +254,29 @@ class Reconciler:
         )
         try:
             passwords = await self.cluster.read_credentials(namespace)
+            if any(db.storage for db in config.enabled_databases()):
+                claims = await self.cluster.read_claims(namespace)
+                check_live_storage(config, live_storage([(c.name, c.labels, c.size_mi) for c in claims]))
             for name in required_passwords(config):
                 passwords.setdefault(name, new_password())
             manifests = render_environment(target, config, self.render_settings, passwords)
             if want.hibernated:
                 manifests = hibernate(manifests)
-            await self.cluster.apply(namespace, want.repository, manifests)
-        except (PermanentClusterError, OwnershipError, ValueError) as exc:
+            applied = await self.cluster.apply(namespace, want.repository, manifests)
+        except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
             return await self._failed(status, str(exc))
-        return await self._settle(
-            status,
-            "hibernated" if want.hibernated else "deployed",
-            namespace=namespace,
-            preview_url=naming.preview_url(namespace, self.render_settings.preview_domain),
-            databases=[db.name for db in config.enabled_databases()],
-            created_at=status.created_at or now,
-            deployed_at=now,
+        status = status.model_copy(
+            update={
+                "preview_url": naming.preview_url(namespace, self.render_settings.preview_domain),
+                "databases": [db.name for db in config.enabled_databases()],
+                "created_at": status.created_at or now,
+                "warnings": applied.warnings,
+            }
         )
+        if want.hibernated:
+            return await self._settle(status, "hibernated", deployed_at=now)
+        # Deployed once it is up: watched from here on, without this reconcile waiting.
+        return await self.readiness.begin(status, manifests)
 
     async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
         namespace = status.namespace

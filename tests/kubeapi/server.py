@@ -199,6 +199,7 @@ class KubeAPIServer:
     @ready_delay.setter
     def ready_delay(self, seconds: float) -> None:
         self._store.workloads.ready_delay = seconds
+        self._store.workloads.poke_all()  # pods waiting on the old delay look at the new one
 
     def mark_image(self, image: str, reason: str = "ErrImagePull", message: str | None = None) -> None:
         """Pods running `image` never start: their container waits with `reason`, as the kubelet says."""
