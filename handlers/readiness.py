@@ -44,7 +44,7 @@ logger = logging.getLogger("k8s_ee.worker")
 
 # Seconds before the first check, how much longer each wait is, and the longest wait.
 FIRST_CHECK_S = 0.5
-BACKOFF = 1.6
+BACKOFF = 1.5
 LONGEST_WAIT_S = 10.0
 # A check that finds the lock held (a reconcile runs) looks again this soon.
 BUSY_RETRY_S = 1.0
