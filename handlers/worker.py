@@ -22,7 +22,7 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from handlers.cluster import Cluster, TransientClusterError, detect_cluster
+from handlers.cluster import Cluster, ClusterError, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
@@ -262,7 +262,7 @@ async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSe
     server's addresses (for the operators' egress) and its version (for the preStop hook)."""
     try:
         facts = await cluster.facts()
-    except TransientClusterError as error:
+    except ClusterError as error:
         # Reconciles work without them (narrower egress, the newest hook): say so, carry on.
         logger.warning("could not ask the cluster for its version and addresses: %s", error)
         return render

@@ -123,7 +123,11 @@ class KubernetesCluster:
     async def facts(self) -> ClusterFacts:
         """The version and the API server's addresses; the operators' kinds are discovered too,
         so that no apply waits for it."""
-        await self.discover()
+        try:
+            await self.discover()
+        except PermanentClusterError as error:
+            # Asked again by the first apply that needs it.
+            logger.warning("cannot discover the operators' kinds: %s", error)
         return await read_facts(self._transport)
 
     async def discover(self) -> None:
