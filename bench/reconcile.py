@@ -1,13 +1,13 @@
 """Reconcile benchmark: pull requests opened at once, from webhook to applied and to ready environment.
 
-Gateway, worker, Redis and the project's test Kubernetes API server (tests/kubeapi, with its
-Deployment controller) each run in their own process on this machine; the worker talks to the
-API server over HTTP with the official client, exactly as it talks to a cluster. Signed GitHub
-`pull_request.opened` deliveries are sent at once. Per environment it prints the time from the
-gateway's 202 to the last object applied (and to the namespace step: namespace, quota, limits
-and network policies applied), and to the environment found ready (`deployed_at`, the app's
-pods available; `--ready-delay 0`: as soon as they exist), and the number of API requests,
-against the number of objects applied.
+Gateway, worker, Redis and the project's test Kubernetes API server (tests/fakes/kubeapi, with
+its Deployment controller) each run in their own process on this machine; the worker talks to
+the API server over HTTP with the official client, exactly as it talks to a cluster. Signed
+GitHub `pull_request.opened` deliveries are sent at once. Per environment it prints the time
+from the gateway's 202 to the last object applied (and to the namespace step: namespace, quota,
+limits and network policies applied), and to the environment found ready (`deployed_at`, the
+app's pods available; `--ready-delay 0`: as soon as they exist), and the number of API
+requests, against the number of objects applied.
 
 With a ready delay (`--prs 200 --ready-delay 30`) every environment waits for its pods at
 once: it prints the worker's memory while they all wait and at its peak, and the Redis
@@ -128,7 +128,15 @@ def main() -> int:
             )
         )
         kube = subprocess.Popen(
-            [sys.executable, "-m", "tests.kubeapi", "--port", "0", "--ready-delay", str(args.ready_delay)],
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.kubeapi",
+                "--port",
+                "0",
+                "--ready-delay",
+                str(args.ready_delay),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

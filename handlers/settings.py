@@ -13,50 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings
 
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
 from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
-from providers.settings import SECTION_CONFIG, load_sections
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+from providers.settings import Section, load_sections
 
 
-class ConnectionSettings(BaseSettings):
-    """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
-
-    model_config = SECTION_CONFIG
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
-    redis_timeout: float = Field(2.0, gt=0, le=9)
-    key_prefix: str = Field("k8s-ee:", min_length=1)
-    queue_name: str = Field("k8s-ee:queue", min_length=1)
-    log_level: LogLevel = "INFO"
-    # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
-    delivery_retention_hours: float = Field(72.0, gt=0)
-
-    @field_validator("redis_url")
-    @classmethod
-    def redis_url_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-
-    @property
-    def retention_ms(self) -> int:
-        return int(self.delivery_retention_hours * 3_600_000)
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.key_prefix)
-
-
-class WorkerSettings(BaseSettings):
+class WorkerSettings(Section):
     """How the worker runs: where environments go, what it deploys, its limits and its subscribers."""
-
-    model_config = SECTION_CONFIG
 
     # `kubernetes` or `directory`; unset: kubernetes when in a cluster or a kubeconfig exists.
     cluster: Literal["kubernetes", "directory"] | None = None

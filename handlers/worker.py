@@ -10,6 +10,8 @@ handlers/desired.py for why this is safe under duplicates, reordering and bursts
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -24,6 +26,7 @@ from arq.worker import Worker
 
 from handlers.cluster import Cluster, ClusterError, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.heartbeat import keep_beating
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
 from handlers.readiness import Readiness
@@ -255,6 +258,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         readiness=readiness,
         rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
     )
+    connection = settings.connection
+    # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
+    ctx["heartbeat"] = asyncio.create_task(
+        keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
+        name="k8s-ee-heartbeat",
+    )
 
 
 async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSettings:
@@ -287,6 +296,11 @@ async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSe
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
+    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     deps: Deps | None = ctx.get("deps")
     if deps is None:
         return
@@ -351,5 +365,13 @@ def worker_settings(
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
-    Worker(**worker_settings(settings, host_settings=host_settings)).run()
+    """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
+    reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
+    worker = settings.worker
+    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    logger.info(explanation)
+    try:
+        Worker(**worker_settings(settings, cluster=cluster, host_settings=host_settings)).run()
+    finally:
+        cluster.close()
     return 0

@@ -7,29 +7,23 @@ the namespace's quota).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from handlers.settings import WorkerConfig, load_worker_config
 from providers.events import Provider
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub
-from tests.kubeapi import Fault, KubeAPIServer
+from tests.fakes.fakehosts import FakeGitHub
+from tests.fakes.kubeapi import Fault, KubeAPIServer
+from tests.support.pull_requests import REPO, send, sha
+from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
-from tests.test_worker_e2e import ADMIN, REPO, environment, send, sha
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 IMAGE = "ghcr.io/northwind-labs/shop"
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
 
 
 def settings(tmp_path: Path, redis_server: Any, config: str, **overrides: Any) -> WorkerConfig:
@@ -50,6 +44,12 @@ def config_text(*lines: str) -> str:
         "\n".join(["projectId: shop", "app:", "  port: 8080", "image:", f"  repository: {IMAGE}", *lines])
         + "\n"
     )
+
+
+def environment(client: Any, namespace: str) -> dict[str, Any]:
+    answer = client.get(f"/api/v1/environments/{namespace}", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
 
 
 def current(client: Any, namespace: str) -> dict[str, Any]:

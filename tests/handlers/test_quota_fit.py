@@ -22,7 +22,7 @@ import pytest
 from handlers.config import RepoConfig, load_config
 from handlers.render import RenderSettings, RenderTarget, render_environment, required_passwords
 from providers.events import Provider
-from tests.kubeapi import KubeAPIServer, KubeError
+from tests.fakes.kubeapi import KubeAPIServer, KubeError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
 # What the MongoDB Community operator gives a container the statefulSet override leaves out.

@@ -19,7 +19,7 @@ from handlers.keys import Keys
 from handlers.readiness import Readiness
 from handlers.status import EnvironmentStatus, StatusStore
 from providers.events import Provider
-from tests.kubeapi import KubeAPIServer
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.worker import kube_cluster
 
 KEY = EnvKey(provider=Provider.GITHUB, repository="acme/shop", number=5)
