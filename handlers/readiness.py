@@ -218,7 +218,7 @@ class Readiness:
     ) -> EnvironmentStatus:
         update: dict[str, object] = {"state": state, "updated_at": now, "progress": None, "progress_at": None}
         if state == "deployed":
-            update |= {"deployed_at": now, "last_error": None, "note": None}
+            update |= {"deployed_at": now, "last_error": None}
         else:
             update["last_error"] = error
             logger.warning("environment %s failed: %s", status.key, error)

@@ -24,6 +24,9 @@ def pod_security_labels(ctx: Context) -> dict[str, str]:
 
 def namespace(ctx: Context) -> Manifest:
     target = ctx.target
+    # Preserved: `preserve=true` and `k8s-ee/preserve-until`; once not, applying without them
+    # removes them (server-side apply drops what its manager no longer sets).
+    preserve_labels, preserve_annotations = naming.preserve_metadata(target.preserved_until)
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -38,9 +41,11 @@ def namespace(ctx: Context) -> Manifest:
                     provider=target.provider,
                 ),
                 **pod_security_labels(ctx),
+                **preserve_labels,
             },
             "annotations": naming.namespace_annotations(
                 repository=target.repository, created_at=target.created_at, now=target.now
-            ),
+            )
+            | preserve_annotations,
         },
     }
