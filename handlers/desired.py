@@ -261,6 +261,10 @@ class DesiredStore:
         desired = Desired.model_validate_json(record) if record else None
         return int(generation or 0), desired
 
+    async def generation(self, key: EnvKey) -> int:
+        """The newest generation of the desired state (one GET, no JSON)."""
+        return int(await self.redis.get(self._keys(key)[1]) or 0)
+
     async def applied(self, key: EnvKey) -> int:
         """The generation the last finished reconcile applied (0: none)."""
         return int(await self.redis.get(self._keys(key)[3]) or 0)

@@ -118,6 +118,10 @@ class Keys:
         retention period, then trimmed; the whole index expires with its newest member)."""
         return self._key("statuses-retired")
 
+    def readiness(self, env: str) -> str:
+        """The rollout an environment's readiness checks are following (handlers.readiness)."""
+        return self._key("ready", env)
+
     def namespace(self, namespace: str) -> str:
         """The environment that owns a namespace (handlers.status.StatusStore.claim)."""
         return self._key("namespace", namespace)
