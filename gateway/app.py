@@ -119,6 +119,8 @@ def create_app(
             api_lifecycle.act,
             methods=["POST"],
         ),
+        # The repository URL-encoded (acme%2Fweb) or not: it is the path between provider and number.
+        Route("/api/v1/environments/{provider}/{repository:path}/{number}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]

@@ -87,10 +87,17 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
         rows.append(("Branch", escape(status.head_ref)))
     if status.databases and status.state in ("deployed", "deploying", "hibernated"):
         rows.append(("Databases", ", ".join(escape(db) for db in status.databases)))
+    if status.state == "deploying" and status.progress:
+        # The URL is not shown until the app answers; this is how far it got.
+        rows.append(("Progress", escape(status.progress)))
+    if status.preserved_until and status.state in ("deployed", "hibernated", "preserved"):
+        rows.append(("Preserved until", _time(status.preserved_until)))
     rows.append(("Updated", _time(status.updated_at)))
     if dashboard_url and status.namespace:
         rows.append(("Dashboard", _url(dashboard_link(dashboard_url, status.namespace))))
     lines += ["| | |", "|---|---|", *(f"| **{name}** | {value} |" for name, value in rows), ""]
+    if status.warnings and status.state in ("deployed", "deploying"):
+        lines += [*(f"⚠️ {escape(warning)}" for warning in status.warnings[:10]), ""]
 
     if status.state == "failed" and status.last_error:
         lines += [
@@ -100,7 +107,7 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
             "",
         ]
         lines += [f"**What to do**: {_advice(status.last_error)}", ""]
-    elif status.state == "skipped" and status.note:
+    elif status.state in ("skipped", "queued") and status.note:
         lines += [escape(status.note), ""]
     elif status.state == "hibernated":
         # What kept running, what PostgreSQL does, how to wake it (handlers/lifecycle/shaping.py).
@@ -109,6 +116,9 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
         lines += [escape(status.note), ""]
     elif status.state == "preserved":
         lines += ["Kept after the change closed, because it is preserved.", ""]
+    if status.approved_sha and status.note and status.state in ("deploying", "deployed", "hibernated"):
+        # A fork's change: which commit was approved, and that a push needs a new approval.
+        lines += [escape(status.note), ""]
     lines.append("<sub>k8s-ee gateway · this comment is updated in place</sub>")
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""The worker's configuration: the connection, worker and render sections, from `K8S_EE_*` variables.
+"""The worker's configuration: the connection, worker, render, command and admission sections, from
+`K8S_EE_*` variables.
 
 The connection section is shared with the gateway (both use one Redis, one key prefix, one
 queue). The worker never reads the web section, so it never holds the webhook secrets or
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
@@ -32,12 +33,17 @@ class WorkerSettings(Section):
     # A k8s-ee.yaml for repositories whose host cannot be read (no credentials).
     default_config: Path | None = None
 
+    # Forks are never deployed without an approval (`/deploy-preview` from someone with write access).
     deploy_drafts: bool = False
-    deploy_forks: bool = False
     # A reconcile that runs longer is abandoned by arq and retried (also after a worker dies).
     reconcile_timeout: int = Field(300, ge=5, le=3600)
     reconcile_max_tries: int = Field(8, ge=1, le=100)
     lock_ttl: int = Field(30, ge=3, le=600)
+    # Seconds from an environment's apply until it must be up (the app at the new revision and
+    # available, every database ready); past it, the environment is failed with what it waited on.
+    ready_timeout: int = Field(600, ge=5, le=86_400)
+    # Least seconds between two progress updates of a deploying environment (its comment).
+    ready_progress_interval: float = Field(5.0, ge=0, le=600)
     max_jobs: int = Field(10, ge=1, le=1000)
     # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
     # a second to every webhook: an event job and then its reconcile job each wait for it).
@@ -58,11 +64,46 @@ class WorkerSettings(Section):
         return value
 
 
+class CommandSettings(Section):
+    """Chat commands in pull request comments (handlers.chat) and what they may ask for."""
+
+    # How long a host's answer about a user's permission is trusted before it is asked again.
+    permission_cache_seconds: int = Field(60, ge=0, le=3600)
+    # `/preserve` without hours, and the most hours `/preserve <hours>` may ask for.
+    preserve_hours: int = Field(48, ge=1, le=8760)
+    preserve_max_hours: int = Field(168, ge=1, le=8760)
+    # Environments of one repository preserved at once.
+    max_preserved_per_repository: int = Field(3, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> CommandSettings:
+        if self.preserve_hours > self.preserve_max_hours:
+            raise ValueError("K8S_EE_PRESERVE_HOURS must not exceed K8S_EE_PRESERVE_MAX_HOURS")
+        return self
+
+
+class AdmissionSettings(Section):
+    """How many environments may be awake at once (handlers.admission); 0 is no limit."""
+
+    max_environments: int = Field(0, ge=0, le=100_000)
+    max_environments_per_repository: int = Field(0, ge=0, le=100_000)
+    # Hibernated environments hold no slot unless this is set.
+    admission_count_hibernated: bool = False
+    # Environments that may wait for a slot; past it a deploy is refused (and says why).
+    admission_queue_size: int = Field(100, ge=1, le=100_000)
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.max_environments or self.max_environments_per_repository)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     connection: ConnectionSettings
     worker: WorkerSettings
     render: RenderSettings
+    commands: CommandSettings
+    admission: AdmissionSettings
     # Idle hibernation, TTLs, the sweeps, activity and wake routing (handlers/lifecycle).
     lifecycle: LifecycleSettings
 
@@ -78,6 +119,8 @@ def load_worker_config(**overrides: object) -> WorkerConfig:
             "connection": ConnectionSettings,
             "worker": WorkerSettings,
             "render": RenderSettings,
+            "commands": CommandSettings,
+            "admission": AdmissionSettings,
             "lifecycle": LifecycleSettings,
         },
         overrides,

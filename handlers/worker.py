@@ -1,19 +1,23 @@
 """The arq worker: turns queued lifecycle events into desired states, and reconciles them.
 
-Two job functions. `process_event` (one per accepted delivery) updates the
+Three job functions for environments. `process_event` (one per accepted delivery) updates the
 desired state of the environment(s) the event concerns and queues a reconcile;
 `reconcile` (one per new desired generation; most find nothing left to do)
-brings the cluster there. See handlers/desired.py for why this is safe under
-duplicates, reordering and bursts.
+brings the cluster there; `check_ready` (deferred, again and again while a rollout runs)
+looks at an applied environment until it is up or failed (handlers/readiness.py). See
+handlers/desired.py for why this is safe under duplicates, reordering and bursts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Mapping
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,20 +26,27 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from handlers.cluster import Cluster, TransientClusterError, detect_cluster
-from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.admission import Admission
+from handlers.chat import Chat, Guard
+from handlers.cluster import Cluster, ClusterError, detect_cluster
+from handlers.commands import Name
+from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.heartbeat import keep_beating
 from handlers.lifecycle import jobs as lifecycle_jobs
 from handlers.lifecycle.jobs import LifecycleDeps
-from handlers.policy import Rules, decide, is_activity, same_commit
+from handlers.permissions import PermissionCache
+from handlers.policy import Decision, Rules, decide, is_activity, same_commit
+from handlers.preserve import PreserveIndex
 from handlers.queue import Job
-from handlers.reconcile import Reconciler, RetryLater
+from handlers.readiness import Readiness
+from handlers.reconcile import TRANSIENT, Reconciler
+from handlers.render import RenderSettings
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
 from providers.events import EventType, LifecycleEvent, Provider
-from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.logs import delivery_id_var
@@ -46,6 +57,8 @@ logger = logging.getLogger("k8s_ee.worker")
 MAX_CAS_ATTEMPTS = 50
 # Reports retry with backoff up to ten minutes apart: about a day in all.
 REPORT_MAX_TRIES = 150
+# A comment's answer is tried this often (its job's tries) before it is given up.
+COMMAND_MAX_TRIES = 5
 
 
 @dataclass
@@ -54,13 +67,17 @@ class Deps:
     desired: DesiredStore
     statuses: StatusStore
     reconciler: Reconciler
+    readiness: Readiness
     reporter: Reporter
     rules: Rules
+    chat: Chat
+    admission: Admission
     lifecycle: LifecycleDeps
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
-    """For events without a change number (pushes, builds): does this environment's head match?"""
+    """For events without a change number (pushes, builds): does this environment's head match?
+    (The indexes found the candidates; this rules out an abbreviated hash's namesakes.)"""
     if current is None:
         return False
     if event.type == EventType.PUSH:
@@ -68,40 +85,145 @@ def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
     return same_commit(event.head_sha, current.head_sha)
 
 
+async def _numbers(deps: Deps, event: LifecycleEvent) -> list[int]:
+    """The changes an event concerns: its own, or for a push or a build without a number, those
+    whose head branch or commit it is (an index lookup: its cost does not grow with the repository)."""
+    if event.number is not None:
+        return [event.number]
+    provider = event.environment_provider
+    if event.type == EventType.PUSH and event.head_ref:
+        return await deps.desired.numbers_on_branch(provider, event.repository, event.head_ref)
+    if event.type == EventType.BUILD_COMPLETED and event.head_sha:
+        return await deps.desired.numbers_at_commit(provider, event.repository, event.head_sha)
+    return []
+
+
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
     deps: Deps = ctx["deps"]
     event = LifecycleEvent.model_validate_json(event_json)
     token = delivery_id_var.set(event.delivery_id)
     try:
-        if event.number is not None:
-            numbers = [event.number]
-        else:
-            numbers = await deps.desired.numbers(event.provider, event.repository)
+        if event.type == EventType.COMMENT_CREATED:
+            handled = await _commands(ctx, deps, event)
+            if handled is not None:
+                if event.number is not None and await deps.statuses.get(event.key) is not None:
+                    key = EnvKey(
+                        provider=event.environment_provider, repository=event.repository, number=event.number
+                    )
+                    await _used(deps, key, event)
+                return handled
+        if event.type in (EventType.ENV_PRESERVE, EventType.ENV_UNPRESERVE):
+            return await _preserve(ctx, deps, event)
+        numbers = await _numbers(deps, event)
         outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
-        summary = "; ".join(outcomes) or "no environment of this repository is concerned"
+        summary = _summary(event, outcomes)
         logger.info("event %s: %s", event.type.value, summary, extra={"repository": event.repository})
         return summary
     finally:
         delivery_id_var.reset(token)
 
 
+def _summary(event: LifecycleEvent, outcomes: list[str]) -> str:
+    """One line whatever the number of environments: the outcome of a change's own event, or
+    for a push or a build, how many environments had each outcome."""
+    if event.number is not None:
+        return f"{event.key}: {outcomes[0]}"
+    if not outcomes:
+        return "no environment of this repository is concerned"
+    counts = Counter(outcomes)
+    return "; ".join(
+        f"{n} environment{'s' if n > 1 else ''}: {outcome}" for outcome, n in counts.most_common()
+    )
+
+
+async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str | None:
+    """A comment's commands (handlers.chat); None when it holds none."""
+    try:
+        handled = await deps.chat.handle(event)
+    except HostUnavailable as exc:
+        # The answer could not be written: run the comment again (its commands are idempotent,
+        # and an answer that got through is not written twice).
+        tries = int(ctx.get("job_try", 1))
+        if tries >= COMMAND_MAX_TRIES:
+            logger.warning("giving up answering the commands of %s: %s", event.key, exc)
+            return f"commands not answered: {exc}"
+        delay = max(exc.retry_after or 0.0, random.uniform(0.5, 2.0**tries))
+        raise Retry(defer=min(delay, 60.0)) from exc
+    except HostError as exc:
+        logger.warning("could not answer the commands of %s: %s", event.key, exc)
+        return f"commands not answered: {exc}"
+    if handled is not None:
+        await deps.statuses.link(
+            event.provider, [event.delivery_id], AppliedBy(note=handled[:1000], at=event.received_at)
+        )
+        logger.info("comment %s: %s", event.key, handled, extra={"repository": event.repository})
+    return handled
+
+
 async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
-    key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=number)
+
+    known = False
+
+    def decide_next(current: Desired | None) -> Decision | None:
+        nonlocal known
+        if event.number is None and not _concerns(current, event):
+            return None
+        known = current is not None
+        return decide(current, event, deps.rules)
+
+    decision = await apply_decision(ctx, key, event, decide_next)
+    if known and is_activity(event):
+        await _used(deps, key, event)
+    return decision.reason if decision else "not concerned"
+
+
+async def _used(deps: Deps, key: EnvKey, event: LifecycleEvent) -> None:
+    """Someone used the environment: its idle and TTL clocks start again (at the payload's time,
+    when that is earlier than its receipt: a resync finding a push made minutes ago)."""
+    moment = min(event.received_at, event.occurred_at or event.received_at)
+    await deps.lifecycle.activity.touch(str(key), moment.timestamp())
+
+
+async def _preserve(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str:
+    """`env.preserve` / `env.unpreserve` (the admin API, the command line): what `/preserve` and
+    `/unpreserve` do, the repository's limit included."""
+    assert event.number is not None
+    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=event.number)
+    name = Name.PRESERVE if event.type == EventType.ENV_PRESERVE else Name.UNPRESERVE
+    decision = await deps.chat.act(key, event, name)
+    if await deps.statuses.get(str(key)) is not None:
+        await _used(deps, key, event)
+    return f"{key}: {decision.reason if decision else 'nothing to do'}"
+
+
+async def apply_decision(
+    ctx: dict[str, Any],
+    key: EnvKey,
+    event: LifecycleEvent,
+    decide_next: Callable[[Desired | None], Decision | None],
+    guard: Guard | None = None,
+) -> Decision | None:
+    """Save what `decide_next` makes of the environment's current desired state (compare-and-set,
+    decided again on a race) and queue its reconcile; answers the decision that was applied (its
+    `desired` None when nothing changed), or None when `decide_next` said the event does not
+    concern the environment. `guard` may refuse a decision before it is saved."""
+    deps: Deps = ctx["deps"]
     for _ in range(MAX_CAS_ATTEMPTS):
         generation, current = await deps.desired.load(key)
-        if event.number is None and not _concerns(current, event):
-            return f"{key}: not concerned"
-        if current is not None and is_activity(event):
-            # Someone used it: its idle and TTL clocks start again (the payload's time, if earlier).
-            moment = min(event.received_at, event.occurred_at or event.received_at)
-            await deps.lifecycle.activity.touch(str(key), moment.timestamp())
-        decision = decide(current, event, deps.rules)
+        decision = decide_next(current)
+        if decision is None:
+            return None
+        if decision.desired is not None and guard is not None:
+            refusal = await guard(decision.desired)
+            if refusal is not None:
+                decision = Decision(None, False, refusal)
         if decision.desired is None:
             await deps.statuses.link(
                 event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
-            return f"{key}: {decision.reason}"
-        new_generation = await deps.desired.save(decision.desired, generation)
+            return decision
+        new_generation = await deps.desired.save(decision.desired, generation, current)
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
         if decision.reconcile:
@@ -116,14 +238,20 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
             )
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
-            await ctx["redis"].enqueue_job(
-                Job.RECONCILE,
-                str(key),
-                _job_id=f"reconcile:{key}:{new_generation}",
-                _queue_name=deps.settings.connection.queue_name,
+            await enqueue_reconcile(ctx, key, f"reconcile:{key}:{new_generation}")
+        else:
+            await deps.statuses.link(
+                event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
-        return f"{key}: {decision.reason}"
+        return decision
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
+
+
+async def enqueue_reconcile(ctx: dict[str, Any], key: EnvKey, job_id: str) -> None:
+    deps: Deps = ctx["deps"]
+    await ctx["redis"].enqueue_job(
+        Job.RECONCILE, str(key), _job_id=job_id, _queue_name=deps.settings.connection.queue_name
+    )
 
 
 async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
@@ -131,7 +259,14 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     key = EnvKey.parse(key_text)
     try:
         return await deps.reconciler.reconcile(key)
-    except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+    except LockLost:
+        # Another reconcile took over while this one was paused: it stopped writing, and made a
+        # new generation, which this job (or the lock's holder, before it lets go) applies.
+        generation, _ = await deps.desired.load(key)
+        if generation:
+            await enqueue_reconcile(ctx, key, f"reconcile:{key}:{generation}")
+        return "lost the lock; queued again"
+    except TRANSIENT as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
@@ -142,8 +277,29 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
         raise Retry(defer=delay) from exc
 
 
+async def check_ready(ctx: dict[str, Any], key_text: str, token: str) -> str:
+    deps: Deps = ctx["deps"]
+    key = EnvKey.parse(key_text)
+    outcome = await deps.readiness.check(key, token)
+    if outcome == "again":
+        # An event arrived while the check held the lock; its reconcile left the work to us.
+        return await reconcile(ctx, key_text)
+    return outcome
+
+
 async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous: str | None) -> None:
     """Every state change is reported on the change and sent to the status webhooks' subscribers."""
+    deps: Deps = ctx["deps"]
+    await _enqueue_report(ctx, status)
+    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
+
+
+async def progress_changed(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
+    """A deploying environment's progress moved: its comment follows (status webhooks do not)."""
+    await _enqueue_report(ctx, status)
+
+
+async def _enqueue_report(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
     deps: Deps = ctx["deps"]
     stamp = status.updated_at.timestamp() if status.updated_at else 0
     await ctx["redis"].enqueue_job(
@@ -152,7 +308,6 @@ async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous
         _job_id=f"report:{status.key}:{status.state}:{stamp}",
         _queue_name=deps.settings.connection.queue_name,
     )
-    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
 
 
 async def report(ctx: dict[str, Any], env: str) -> str:
@@ -188,12 +343,47 @@ async def startup(ctx: dict[str, Any]) -> None:
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
     redis = ctx["redis"]
-    desired = DesiredStore(redis, settings.keys)
-    statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+    connection = settings.connection
+    desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
+    statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
+    render = await _render_settings(settings.render, cluster)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
 
+    async def on_progress(status: EnvironmentStatus) -> None:
+        await progress_changed(ctx, status)
+
+    async def schedule(env: str, token: str, delay: float) -> None:
+        await redis.enqueue_job(
+            Job.CHECK_READY,
+            env,
+            token,
+            _job_id=f"ready:{env}:{token}:{uuid.uuid4().hex[:8]}",
+            _defer_by=delay,
+            _queue_name=settings.connection.queue_name,
+        )
+
+    readiness = Readiness(
+        redis=redis,
+        keys=settings.keys,
+        desired=desired,
+        statuses=statuses,
+        cluster=cluster,
+        schedule=schedule,
+        timeout_s=worker.ready_timeout,
+        progress_interval_s=worker.ready_progress_interval,
+        lock_ttl_s=worker.lock_ttl,
+        on_change=on_change,
+        on_progress=on_progress,
+    )
+
+    async def promoted(key: EnvKey, job_id: str) -> None:
+        await enqueue_reconcile(ctx, key, job_id)
+
+    rules = Rules(deploy_drafts=worker.deploy_drafts, preserve_hours=settings.commands.preserve_hours)
+    admission = Admission(redis, settings.keys, settings.admission, promoted)
+    preserved = PreserveIndex(redis, settings.keys, settings.commands.max_preserved_per_repository)
     lifecycle = lifecycle_jobs.build(
         arq=redis,
         settings=settings.lifecycle,
@@ -204,6 +394,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         hosts=hosts,
         on_change=on_change,
         run_timeout_s=worker.reconcile_timeout,
+        retention_ms=connection.environment_retention_ms,
     )
     ctx["lifecycle"] = lifecycle
     ctx["deps"] = Deps(
@@ -216,24 +407,73 @@ async def startup(ctx: dict[str, Any]) -> None:
             statuses=statuses,
             cluster=cluster,
             hosts=hosts,
-            render_settings=settings.render,
+            render_settings=render,
+            readiness=readiness,
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
+            admission=admission,
+            preserved=preserved,
             lifecycle=lifecycle.hooks,
         ),
-        rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
+        readiness=readiness,
+        rules=rules,
+        chat=Chat(
+            redis=redis,
+            keys=settings.keys,
+            hosts=hosts,
+            settings=settings.commands,
+            rules=rules,
+            permissions=PermissionCache(redis, settings.keys, settings.commands.permission_cache_seconds),
+            preserved=preserved,
+            apply=functools.partial(apply_decision, ctx),
+        ),
+        admission=admission,
         lifecycle=lifecycle,
     )
-    if ctx.get("periodic", True):
+    # Loaded once now: the first activity an event records needs no second round trip.
+    await lifecycle.activity.prepare()
+    if ctx.get("periodic"):
         # Idle hibernation, the sweep, the resync: one worker does each, whichever claims it.
         ctx["ticker"] = asyncio.create_task(lifecycle_jobs.keep_ticking(lifecycle), name="k8s-ee-tick")
+    # A worker that stopped between promoting an environment and queuing its reconcile left it in
+    # the outbox; limits may have been raised since the last worker ran.
+    await admission.recover(older_than=0)
+    await admission.promote()
     connection = settings.connection
     # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
     ctx["heartbeat"] = asyncio.create_task(
         keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
         name="k8s-ee-heartbeat",
     )
+
+
+async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSettings:
+    """The render settings with what the cluster says filling what was left unset: the API
+    server's addresses (for the operators' egress) and its version (for the preStop hook)."""
+    try:
+        facts = await cluster.facts()
+    except ClusterError as error:
+        # Reconciles work without them (narrower egress, the newest hook): say so, carry on.
+        logger.warning("could not ask the cluster for its version and addresses: %s", error)
+        return render
+    resolved = render.for_cluster(
+        api_server_addresses=facts.api_server_addresses, kubernetes_version=facts.kubernetes_version
+    )
+    if resolved.api_server_cidrs is None:
+        logger.warning(
+            "K8S_EE_API_SERVER_CIDRS is unset and the %s back-end cannot read the kubernetes Service's "
+            "endpoints: namespaces get no egress to the API server, which the database operators' pods "
+            "need (set K8S_EE_API_SERVER_CIDRS)",
+            cluster.name,
+        )
+    else:
+        logger.info(
+            "API server egress to %s; Kubernetes %s",
+            ", ".join(resolved.api_server_cidrs) or "nothing",
+            resolved.kubernetes_version or "version not known",
+        )
+    return resolved
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -264,21 +504,32 @@ def worker_settings(
     host_settings: HostSettings | None = None,
     periodic: bool = True,
 ) -> dict[str, Any]:
-    """Keyword arguments for arq's Worker; tests pass their own cluster and hosts. `periodic`:
-    this worker takes part in the lifecycle's tick (idle check, sweep, resync); tests that drain
-    the queue leave it out, and run those jobs on purpose."""
+    """Keyword arguments for arq's Worker; tests pass their own cluster and hosts."""
     worker = settings.worker
     return {
         "functions": [
             # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
             # keep this one no longer than the reconcile's.
+            # Its result (one line of counts) is kept an hour, or the delivery log's retention if shorter.
             func(
-                process_event, name=Job.PROCESS_EVENT, max_tries=5, timeout=min(30, worker.reconcile_timeout)
+                process_event,
+                name=Job.PROCESS_EVENT,
+                max_tries=5,
+                timeout=min(30, worker.reconcile_timeout),
+                keep_result=min(3600, settings.connection.retention_ms // 1000),
             ),
             # keep_result=0: a finished reconcile leaves nothing behind in Redis.
             func(
                 reconcile,
                 name=Job.RECONCILE,
+                max_tries=worker.reconcile_max_tries + 1,
+                timeout=worker.reconcile_timeout,
+                keep_result=0,
+            ),
+            # A few reads and a write, unless an event came meanwhile: then it reconciles.
+            func(
+                check_ready,
+                name=Job.CHECK_READY,
                 max_tries=worker.reconcile_max_tries + 1,
                 timeout=worker.reconcile_timeout,
                 keep_result=0,
@@ -300,6 +551,8 @@ def worker_settings(
             "cluster": cluster,
             "hosts": hosts,
             "host_settings": host_settings,
+            # This worker takes part in the lifecycle's tick (idle check, sweep, resync); tests
+            # that drain the queue leave it out, and run those jobs on purpose.
             "periodic": periodic,
         },
         "redis_settings": RedisSettings.from_dsn(settings.connection.redis_url),

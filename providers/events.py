@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from providers.fields import (
@@ -77,11 +77,21 @@ class BuildStatus(StrEnum):
 
 
 class Comment(BaseModel):
+    """A new comment on a change: where chat commands come from."""
+
     model_config = ConfigDict(frozen=True)
 
     id: str
     body: str
+    # Who wrote it, as the host is asked about permissions: GitHub's login, GitLab's username,
+    # Bitbucket Cloud's account id, Data Center's user name.
     author: str
+    # The host's own id of the author where it asks by id (GitLab's user id, Bitbucket Cloud's uuid).
+    author_id: str | None = None
+    # What people see (Cloud's nickname), for answers that name the author; `author` when None.
+    author_name: str | None = None
+    # The thread to reply in (GitLab's discussion id).
+    thread_id: str | None = None
 
 
 # Events about one change: they must say which.
@@ -141,9 +151,30 @@ class LifecycleEvent(BaseModel):
     title: str | None = None
     url: str | None = None
     source: EventSource = EventSource.WEBHOOK
+    # Whose environment the event acts on when it is not the sender's own: the generic
+    # trigger may name a code host to act on its environment of the same repository and number.
+    target_provider: Provider | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Only a generic trigger that names a provider has one: other events look as they always did.
+        data: dict[str, object] = handler(self)
+        if data.get("target_provider") is None:
+            data.pop("target_provider", None)
+        return data
+
+    @property
+    def environment_provider(self) -> Provider:
+        """The provider of the environment this event concerns."""
+        return self.target_provider or self.provider
 
     @model_validator(mode="after")
     def _what_the_type_needs(self) -> Self:
+        if self.target_provider is not None and self.provider != Provider.GENERIC:
+            raise PydanticCustomError(
+                "target_provider",
+                "target_provider: only the generic trigger acts on another provider's environment",
+            )
         if self.type in NUMBERED and self.number is None:
             raise PydanticCustomError(
                 "number_missing", "number: required for {type} events", {"type": self.type.value}
@@ -159,4 +190,4 @@ class LifecycleEvent(BaseModel):
     @property
     def key(self) -> str:
         """What serialises work: one environment per (provider, repository, change)."""
-        return f"{self.provider.value}:{self.repository}:{self.number}"
+        return f"{self.environment_provider.value}:{self.repository}:{self.number}"

@@ -59,6 +59,11 @@ class Activity:
         self._touch = redis.register_script(_TOUCH)
         self._awake = redis.register_script(_AWAKE)
 
+    async def prepare(self) -> None:
+        """Load the scripts into Redis (else their first call costs a NOSCRIPT answer and a retry)."""
+        for script in (self._touch, self._awake):
+            await self.redis.script_load(script.script)
+
     def _sets(self) -> list[str]:
         return [self.keys.activity(), self.keys.idle_deadlines(), self.keys.idle_after()]
 

@@ -32,16 +32,29 @@ def _field(*parts: str) -> str:
     return "|".join(parts)
 
 
+# Like every key, these go in time: kept as long as an environment's record after their last
+# write (a counter Prometheus sees start again after that long without a run is a reset).
+DEFAULT_TTL_MS = 30 * 86_400_000
+
+
 class LifecycleCounters:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_ms: int = DEFAULT_TTL_MS) -> None:
         self.redis = redis
         self.keys = keys
+        self.ttl_ms = ttl_ms
+
+    async def _count(self, *fields: tuple[str, int]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, n in fields:
+                pipe.hincrby(self.keys.lifecycle_counters(), name, n)
+            pipe.pexpire(self.keys.lifecycle_counters(), self.ttl_ms)
+            await pipe.execute()
 
     async def run(self, kind: str, result: str) -> None:
-        await self.redis.hincrby(self.keys.lifecycle_counters(), _field("runs", kind, result), 1)  # type: ignore[misc]
+        await self._count((_field("runs", kind, result), 1))
 
     async def hibernated(self, source: str) -> None:
-        await self.redis.hincrby(self.keys.lifecycle_counters(), _field("hibernations", source), 1)  # type: ignore[misc]
+        await self._count((_field("hibernations", source), 1))
 
     async def add(self, kind: str, *, errors: Mapping[str, int], changes: Mapping[str, int]) -> None:
         """One run's errors (by provider) and changes (by action), in one round trip."""
@@ -49,12 +62,8 @@ class LifecycleCounters:
             **{_field("errors", kind, provider): n for provider, n in errors.items() if n},
             **{_field("changes", kind, action): n for action, n in changes.items() if n},
         }
-        if not fields:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name, n in fields.items():
-                pipe.hincrby(self.keys.lifecycle_counters(), name, n)
-            await pipe.execute()
+        if fields:
+            await self._count(*fields.items())
 
     async def read(self) -> dict[tuple[str, ...], int]:
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.lifecycle_counters())  # type: ignore[misc]
@@ -64,6 +73,7 @@ class LifecycleCounters:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.lifecycle_figures())
             pipe.hset(self.keys.lifecycle_figures(), mapping={k: str(v) for k, v in figures.items()})
+            pipe.pexpire(self.keys.lifecycle_figures(), self.ttl_ms)
             await pipe.execute()
 
     async def figures(self) -> dict[str, float]:

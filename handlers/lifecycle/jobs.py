@@ -71,9 +71,18 @@ class LifecycleDeps:
         return await emit(self.arq, self.queue_name, event)
 
     async def reconcile(self, key: EnvKey, name: str) -> None:
-        await self.arq.enqueue_job(
-            Job.RECONCILE, str(key), _job_id=f"reconcile:{key}:{name}", _queue_name=self.queue_name
-        )
+        """Reconcile `key` again although its desired state did not change (a preservation that
+        ran out, an operator to look at again): a new generation, so it is not taken as applied.
+        `name` keeps one sweep from queuing it twice."""
+        if not await self.desired.redis.set(
+            self.desired.keys.lifecycle_due(f"reconcile:{key}:{name}"), "1", nx=True, ex=3600
+        ):
+            return
+        generation = await self.desired.invalidate(key)
+        if generation:
+            await self.arq.enqueue_job(
+                Job.RECONCILE, str(key), _job_id=f"reconcile:{key}:{generation}", _queue_name=self.queue_name
+            )
 
 
 def build(
@@ -86,13 +95,13 @@ def build(
     cluster: Cluster,
     hosts: Mapping[Provider, Host],
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]],
-    slot_freed: Callable[[EnvKey], Awaitable[None]] | None = None,
     run_timeout_s: float = 300.0,
+    retention_ms: int = 30 * 86_400_000,
 ) -> LifecycleDeps:
     redis = desired.redis
     keys = desired.keys
     activity = Activity(redis, keys, settings.hibernate_after)
-    counters = LifecycleCounters(redis, keys)
+    counters = LifecycleCounters(redis, keys, retention_ms)
     route = (
         WakeRoute(settings.wake_service_host, settings.wake_service_port)
         if settings.wake_service_host
@@ -125,8 +134,6 @@ def build(
         )
 
     hooks = Lifecycle(activity=activity, route=route, watch_wake=watch_wake, counters=counters)
-    if slot_freed is not None:
-        hooks.slot_freed = slot_freed
     return LifecycleDeps(
         settings=settings,
         queue_name=queue_name,
@@ -283,7 +290,7 @@ async def refresh_activity(deps: LifecycleDeps) -> str:
     if traffic is None:
         return "no Prometheus"
     redis, keys = deps.desired.redis, deps.desired.keys
-    members: list[bytes] = await redis.zrange(keys.envs(), 0, -1)
+    members: list[bytes] = await redis.zrange(keys.statuses(), 0, -1)
     envs = [m.decode() for m in members]
     by_namespace: dict[str, str] = {}
     for start in range(0, len(envs), 500):

@@ -87,8 +87,12 @@ class Pass:
     # time.monotonic() past which no further repository is started; the rest is left in `left`.
     deadline: float | None = None
     left: list[Repo] = field(default_factory=list)
+    # The change numbers of each repository's live environments (`live_environments`).
+    known: dict[Repo, set[int]] = field(default_factory=dict)
 
     async def run(self, repositories: Iterable[Repo]) -> Tally:
+        if not self.known:
+            self.known = await live_environments(self.redis, self.keys)
         by_provider: dict[Provider, list[Repo]] = defaultdict(list)
         for repo in sorted(set(repositories), key=str):
             if repo.provider in self.hosts:
@@ -152,10 +156,7 @@ class Pass:
             await self._not_listed(host, repo, number, known.get(number))
 
     async def _numbers(self, repo: Repo) -> set[int]:
-        members: set[bytes] = await self.redis.smembers(  # type: ignore[misc]
-            self.keys.repository_envs(repo.provider, repo.repository)
-        )
-        return {int(m) for m in members}
+        return set(self.known.get(repo, ()))
 
     async def _desired(self, repo: Repo, numbers: set[int]) -> dict[int, Desired]:
         if not numbers:
@@ -221,7 +222,7 @@ class Pass:
             # Opened (or reopened) after the listing: as if listed.
             await self._clear_suspicions(repo, {number})
             if self.open_events:
-                listed = ListedChange(**truth.model_dump(), number=number, fork=current.fork)
+                listed = ListedChange(**truth.model_dump(), number=number)
                 await self._open(repo, listed, current)
             return
         if self.confirm_closed:
@@ -235,7 +236,11 @@ class Pass:
         now = self.now.timestamp()
         first = await self.redis.hget(self.keys.gone_seen(), env)  # type: ignore[misc]
         if first is None:
-            await self.redis.hset(self.keys.gone_seen(), env, str(now))  # type: ignore[misc]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys.gone_seen(), env, str(now))
+                # Sightings of environments destroyed some other way go with the index, in time.
+                pipe.expire(self.keys.gone_seen(), int(max(self.interval_s, 60) * 10))
+                await pipe.execute()
             self.tally.change("suspected")
             return
         if now - float(first) < APART * self.interval_s:
@@ -269,16 +274,22 @@ class Pass:
             await self.redis.hdel(self.keys.gone_seen(), *envs)  # type: ignore[misc]
 
 
+async def live_environments(redis: Redis, keys: Keys) -> dict[Repo, set[int]]:
+    """Every live environment (its status record indexed), by repository."""
+    found: dict[Repo, set[int]] = defaultdict(set)
+    cursor = 0
+    while True:
+        cursor, page = await redis.zscan(keys.statuses(), cursor, count=1000)
+        for member, _ in page:
+            env = EnvKey.parse(member.decode())
+            found[Repo(env.provider, env.repository)].add(env.number)
+        if cursor == 0:
+            return dict(found)
+
+
 async def repositories(redis: Redis, keys: Keys, configured: Iterable[str]) -> set[Repo]:
     """What a pass reads: every repository with an environment, the configured and registered ones."""
     found = {Repo.parse(entry) for entry in configured}
     registered: set[bytes] = await redis.smembers(keys.resync_repositories())  # type: ignore[misc]
     found |= {Repo.parse(m.decode()) for m in registered}
-    cursor = 0
-    while True:
-        cursor, page = await redis.zscan(keys.envs(), cursor, count=1000)
-        for member, _ in page:
-            env = EnvKey.parse(member.decode())
-            found.add(Repo(env.provider, env.repository))
-        if cursor == 0:
-            return found
+    return found | set(await live_environments(redis, keys))

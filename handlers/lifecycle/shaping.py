@@ -3,17 +3,18 @@
 The reconcile renders the environment as its configuration says (handlers/render), then asks
 `Lifecycle.shape` for the form the lifecycle wants: asleep (everything that can scale to zero
 at zero, the host routed to the wake service), waking (the app back at its replicas, the host
-still on the wake service until the app is ready), or awake. After the apply, `settled` says
-which state the environment is in and what its people should know (what kept running, a
-PostgreSQL cluster CloudNativePG would not hibernate yet), and keeps the idle bookkeeping
-(handlers/lifecycle/activity.py) in step.
+still on the wake service until the app is ready), or awake. After the apply, `asleep` says
+what its people should know (what kept running, a PostgreSQL cluster CloudNativePG would not
+hibernate yet), `awake` starts its idle clock (and a woken one's watch); both keep the idle
+bookkeeping (handlers/lifecycle/activity.py) in step. The reconcile itself frees the admission
+slot of what falls asleep (Reconciler.release_slot, the one promotion entry point).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,26 +36,14 @@ from handlers.lifecycle.activity import Activity
 from handlers.lifecycle.counters import LifecycleCounters
 from handlers.status import EnvironmentStatus
 from providers.events import EventSource
-from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
-
-
-async def _nothing(key: EnvKey) -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
 class Shaped:
     manifests: list[dict[str, Any]]
     # The counts the Deployments ran before hibernation, to restore on wake.
-    replicas: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    state: State
-    note: str | None
     replicas: dict[str, int]
 
 
@@ -65,9 +54,6 @@ class Lifecycle:
     route: WakeRoute | None
     # Queue the watch of a woken environment (handlers/lifecycle/wake_watch.py).
     watch_wake: Callable[[EnvKey, int], Awaitable[None]]
-    # An environment stopped holding a slot (hibernated, destroyed): who waits may go
-    # (the admission queue's promotion entry point).
-    slot_freed: Callable[[EnvKey], Awaitable[None]] = field(default=_nothing)
     counters: LifecycleCounters | None = None
 
     async def shape(
@@ -113,40 +99,32 @@ class Lifecycle:
                 found[name] = count
         return found
 
-    async def settled(
+    async def asleep(
         self,
         cluster: Cluster,
         namespace: str,
         manifests: list[dict[str, Any]],
         want: Desired,
         status: EnvironmentStatus,
-        shaped: Shaped,
         idle_s: float | None,
-        now: datetime,
-    ) -> Settled:
-        """After the apply: the state it leaves the environment in, and the bookkeeping."""
-        env = str(want.key)
-        if want.hibernated:
-            await self.activity.asleep(env)
-            if status.state != "hibernated":
-                await self.slot_freed(want.key)
-                if self.counters is not None:
-                    await self.counters.hibernated(want.hibernated_by or "api")
-            note = await self._asleep_note(cluster, namespace, manifests, want, idle_s)
-            return Settled("hibernated", note, shaped.replicas)
+    ) -> str:
+        """It sleeps: no idle deadline, counted if it just fell asleep; what its comment says."""
+        await self.activity.asleep(str(want.key))
+        if status.state != "hibernated" and self.counters is not None:
+            await self.counters.hibernated(want.hibernated_by or "api")
+        return await self._asleep_note(cluster, namespace, manifests, want, idle_s)
+
+    async def awake(
+        self, want: Desired, status: EnvironmentStatus, now: datetime, idle_s: float | None
+    ) -> None:
+        """It runs from now on (its idle clock too); a woken one is watched until its app is ready."""
+        await self.activity.awake(str(want.key), now.timestamp(), idle_s)
         if want.wake_route:
-            # Woken: deploying until the app is ready, which the watch finds out.
-            await self.activity.awake(env, now.timestamp(), idle_s)
             await self.watch_wake(want.key, status.generation)
-            return Settled("deploying", "waking up: starting the app again", shaped.replicas)
-        await self.activity.awake(env, now.timestamp(), idle_s)
-        # Restored: later deploys run the rendered counts again.
-        return Settled("deployed", None, {})
 
     async def forget(self, key: EnvKey) -> None:
-        """The environment is destroyed: no activity, no deadline, no slot."""
+        """The environment is destroyed: no activity, no deadline."""
         await self.activity.forget(str(key))
-        await self.slot_freed(key)
 
     async def _asleep_note(
         self,

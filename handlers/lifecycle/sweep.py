@@ -56,6 +56,8 @@ BATCH = 500
 TTL_WARNINGS = (("ttl-1h", HOUR), ("ttl-24h", DAY))
 PRESERVE_WARNING = HOUR
 PG_WAITING = "PostgreSQL keeps running for now"
+# How long a repository the sweep registered for the resync stays registered.
+REGISTERED_S = 7 * DAY
 
 # Queue a warning: (env, kind, deadline epoch s, text) -> queued.
 Warn = Callable[[str, str, float, str], Awaitable[bool]]
@@ -117,7 +119,7 @@ class Sweep:
         return self.now.timestamp()
 
     async def _envs(self) -> list[str]:
-        members: list[bytes] = await self.redis.zrange(self.keys.envs(), 0, -1)
+        members: list[bytes] = await self.redis.zrange(self.keys.statuses(), 0, -1)
         return [m.decode() for m in members]
 
     async def _read(
@@ -277,13 +279,20 @@ class Sweep:
             return  # the host could not be read: nothing is deleted
         if number in open_numbers:
             # An open change whose record was lost: the resync creates it again, adopting this.
-            await self.redis.sadd(self.keys.resync_repositories(), f"{provider.value}:{repository}")  # type: ignore[misc]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(self.keys.resync_repositories(), f"{provider.value}:{repository}")
+                # Until its environment is back (then it is resynced for having one), and a while more.
+                pipe.expire(self.keys.resync_repositories(), int(REGISTERED_S))
+                await pipe.execute()
             await self.redis.hdel(self.keys.orphans_seen(), info.name)  # type: ignore[misc]
             self.tally.change("orphan_reclaimed")
             return
         first = await self.redis.hget(self.keys.orphans_seen(), info.name)  # type: ignore[misc]
         if first is None:
-            await self.redis.hset(self.keys.orphans_seen(), info.name, str(self._now))  # type: ignore[misc]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys.orphans_seen(), info.name, str(self._now))
+                pipe.expire(self.keys.orphans_seen(), int(max(self.interval_s, 60) * 10))
+                await pipe.execute()
             self.tally.change("orphan_suspected")
             return
         if self._now - float(first) < APART * self.interval_s:

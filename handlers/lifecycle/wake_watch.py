@@ -98,7 +98,7 @@ class WakeWatch:
         while True:
             status = await self.statuses.get(env)
             _, want = await self.desired.load(key)
-            if want is None or app_ready(want) is None or status is None:
+            if want is None or app_ready(want, datetime.now(UTC)) is None or status is None:
                 return "not waking"
             if status.generation != generation or status.state != "deploying" or not status.namespace:
                 return "a newer reconcile took over"
@@ -132,12 +132,11 @@ class WakeWatch:
             generation, want = await self.desired.load(key)
             if want is None:
                 return "gone"
-            routed = app_ready(want)
+            now = datetime.now(UTC)
+            routed = app_ready(want, now)
             if routed is None:
                 return "not waking"
-            saved = await self.desired.save(
-                routed.model_copy(update={"updated_at": datetime.now(UTC)}), generation
-            )
+            saved = await self.desired.save(routed.model_copy(update={"updated_at": now}), generation, want)
             if saved is not None:
                 await self.reconcile(key, saved)
                 return "ready"

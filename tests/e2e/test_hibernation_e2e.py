@@ -26,15 +26,18 @@ from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.hosts import github_host
 from tests.support.lifecycle import (
     Gateway,
+    Operators,
     gateway_with_wake,
+    hold_pods,
     idle_since,
     ingress_backend,
     lifecycle_config,
     mark_ready,
+    operators,
     replicas,
     sweep_now,
 )
-from tests.support.pull_requests import REPO, send, sha
+from tests.support.pull_requests import REPO, T0, send, sha
 from tests.support.receivers import SUBSCRIBER_SECRET, Receiver
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
@@ -46,7 +49,12 @@ KEY = f"github:{REPO}:42"
 
 
 @pytest.fixture
-def config(tmp_path: Path, redis_server: Any, redis_client: Any) -> WorkerConfig:
+def ops(kube: KubeAPIServer) -> Operators:
+    return operators(kube)
+
+
+@pytest.fixture
+def config(tmp_path: Path, redis_server: Any, redis_client: Any, ops: Operators) -> WorkerConfig:
     return lifecycle_config(tmp_path, redis_server.url, CONFIG)
 
 
@@ -133,17 +141,18 @@ def test_a_visit_wakes_it_and_it_is_deployed_once_the_app_is_ready(
     assert len(wakes) == 1 and wakes[0]["event"]["source"] == "visit"
 
     cluster = kube_cluster(kube.url)
+    hold_pods(kube)
     with BackgroundWorker(config, cluster):
         # Woken: the app comes back at its replicas, the host stays on the wake service meanwhile.
         wait_for(lambda: replicas(kube, NS).get(f"{NS}-app") == 1)
-        status = gw.environment(NS)
-        assert status["state"] == "deploying" and "waking" in (status["note"] or "")
+        wait_for(lambda: "waking" in (gw.environment(NS)["note"] or ""))
+        assert gw.environment(NS)["state"] == "deploying"
         assert ingress_backend(kube, NS) == f"{NS}-wake"
         assert gw.visit(NS, Accept="application/json").json()["phase"] == "starting"
         time.sleep(0.5)
         assert gw.environment(NS)["state"] == "deploying"  # not ready: not deployed
         # The pod becomes ready: the host goes back to the app, and only then is it deployed.
-        mark_ready(kube, NS)
+        mark_ready(kube)
         wait_for(lambda: gw.environment(NS)["state"] == "deployed")
         assert ingress_backend(kube, NS) == f"{NS}-app"
     [cluster_object] = kube.objects("Cluster", NS)
@@ -162,10 +171,9 @@ def test_a_push_wakes_it_and_the_idle_check_puts_it_back_to_sleep(
         status = gw.environment(NS)
         assert "after 4 h without activity" in status["note"]
         assert status["wakes_on_visit"] is True
-        # A push to its branch (new commits) wakes it.
-        send(gw.api, "synchronize", 42, sha(2), 10)
+        # A push to its branch (new commits), after it fell asleep, wakes it.
+        send(gw.api, "synchronize", 42, sha(2), (time.time() - T0.timestamp()) / 60)
         wait_for(lambda: replicas(kube, NS).get(f"{NS}-app") == 1)
-        mark_ready(kube, NS)
         wait_for(lambda: gw.environment(NS)["state"] == "deployed")
         assert gw.environment(NS)["head_sha"] == sha(2)
         # Used just now: not idle, so it stays awake through further ticks.
@@ -174,7 +182,12 @@ def test_a_push_wakes_it_and_the_idle_check_puts_it_back_to_sleep(
 
 
 def test_hibernation_is_reported_on_the_change_to_subscribers_and_in_the_metrics(
-    redis_server: Any, redis_client: Any, kube: KubeAPIServer, tmp_path: Path, receiver: Receiver
+    redis_server: Any,
+    redis_client: Any,
+    kube: KubeAPIServer,
+    tmp_path: Path,
+    receiver: Receiver,
+    ops: Operators,
 ) -> None:
     config = lifecycle_config(
         tmp_path,
@@ -206,12 +219,12 @@ def test_hibernation_is_reported_on_the_change_to_subscribers_and_in_the_metrics
 
 
 def test_an_unhealthy_postgresql_is_said_to_keep_running_until_cloudnativepg_hibernates_it(
-    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig, ops: Operators
 ) -> None:
     deployed(gw, kube, config)
     # CloudNativePG defers hibernating a cluster that is not healthy (and has no hibernation
     # condition yet): the comment must not claim PostgreSQL sleeps.
-    kube.set_status("Cluster", NS, "app-postgresql", {"phase": "Setting up primary", "instances": 1})
+    ops.healthy = False
     gw.act(KEY, "hibernate")
     drain(config, kube_cluster(kube.url))
     status = gw.environment(NS)
@@ -220,24 +233,11 @@ def test_an_unhealthy_postgresql_is_said_to_keep_running_until_cloudnativepg_hib
     [cluster] = kube.objects("Cluster", NS)
     assert cluster["metadata"]["annotations"][CNPG_HIBERNATION] == "on"  # asked for all the same
 
-    # Healthy now, and hibernated by the operator: the next sweep says so.
-    kube.set_status(
-        "Cluster",
-        NS,
-        "app-postgresql",
-        {
-            "phase": "Cluster in healthy state",
-            "conditions": [
-                {
-                    "type": "cnpg.io/hibernation",
-                    "status": "True",
-                    "reason": "Hibernated",
-                    "message": "Cluster has been hibernated",
-                    "lastTransitionTime": "2026-11-27T03:04:05Z",
-                }
-            ],
-        },
-    )
+    # Healthy now: the operator (on its own round) hibernates it, and the next sweep's look says so.
+    ops.healthy = True
+    kube.set_status("Cluster", NS, "app-postgresql", ops.cnpg(cluster))  # the operator's next round
+    [cluster] = kube.objects("Cluster", NS)
+    assert cluster["status"]["conditions"][0]["reason"] == "Hibernated"
     sweep_now(config)
     drain(config, kube_cluster(kube.url))
     status = gw.environment(NS)

@@ -22,9 +22,11 @@ from tests.support.lifecycle import (
     WAKE_HOST,
     Gateway,
     gateway_with_wake,
+    hold_pods,
     ingress_backend,
     lifecycle_config,
     mark_ready,
+    operators,
 )
 from tests.support.loopback_server import LoopbackServer, QuietHandler
 from tests.support.pull_requests import REPO, send, sha
@@ -64,15 +66,17 @@ def test_the_waiting_page_shows_progress_and_lands_on_the_app(
     mode: str, gw: Gateway, kube: KubeAPIServer, tmp_path: Path, redis_server: Any
 ) -> None:
     config = lifecycle_config(tmp_path, redis_server.url, CONFIG)
+    operators(kube)
     send(gw.api, "opened", 42, sha(1), 0)
     drain(config, kube_cluster(kube.url))
-    mark_ready(kube, NS)
+    assert gw.environment(NS)["state"] == "deployed"
     gw.act(f"github:{REPO}:42", "hibernate")
     drain(config, kube_cluster(kube.url))
     assert gw.environment(NS)["state"] == "hibernated" and ingress_backend(kube, NS) == f"{NS}-wake"
 
     with LoopbackServer.serving(App) as app:
         ingress = PreviewIngress(kube, {WAKE_HOST: gw.wake_url}, app.origin, mode=mode)
+        hold_pods(kube)  # the woken app's pod stays unready until the test says otherwise
         try:
             with BackgroundWorker(config, kube_cluster(kube.url)), Browser(proxy=ingress.url) as browser:
                 browser.open(f"http://{NS}.{DOMAIN}/catalog?page=2")
@@ -85,7 +89,7 @@ def test_the_waiting_page_shows_progress_and_lands_on_the_app(
                 assert browser.evaluate("document.getElementById('step-starting').className") == "now"
                 # The test marks the app's pod ready: the page lands on the app by itself.
                 wait_for(lambda: kube.get_object("Deployment", NS, f"{NS}-app")["spec"]["replicas"] == 1)  # type: ignore[index]
-                mark_ready(kube, NS)
+                mark_ready(kube)
                 browser.wait_for("document.getElementById('app') !== null", timeout=30)
                 assert browser.evaluate("location.href") == f"http://{NS}.{DOMAIN}/catalog?page=2"
                 assert browser.evaluate("document.title") == "the app"

@@ -43,7 +43,7 @@ def run(*events: LifecycleEvent, rules: Rules = RULES) -> tuple[Desired | None, 
 def test_open_deploys_the_head() -> None:
     desired, _ = run(event(EventType.CHANGE_OPENED))
     assert desired is not None and desired.action == "deploy" and desired.head_sha == "a" * 40
-    assert desired.deliveries == ["d-change.opened-0"]
+    assert [d.id for d in desired.deliveries] == ["d-change.opened-0"]
 
 
 def test_drafts_wait_for_ready_unless_configured() -> None:
@@ -55,11 +55,17 @@ def test_drafts_wait_for_ready_unless_configured() -> None:
     assert desired is not None and desired.action == "deploy"
 
 
-def test_forks_are_not_deployed_by_default() -> None:
+def test_forks_are_never_deployed_without_an_approval() -> None:
     desired, reasons = run(event(EventType.CHANGE_OPENED, fork=True))
     assert desired is not None and desired.action == "none" and "fork" in reasons[0]
-    desired, _ = run(event(EventType.CHANGE_OPENED, fork=True), rules=Rules(deploy_forks=True))
-    assert desired is not None and desired.action == "deploy"
+    # Marking it ready, or a push, is no approval either.
+    desired, _ = run(
+        event(EventType.CHANGE_OPENED, fork=True, draft=True),
+        event(EventType.CHANGE_READY, 1, fork=True),
+        event(EventType.CHANGE_UPDATED, 2, fork=True, head_sha="b" * 40),
+        rules=Rules(deploy_drafts=True),
+    )
+    assert desired is not None and desired.action == "none"
 
 
 def test_last_head_wins_and_older_updates_do_not_overwrite() -> None:
@@ -100,9 +106,14 @@ def test_a_real_reopen_brings_it_back_but_an_old_one_does_not() -> None:
     assert "older than the close" in reasons[2]
 
 
-def test_close_of_an_unknown_change_does_nothing() -> None:
-    desired, reasons = run(event(EventType.CHANGE_CLOSED))
-    assert desired is None and "no environment" in reasons[0]
+def test_close_of_an_unknown_change_leaves_a_tombstone_without_a_reconcile() -> None:
+    decision = decide(None, event(EventType.CHANGE_CLOSED), RULES)
+    assert decision.desired is not None and decision.desired.action == "destroy"
+    assert decision.desired.closed and not decision.reconcile
+    # The open that arrives after it (it happened before) deploys nothing.
+    late = decide(decision.desired, event(EventType.CHANGE_OPENED, -5), RULES)
+    assert late.desired is None or late.desired.action == "destroy"
+    assert not late.reconcile and "closed" in late.reason
 
 
 def test_successful_build_of_the_head_rolls_out_once() -> None:

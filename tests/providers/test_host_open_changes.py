@@ -52,7 +52,7 @@ def github() -> Iterator[Setup]:
                 head_ref=f"feature-{number}",
                 state="open" if open else "closed",
                 draft=draft,
-                fork=fork,
+                head_repo="octocat/web" if fork else "",
             )
 
         yield Setup(fake, github_host(fake, TOKEN), "acme/web", add, "/repos/acme/web/pulls", 100)
@@ -74,7 +74,7 @@ def gitlab() -> Iterator[Setup]:
                 source_branch=f"feature-{number}",
                 state="opened" if open else "merged",
                 draft=draft,
-                fork=fork,
+                source_project_id=4242 if fork else None,
             )
 
         path = "/api/v4/projects/acme%2Fplatform%2Fweb/merge_requests"
@@ -97,7 +97,7 @@ def bitbucket_cloud() -> Iterator[Setup]:
                 source_branch=f"feature-{number}",
                 state="OPEN" if open else "DECLINED",
                 draft=draft,
-                fork=fork,
+                source_repository="someone/web" if fork else "",
             )
 
         host = bitbucket_cloud_host(fake, USER, TOKEN)
@@ -120,7 +120,7 @@ def bitbucket_server() -> Iterator[Setup]:
                 from_branch=f"feature-{number}",
                 state="OPEN" if open else "MERGED",
                 draft=draft,
-                fork=fork,
+                from_repository="~SOMEONE/web" if fork else "",
             )
 
         host = bitbucket_server_host(fake, TOKEN)

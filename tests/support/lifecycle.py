@@ -74,6 +74,8 @@ def lifecycle_config(tmp_path: Path, redis_url: str, config: str, **overrides: A
         "reconcile_max_tries": 3,
         "wake_service_host": WAKE_HOST,
         "wake_service_port": WAKE_PORT,
+        # A test that goes wrong fails in seconds, not after the default ten minutes.
+        "ready_timeout": 30,
         **overrides,
     }
     return load_worker_config(**values)
@@ -100,20 +102,59 @@ def resync_now(config: WorkerConfig) -> None:
     enqueue(config, Job.RESYNC)
 
 
-def mark_ready(kube: KubeAPIServer, namespace: str, name: str | None = None) -> None:
-    """Play the Deployment controller and the kubelet: every wanted replica updated and ready."""
-    name = name or f"{namespace}-app"
-    deployment = kube.get_object("Deployment", namespace, name)
-    assert deployment is not None, name
-    wanted = int(deployment["spec"].get("replicas", 1))
-    status = {
-        "observedGeneration": deployment["metadata"].get("generation", 1),
-        "replicas": wanted,
-        "updatedReplicas": wanted,
-        "readyReplicas": wanted,
-        "availableReplicas": wanted,
-    }
-    kube.set_status("Deployment", namespace, name, status)
+@dataclass
+class Operators:
+    """CloudNativePG and the MongoDB operator, as far as their status goes: each writes what its
+    operator would after every write of its object. A Cluster whose hibernation annotation is on
+    is hibernated (when `healthy`; CloudNativePG defers it otherwise)."""
+
+    healthy: bool = True
+    phase: str = "Setting up primary"
+
+    def cnpg(self, obj: dict[str, Any]) -> dict[str, Any]:
+        instances = obj["spec"].get("instances", 1)
+        asleep = (obj["metadata"].get("annotations") or {}).get("cnpg.io/hibernation") == "on"
+        if not self.healthy:
+            return {"phase": self.phase, "instances": instances}
+        status: dict[str, Any] = {"phase": "Cluster in healthy state", "instances": instances}
+        if asleep:
+            status["conditions"] = [
+                {
+                    "type": "cnpg.io/hibernation",
+                    "status": "True",
+                    "reason": "Hibernated",
+                    "message": "Cluster has been hibernated",
+                    "lastTransitionTime": "2026-11-27T03:04:05Z",
+                }
+            ]
+        else:
+            status["readyInstances"] = instances
+            status["conditions"] = [
+                {"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready"}
+            ]
+        return status
+
+    @staticmethod
+    def mongodb(obj: dict[str, Any]) -> dict[str, Any]:
+        members = obj["spec"].get("members", 1)
+        return {"phase": "Running", "currentMongoDBMembers": members, "currentStatefulSetReplicas": members}
+
+
+def operators(kube: KubeAPIServer) -> Operators:
+    found = Operators()
+    kube.set_status_hook("Cluster", found.cnpg)
+    kube.set_status_hook("MongoDBCommunity", found.mongodb)
+    return found
+
+
+def hold_pods(kube: KubeAPIServer) -> None:
+    """Pods created from now on stay unready (the image is slow to pull, say) until `mark_ready`."""
+    kube.ready_delay = 3600
+
+
+def mark_ready(kube: KubeAPIServer) -> None:
+    """The test marks the app's pods ready: the controllers' kubelet says so at its next round."""
+    kube.ready_delay = 0
 
 
 def replicas(kube: KubeAPIServer, namespace: str) -> dict[str, int]:
