@@ -231,27 +231,38 @@ class Sweep:
             return
         seen_now: set[str] = set()
         listings: dict[tuple[Provider, str], set[int] | None] = {}
-        for info in namespaces:
-            if info.terminating or not await self._orphaned(info):
-                continue
-            seen_now.add(info.name)
-            await self._orphan(info, listings)
+        candidates = [info for info in namespaces if not info.terminating]
+        for start in range(0, len(candidates), BATCH):
+            batch = candidates[start : start + BATCH]
+            for info in await self._orphaned(batch):
+                seen_now.add(info.name)
+                await self._orphan(info, listings)
         # A namespace no longer orphaned (or gone) loses its first sighting.
         recorded: dict[bytes, bytes] = await self.redis.hgetall(self.keys.orphans_seen())  # type: ignore[misc]
         stale = [name for name in (k.decode() for k in recorded) if name not in seen_now]
         if stale:
             await self.redis.hdel(self.keys.orphans_seen(), *stale)  # type: ignore[misc]
 
-    async def _orphaned(self, info: NamespaceInfo) -> bool:
-        env = await self.redis.get(self.keys.namespace(info.name))
-        if env is None:
-            return True
-        raw_status, raw_desired = await self.redis.mget(
-            [self.keys.status(env.decode()), self.keys.desired(env.decode())]
-        )
-        if raw_desired is None or raw_status is None:
-            return True
-        return EnvironmentStatus.model_validate_json(raw_status).state == "destroyed"
+    async def _orphaned(self, batch: Sequence[NamespaceInfo]) -> list[NamespaceInfo]:
+        """Those of `batch` without a live environment record: no claim, no record, or destroyed.
+        Two round trips for the whole batch."""
+        owners = await self.redis.mget([self.keys.namespace(info.name) for info in batch])
+        claimed = [(info, owner.decode()) for info, owner in zip(batch, owners, strict=True) if owner]
+        found = [info for info, owner in zip(batch, owners, strict=True) if owner is None]
+        if not claimed:
+            return found
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([self.keys.status(env) for _, env in claimed])
+            pipe.mget([self.keys.desired(env) for _, env in claimed])
+            raw_status, raw_desired = await pipe.execute()
+        for (info, _), status, desired in zip(claimed, raw_status, raw_desired, strict=True):
+            if (
+                status is None
+                or desired is None
+                or EnvironmentStatus.model_validate_json(status).state == "destroyed"
+            ):
+                found.append(info)
+        return found
 
     async def _orphan(
         self, info: NamespaceInfo, listings: dict[tuple[Provider, str], set[int] | None]
