@@ -350,7 +350,7 @@ def wake_on_visit(config: WorkerConfig, kube: KubeAPIServer, count: int) -> None
             namespace = status.namespace
             pod: list[float] = []
             watcher = threading.Thread(
-                target=lambda ns=namespace: pod.append(ready_at(kube, ns, time.time()))
+                target=lambda ns=namespace, into=pod: into.append(ready_at(kube, ns, time.time()))
             )
             started = time.time()
             watcher.start()
