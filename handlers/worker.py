@@ -395,6 +395,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         on_change=on_change,
         run_timeout_s=worker.reconcile_timeout,
         retention_ms=connection.environment_retention_ms,
+        preserved=preserved,
     )
     ctx["lifecycle"] = lifecycle
     ctx["deps"] = Deps(

@@ -35,6 +35,7 @@ from handlers.lifecycle.settings import LifecycleSettings
 from handlers.lifecycle.shaping import Lifecycle
 from handlers.lifecycle.sweep import Sweep
 from handlers.lifecycle.wake_watch import WakeWatch
+from handlers.preserve import PreserveIndex
 from handlers.queue import Job
 from handlers.status import EnvironmentStatus, StatusStore
 from providers.events import EventSource, LifecycleEvent, Provider
@@ -64,6 +65,8 @@ class LifecycleDeps:
     hooks: Lifecycle
     wake_watch: WakeWatch
     traffic: TrafficReader | None
+    # The preserve index (handlers/preserve.py): an ended preservation leaves it.
+    preserved: PreserveIndex | None = None
     # The periodic runs' job timeout (the reconcile's: arq waits that long for a lost job).
     run_timeout_s: float = 300.0
 
@@ -97,6 +100,7 @@ def build(
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]],
     run_timeout_s: float = 300.0,
     retention_ms: int = 30 * 86_400_000,
+    preserved: PreserveIndex | None = None,
 ) -> LifecycleDeps:
     redis = desired.redis
     keys = desired.keys
@@ -160,6 +164,7 @@ def build(
         if settings.activity_prometheus_url
         else None,
         run_timeout_s=run_timeout_s,
+        preserved=preserved,
     )
 
 
@@ -225,6 +230,7 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
             emit=deps.emit,
             reconcile=deps.reconcile,
             warn=lambda env, kind, deadline, text: deps.notices.warn(deps.arq, env, kind, deadline, text),
+            unpreserve=deps.preserved.release if deps.preserved is not None else None,
             ttl_s=settings.ttl,
             idle_s=settings.hibernate_after,
             interval_s=settings.sweep_interval,

@@ -74,6 +74,8 @@ class Sweep:
     # Queue a reconcile of the environment, named (so a sweep queues it once).
     reconcile: Callable[[EnvKey, str], Awaitable[None]]
     warn: Warn
+    # Take an environment whose preservation ended out of the preserve index (None: no index).
+    unpreserve: Callable[[EnvKey], Awaitable[None]] | None
     ttl_s: float
     idle_s: float
     interval_s: float
@@ -208,6 +210,8 @@ class Sweep:
         )
         if await self.warn(env, "preserve-expired", until.timestamp(), text):
             self.tally.change("preserve_expired")
+            if self.unpreserve is not None:
+                await self.unpreserve(EnvKey.parse(env))
             # Applied without the label (open), or destroyed (closed): the reconcile decides.
             await self.reconcile(EnvKey.parse(env), f"preserve-expired:{int(until.timestamp())}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from tests.support.lifecycle import (
     replicas,
     sweep_now,
 )
-from tests.support.pull_requests import REPO, T0, send, sha
+from tests.support.pull_requests import REPO, T0, send, send_github, sha
 from tests.support.receivers import SUBSCRIBER_SECRET, Receiver
+from tests.support.senders import FIXTURES
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
 CONFIG = (
@@ -274,3 +276,50 @@ def test_waiting_visitors_are_bounded_per_environment(
                     assert again.status_code == 200
                     break
             time.sleep(0.1)
+
+
+def test_a_repository_sets_its_own_idle_time(
+    gw: Gateway, kube: KubeAPIServer, tmp_path: Path, redis_server: Any, redis_client: Any, ops: Operators
+) -> None:
+    config = lifecycle_config(tmp_path, redis_server.url, "projectId: shop\nhibernation:\n  after: 30m\n")
+    send(gw.api, "opened", 42, sha(1), 0)
+    drain(config, kube_cluster(kube.url))
+    assert gw.environment(NS)["state"] == "deployed"
+    # Forty minutes without activity: past its own thirty, well inside the gateway's four hours.
+    idle_since(redis_client, KEY, time.time() - 40 * 60)
+    with BackgroundWorker(config, kube_cluster(kube.url), periodic=True):
+        wait_for(lambda: gw.environment(NS)["state"] == "hibernated")
+    assert "after 30 min without activity" in gw.environment(NS)["note"]
+
+
+def test_comments_api_calls_and_wakes_are_activity(
+    gw: Gateway, kube: KubeAPIServer, config: WorkerConfig, redis_client: Any
+) -> None:
+    deployed(gw, kube, config)
+
+    def last_activity() -> float:
+        return float(redis_client.zscore("k8s-ee:activity", KEY))
+
+    idle_since(redis_client, KEY, time.time() - 3 * 3600)
+    before = last_activity()
+    comment = json.loads((FIXTURES / "github" / "issue_comment.created.json").read_text())
+    comment["issue"]["number"] = 42
+    comment["comment"]["body"] = "Looks good to me"
+    # Written just now (an old comment redelivered would not make it any less idle).
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    comment["comment"]["created_at"] = comment["comment"]["updated_at"] = now
+    send_github(gw.api, comment, event="issue_comment")
+    drain(config, kube_cluster(kube.url))
+    assert last_activity() > before + 3 * 3600 - 60
+
+    idle_since(redis_client, KEY, time.time() - 3 * 3600)
+    assert gw.act(KEY, "hibernate").status_code == 202
+    drain(config, kube_cluster(kube.url))
+    assert gw.environment(NS)["state"] == "hibernated"
+    assert last_activity() > time.time() - 60
+    # Woken from the admin API (as the command line does): awake again, its idle clock restarted.
+    idle_since(redis_client, KEY, time.time() - 3 * 3600)
+    assert gw.act(KEY, "wake").status_code == 202
+    drain(config, kube_cluster(kube.url))
+    assert gw.environment(NS)["state"] == "deployed"
+    assert float(redis_client.zscore("k8s-ee:idle-deadlines", KEY)) > time.time() + 3 * 3600
