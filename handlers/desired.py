@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from handlers.keys import Keys
+from handlers.locks import RELEASE, RENEW
 from providers.events import Provider
 
 Action = Literal["deploy", "destroy", "none"]
@@ -219,16 +220,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) en
 return 0
 """
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class DesiredStore:
     def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
@@ -240,8 +231,8 @@ class DesiredStore:
         self._finish = redis.register_script(_FINISH)
         self._fence = redis.register_script(_FENCE)
         self._invalidate = redis.register_script(_INVALIDATE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(RENEW)
+        self._release = redis.register_script(RELEASE)
 
     def _keys(self, key: EnvKey) -> tuple[str, str, str, str]:
         env = str(key)

@@ -73,6 +73,17 @@ class LifecycleDeps:
     async def emit(self, event: LifecycleEvent) -> bool:
         return await emit(self.arq, self.queue_name, event)
 
+    def host_pass(self, interval_s: float, **options: Any) -> Pass:
+        """A pass over the repositories' open changes (handlers/lifecycle/resync.py)."""
+        return Pass(
+            redis=self.desired.redis,
+            keys=self.desired.keys,
+            hosts=self.hosts,
+            emit=self.emit,
+            interval_s=interval_s,
+            **options,
+        )
+
     async def reconcile(self, key: EnvKey, name: str) -> None:
         """Reconcile `key` again although its desired state did not change (a preservation that
         ran out, an operator to look at again): a new generation, so it is not taken as applied.
@@ -239,12 +250,8 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
         if not settings.resync_interval:
             # No resync: the sweep finds closed changes itself.
             found = await repositories(deps.desired.redis, deps.desired.keys, settings.resync_repositories)
-            closed = Pass(
-                redis=deps.desired.redis,
-                keys=deps.desired.keys,
-                hosts=deps.hosts,
-                emit=deps.emit,
-                interval_s=settings.sweep_interval,
+            closed = deps.host_pass(
+                settings.sweep_interval,
                 source=EventSource.SWEEP,
                 open_events=False,
                 confirm_closed=True,
@@ -268,13 +275,8 @@ async def run_resync(ctx: dict[str, Any], left: list[str] | None = None) -> str:
             found = await repositories(deps.desired.redis, deps.desired.keys, settings.resync_repositories)
         else:
             found = {Repo.parse(entry) for entry in left}
-        resync = Pass(
-            redis=deps.desired.redis,
-            keys=deps.desired.keys,
-            hosts=deps.hosts,
-            emit=deps.emit,
-            interval_s=settings.resync_interval,
-            deadline=time.monotonic() + deps.run_timeout_s * BUDGET_SHARE,
+        resync = deps.host_pass(
+            settings.resync_interval, deadline=time.monotonic() + deps.run_timeout_s * BUDGET_SHARE
         )
         tally = await resync.run(found)
         await _record(deps, "resync", tally)

@@ -21,20 +21,11 @@ from redis.asyncio import Redis
 
 from handlers.keys import Keys
 from handlers.lifecycle.counters import LifecycleCounters
+from handlers.locks import RELEASE, RENEW
 
 logger = logging.getLogger("k8s_ee.worker")
 
 T = TypeVar("T")
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Runs:
@@ -45,8 +36,8 @@ class Runs:
         self.keys = keys
         self.counters = counters
         self.lock_ttl_s = lock_ttl_s
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(RENEW)
+        self._release = redis.register_script(RELEASE)
 
     async def due(self, kind: str, interval_s: float, now: float | None = None) -> bool:
         """Claim the run of `kind` if `interval_s` has passed since the last claim."""

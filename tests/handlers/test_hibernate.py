@@ -20,8 +20,9 @@ from handlers.render import RenderSettings, RenderTarget, new_password, render_e
 from providers.events import Provider
 
 
-def rendered() -> list[dict]:
-    config = config_from_mapping({"projectId": "web", "databases": {"postgresql": True, "redis": True}})
+def rendered(*more: str) -> list[dict]:
+    databases = {name: True for name in ("postgresql", "redis", *more)}
+    config = config_from_mapping({"projectId": "web", "databases": databases})
     now = datetime(2026, 11, 1, tzinfo=UTC)
     target = RenderTarget(
         provider=Provider.GITHUB,
@@ -48,24 +49,6 @@ def test_hibernate_scales_to_zero_and_keeps_everything() -> None:
     assert cluster["metadata"]["annotations"][CNPG_HIBERNATION] == "on"
     # Pure: the input is untouched.
     assert all(m["spec"].get("replicas") != 0 for m in awake if m["kind"] == "Deployment")
-
-
-def with_mongodb() -> list[dict]:
-    config = config_from_mapping(
-        {"projectId": "web", "databases": {"postgresql": True, "redis": True, "mongodb": True, "minio": True}}
-    )
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    target = RenderTarget(
-        provider=Provider.GITHUB,
-        repository="acme/web",
-        number=3,
-        head_sha="a" * 40,
-        head_ref="main",
-        created_at=now,
-        now=now,
-    )
-    passwords = {name: new_password() for name in required_passwords(config)}
-    return render_environment(target, config, RenderSettings(preview_domain="preview.example.com"), passwords)
 
 
 ROUTE = WakeRoute("k8s-ee-gateway.k8s-ee.svc.cluster.local", 8081)
@@ -109,10 +92,10 @@ def test_the_wake_route_is_an_external_name_service_both_controllers_follow() ->
 
 
 def test_mongodb_and_minio_keep_running() -> None:
-    assert keeps_running(with_mongodb()) == ["MongoDB", "MinIO"]
-    asleep = hibernate(with_mongodb())
+    assert keeps_running(rendered("mongodb", "minio")) == ["MongoDB", "MinIO"]
+    asleep = hibernate(rendered("mongodb", "minio"))
     mongo = next(m for m in asleep if m["kind"] == "MongoDBCommunity")
-    assert mongo == next(m for m in with_mongodb() if m["kind"] == "MongoDBCommunity")
+    assert mongo == next(m for m in rendered("mongodb", "minio") if m["kind"] == "MongoDBCommunity")
 
 
 HEALTHY = "Cluster in healthy state"
