@@ -11,6 +11,7 @@ from gateway.endpoints import Receiver, receivers
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.store import DeliveryStore
+from handlers.redis_client import redis_client
 from handlers.status import StatusStore
 
 
@@ -29,10 +30,8 @@ class AppState:
         connection, web = settings.connection, settings.web
         # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
         # command) when one is set. Each store call has one deadline instead (store.py).
-        redis = Redis.from_url(
-            connection.redis_url,
-            socket_connect_timeout=connection.redis_timeout,
-            health_check_interval=30,
+        redis = redis_client(
+            connection, socket_connect_timeout=connection.redis_timeout, health_check_interval=30
         )
         return cls(
             settings=settings,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry, func
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
@@ -25,8 +25,9 @@ from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
+from handlers.redis_client import redis_client
 from handlers.report import ReportBusy, Reporter
-from handlers.settings import WorkerConfig
+from handlers.settings import ConnectionSettings, WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
 from providers.events import EventType, LifecycleEvent, Provider
@@ -251,13 +252,20 @@ def worker_settings(
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts, "host_settings": host_settings},
-        "redis_settings": RedisSettings.from_dsn(settings.connection.redis_url),
+        "redis_pool": arq_pool(settings.connection),
         "queue_name": settings.connection.queue_name,
         "max_jobs": worker.max_jobs,
         "poll_delay": worker.poll_delay,
         "keep_result": 3600,
         "handle_signals": True,
     }
+
+
+def arq_pool(connection: ConnectionSettings) -> ArqRedis:
+    """arq's Redis, at one address or wherever Sentinel says the master is (handlers/redis_client.py)."""
+    pool = redis_client(connection, ArqRedis, socket_connect_timeout=connection.redis_timeout)
+    pool.default_queue_name = connection.queue_name
+    return pool
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
