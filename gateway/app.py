@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from gateway import api
 from gateway.endpoints import warn_insecure
+from gateway.figures import refresh
 from gateway.settings import GatewaySettings, load_gateway_settings
 from gateway.state import AppState
 from gateway.webhooks import JSON, endpoint
@@ -42,12 +44,18 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
+    connection = state.settings.connection
     try:
-        state.metrics.queue_depth.set(await state.store.queue_depth())
-        # Written by the worker after each call to a host (handlers/report.py), per provider/installation.
-        for key, remaining in (await state.store.rate_limits()).items():
-            state.metrics.rate_limit_remaining.labels(key).set(remaining)
-    except RedisError:
+        await refresh(
+            state.metrics.figures,
+            state.redis,
+            state.settings.keys,
+            connection.queue_name,
+            state.statuses,
+            datetime.now(UTC),
+            connection.redis_timeout,
+        )
+    except (RedisError, TimeoutError):
         state.metrics.redis_errors.inc()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

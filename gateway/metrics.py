@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from gateway.figures import FiguresCollector
 
 
 class Metrics:
@@ -27,15 +29,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "k8s_ee_queue_depth", "Jobs waiting in the arq queue.", registry=self.registry
-        )
-        self.rate_limit_remaining = Gauge(
-            "k8s_ee_provider_rate_limit_remaining",
-            "Requests left in a code host's rate-limit window, as the worker last saw it.",
-            ["key"],
-            registry=self.registry,
-        )
+        # The installation's figures, read from Redis at each scrape (gateway/figures.py).
+        self.figures = FiguresCollector()
+        self.registry.register(self.figures)
         self.redis_errors = Counter(
             "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
         )

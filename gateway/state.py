@@ -30,7 +30,7 @@ class AppState:
         connection, web = settings.connection, settings.web
         # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
         # command) when one is set. Each store call has one deadline instead (store.py).
-        redis = redis_client(
+        redis: Redis = redis_client(
             connection, socket_connect_timeout=connection.redis_timeout, health_check_interval=30
         )
         return cls(

@@ -219,15 +219,6 @@ class DeliveryStore:
             )
         return int(attempt)
 
-    async def queue_depth(self) -> int:
-        async with self._deadline():
-            return int(await self.redis.zcard(self.connection.queue_name))
-
-    async def rate_limits(self) -> dict[str, float]:
-        async with self._deadline():
-            raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rate_limits())  # type: ignore[misc]
-        return {k.decode(): float(v) for k, v in raw.items()}
-
     # -- reading the log (admin API) --
 
     async def recent(

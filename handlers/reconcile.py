@@ -24,7 +24,9 @@ from handlers.cluster import (
 )
 from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
 from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.dora import DoraStore, Result, Series
 from handlers.hibernate import hibernate
+from handlers.metrics import WorkerMetrics
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -60,6 +62,9 @@ class Reconciler:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Told of every state change (report back, status webhooks).
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
+    metrics: WorkerMetrics | None = None
+    # Where deployments are counted for the DORA keys (handlers/dora.py).
+    dora: DoraStore | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
         token = uuid.uuid4().hex
@@ -100,7 +105,10 @@ class Reconciler:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
         status = await self.statuses.get(str(key))
         if status is not None:
-            await self._failed(status, message)
+            failed = await self._failed(status, message)
+            _, want = await self.desired.load(key)
+            if status.state == "deploying" and want is not None:
+                await self._count_deployment(want, failed)
 
     async def _note_error(self, key: EnvKey, message: str) -> None:
         status = await self.statuses.get(str(key))
@@ -133,6 +141,7 @@ class Reconciler:
             status = await self._destroy(want, status)
         elif want.action == "deploy":
             status = await self._deploy(want, status)
+            await self._count_deployment(want, status)
         else:
             status = status.model_copy(
                 update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
@@ -176,6 +185,35 @@ class Reconciler:
             # A close we saw is not what the host says now (reopened since): the host wins.
             update |= {"action": "deploy", "closed": False}
         return want.model_copy(update=update)
+
+    async def _count_deployment(self, want: Desired, status: EnvironmentStatus) -> None:
+        """A deploy that ended deployed or failed is one deployment, counted once (handlers/dora.py)."""
+        if self.dora is None or status.state not in ("deployed", "failed"):
+            return
+        result: Result = "success" if status.state == "deployed" else "failure"
+        env = str(want.key)
+        first_commit = None
+        if result == "success" and await self.dora.lead_time_pending(env):
+            first_commit = await self._first_commit_at(want)
+        await self.dora.record(
+            env,
+            Series(want.provider.value, want.repository),
+            f"{status.head_sha}:{want.built_sha or ''}:{result}",
+            result,
+            status.updated_at or self.clock(),
+            first_commit,
+        )
+
+    async def _first_commit_at(self, want: Desired) -> datetime | None:
+        host = self.hosts.get(want.provider)
+        if host is None:
+            return None  # no credentials: no lead time for this change
+        try:
+            return await asyncio.to_thread(host.first_commit_at, want.repository, want.number)
+        except HostError as exc:
+            # Asked again at the next successful deployment of the change.
+            logger.warning("could not read the first commit of %s: %s", want.key, exc)
+            return None
 
     async def _read_config(self, want: Desired) -> RepoConfig:
         if want.config is not None:
@@ -251,6 +289,9 @@ class Reconciler:
             await self.cluster.apply(namespace, want.repository, manifests)
         except (PermanentClusterError, OwnershipError, ValueError) as exc:
             return await self._failed(status, str(exc))
+        if self.metrics is not None and not want.hibernated and want.updated_at is not None:
+            # From the webhook that last changed what is wanted (its receipt by the gateway).
+            self.metrics.webhook_to_ready.observe(max(0.0, (self.clock() - want.updated_at).total_seconds()))
         return await self._settle(
             status,
             "hibernated" if want.hibernated else "deployed",

@@ -37,6 +37,8 @@ def redis_client(connection: ConnectionSettings, redis_class: type[R] = Redis, *
         sentinel_options["password"] = connection.redis_sentinel_password.get_secret_value()
     if tls:
         sentinel_options["ssl"] = True
-    sentinel = Sentinel(connection.sentinel_addresses, sentinel_kwargs=sentinel_options, ssl=tls, **url, **options)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        connection.sentinel_addresses, sentinel_kwargs=sentinel_options, ssl=tls, **url, **options
+    )
     client: R = sentinel.master_for(connection.redis_sentinel_master, redis_class=redis_class)
     return client

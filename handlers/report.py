@@ -9,6 +9,7 @@ so two racing updates cannot both create a comment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -122,8 +123,8 @@ class Reporter:
         )
 
     async def _record_rate_limits(self, host: Host) -> None:
-        remaining = host.rate_limits()
-        if remaining:
+        budgets = host.rate_limits()
+        if budgets:
             await self.redis.hset(  # type: ignore[misc]
-                self.keys.rate_limits(), mapping={k: str(v) for k, v in remaining.items()}
+                self.keys.rate_limits(), mapping={k: json.dumps(v._asdict()) for k, v in budgets.items()}
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +20,12 @@ from typing import Any
 from arq import Retry, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
+from prometheus_client import start_http_server
 
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.dora import DoraStore
+from handlers.metrics import WorkerMetrics
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
@@ -52,6 +56,7 @@ class Deps:
     reconciler: Reconciler
     reporter: Reporter
     rules: Rules
+    metrics: WorkerMetrics
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
@@ -120,17 +125,40 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
 async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     deps: Deps = ctx["deps"]
     key = EnvKey.parse(key_text)
+    started = time.perf_counter()
+    outcome = "error"
     try:
-        return await deps.reconciler.reconcile(key)
+        outcome = await deps.reconciler.reconcile(key)
+        return outcome
     except (TransientClusterError, RetryLater, HostUnavailable) as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
+            outcome = "gave_up"
             return "failed"
         # Exponential backoff with full jitter, capped at five minutes.
         delay = random.uniform(0, min(300.0, 2.0**tries))
         logger.warning("reconcile of %s will be retried in %.1f s: %s", key, delay, exc)
+        outcome = "retried"
         raise Retry(defer=delay) from exc
+    finally:
+        deps.metrics.reconciles.labels(_outcome_label(outcome)).inc()
+        deps.metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+# The outcomes a reconcile reports (the states it settles in, and what else it can say), so the
+# metric's label stays within a known set whatever a message says.
+_OUTCOMES = frozenset(
+    {
+        *("deployed", "failed", "destroyed", "hibernated", "preserved", "skipped", "queued", "deploying"),
+        *("busy", "nothing_desired", "lost_lock", "retried", "gave_up", "error"),
+    }
+)
+
+
+def _outcome_label(outcome: str) -> str:
+    label = outcome.replace(" ", "_")
+    return label if label in _OUTCOMES else "other"
 
 
 async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous: str | None) -> None:
@@ -150,10 +178,14 @@ async def report(ctx: dict[str, Any], env: str) -> str:
     deps: Deps = ctx["deps"]
     tries = int(ctx.get("job_try", 1))
     try:
-        return await deps.reporter.report(env, datetime.now(UTC))
+        result = await deps.reporter.report(env, datetime.now(UTC))
+        if result.startswith("not reported"):  # refused for good (handlers/report.py)
+            deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
+        return result
     except ReportBusy as exc:
         raise Retry(defer=0.5) from exc
     except HostUnavailable as exc:
+        deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
         if tries >= REPORT_MAX_TRIES:
             logger.warning("giving up reporting %s after %d attempts: %s", env, tries, exc)
             return "gave up"
@@ -199,8 +231,11 @@ async def startup(ctx: dict[str, Any]) -> None:
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
+            metrics=ctx["metrics"],
+            dora=DoraStore(redis, settings.keys),
         ),
         rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
+        metrics=ctx["metrics"],
     )
 
 
@@ -251,7 +286,13 @@ def worker_settings(
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings, "cluster": cluster, "hosts": hosts, "host_settings": host_settings},
+        "ctx": {
+            "settings": settings,
+            "cluster": cluster,
+            "hosts": hosts,
+            "host_settings": host_settings,
+            "metrics": WorkerMetrics(),
+        },
         "redis_pool": arq_pool(settings.connection),
         "queue_name": settings.connection.queue_name,
         "max_jobs": worker.max_jobs,
@@ -269,5 +310,15 @@ def arq_pool(connection: ConnectionSettings) -> ArqRedis:
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
-    Worker(**worker_settings(settings, host_settings=host_settings)).run()
+    options = worker_settings(settings, host_settings=host_settings)
+    worker = settings.worker
+    if worker.worker_metrics_port:
+        # Its own thread, so a scrape never waits for the event loop (or a long job on it).
+        start_http_server(
+            worker.worker_metrics_port,
+            worker.worker_metrics_host,
+            registry=options["ctx"]["metrics"].registry,
+        )
+        logger.info("metrics on http://%s:%d/metrics", worker.worker_metrics_host, worker.worker_metrics_port)
+    Worker(**options).run()
     return 0

@@ -14,6 +14,7 @@ head commit, tied to the pull request by its source branch (`refname`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ from atlassian.bitbucket.cloud import Cloud
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import Budget, ChangeState, HostError, NotFound, earliest
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -111,6 +112,14 @@ class BitbucketCloudHost:
             }
         )
 
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+        endpoint = f"{_repository_path(repository)}/pullrequests/{number}/commits"
+        # Newest first: every page is read to reach the first commit.
+        return self._request(
+            lambda: earliest(c.get("date") for c in self._pages(endpoint, {"pagelen": 100})), what
+        )
+
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
         endpoint = f"{_repository_path(repository)}/src/{quote(ref, safe='')}/{quote(path.strip('/'))}"
@@ -173,7 +182,7 @@ class BitbucketCloudHost:
 
         self._request(write, f"the build status of pull request {repository}#{number}", write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from atlassian import Bitbucket
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import Budget, ChangeState, HostError, NotFound
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -93,6 +93,22 @@ class BitbucketServerHost:
             }
         )
 
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+        key, slug = _key_and_slug(repository)
+
+        def read() -> datetime | None:
+            # Newest first, paged: every page is read to reach the first commit. Epoch ms.
+            stamps = [
+                c.get("authorTimestamp")
+                for c in self._server.get_pull_requests_commits(key, slug, number, limit=100)
+                if isinstance(c, dict)
+            ]
+            found = [s for s in stamps if isinstance(s, int)]
+            return datetime.fromtimestamp(min(found) / 1000, UTC) if found else None
+
+        return self._request(read, what)
+
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
         key, slug = _key_and_slug(repository)
@@ -144,7 +160,7 @@ class BitbucketServerHost:
 
         self._request(write, f"the build status of pull request {repository}#{number}", write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import requests
@@ -28,7 +29,7 @@ from github.Repository import Repository
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, HostUnavailable, NotFound
+from providers.hosts.base import Budget, ChangeState, HostError, HostUnavailable, NotFound
 from providers.hosts.http import (
     USER_AGENT,
     HttpPolicy,
@@ -170,6 +171,17 @@ class GitHubHost:
 
         return self._call(repository, what, read)
 
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+
+        def read(repo: Repository) -> datetime | None:
+            # Oldest first: the first page holds the first commit.
+            page = repo.get_pull(number).get_commits().get_page(0)
+            dates = [c.commit.author.date for c in page if c.commit.author and c.commit.author.date]
+            return min(dates) if dates else None
+
+        return self._call(repository, what, read)
+
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
 
@@ -241,7 +253,7 @@ class GitHubHost:
 
         self._call(repository, f"the status of pull request {repository}#{number}", write, write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:
@@ -334,11 +346,11 @@ class GitHubHost:
             )
         if client is None:
             return
-        remaining, _limit = client.requester.rate_limiting
+        remaining, limit = client.requester.rate_limiting
         if remaining >= 0:
             reset = client.requester.rate_limiting_resettime
             key = "token" if self._github is not None else str(installation_id)
-            self._pacer.record(key, remaining, reset or None)
+            self._pacer.record(key, remaining, reset or None, limit)
 
     def _client(self, repository: str) -> Github:
         if self._github is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import gitlab
@@ -23,7 +24,7 @@ from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import Budget, ChangeState, HostError, NotFound, earliest
 from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
@@ -79,6 +80,17 @@ class GitLabHost:
 
         def read(project: Project) -> ChangeState:
             return change_state(project.mergerequests.get(number, **_CALL).attributes, what)
+
+        return self._call(repository, what, read)
+
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of merge request {repository}!{number}"
+
+        def read(project: Project) -> datetime | None:
+            # Newest first: every page is read to reach the first commit.
+            mr = project.mergerequests.get(number, lazy=True)
+            commits = mr.commits(get_all=True, per_page=100, **_CALL)
+            return earliest(commit.attributes.get("authored_date") for commit in commits)
 
         return self._call(repository, what, read)
 
@@ -144,7 +156,7 @@ class GitLabHost:
 
         self._call(repository, f"the status of merge request {repository}!{number}", write, write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:

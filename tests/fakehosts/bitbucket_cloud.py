@@ -38,6 +38,8 @@ class CloudPullRequest:
     title: str = "A change"
     updated_on: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_on: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # (full sha, authored at), oldest first; empty: the source commit alone, at creation.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass
@@ -149,6 +151,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         add("GET", base, self.get_repository)
         add("GET", f"{base}/pullrequests", self.list_pull_requests)
         add("GET", f"{base}/pullrequests/{{id}}", self.get_pull_request)
+        add("GET", f"{base}/pullrequests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/commit/{{commit}}", self.get_commit)
         add("GET", f"{base}/src/{{commit}}/{{path:path}}", self.get_source)
         self.write_routes(add)
@@ -176,6 +179,29 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         if pull is None:
             raise Failure(404, "Resource not found")
         return Response(200, self.pull_request_json(repository, pull))
+
+    def list_pull_request_commits(self, request: Request) -> Response:
+        """Newest first, paginated by `next` links, as Bitbucket Cloud lists them."""
+        repository = self._repository(request)
+        id = request.params["id"]
+        pull = repository.pull_requests.get(int(id)) if id.isdigit() else None
+        if pull is None:
+            raise Failure(404, "Resource not found")
+        commits = list(reversed(pull.commits or [(pull.source_commit, pull.created_on)]))
+        page = request.int_param("page", 1)
+        pagelen = min(100, request.int_param("pagelen", 10))
+        items, last = page_of(commits, page, pagelen)
+        body: dict[str, Any] = {
+            "pagelen": pagelen,
+            "page": page,
+            "values": [
+                {"type": "commit", "hash": sha, "date": iso(at), "message": "A commit"} for sha, at in items
+            ],
+        }
+        if page < last:
+            query = {**request.query, "page": str(page + 1), "pagelen": str(pagelen)}
+            body["next"] = f"{self.origin}{request.path}?{urlencode(query)}"
+        return Response(200, body)
 
     def list_pull_requests(self, request: Request) -> Response:
         repository = self._repository(request)

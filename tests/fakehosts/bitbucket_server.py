@@ -39,6 +39,8 @@ class ServerPullRequest:
     title: str = "A change"
     updated: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # (sha, authored at), oldest first; empty: the latest commit alone, at creation.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
         add("GET", base, self.get_repository)
         add("GET", f"{base}/pull-requests", self.list_pull_requests)
         add("GET", f"{base}/pull-requests/{{id}}", self.get_pull_request)
+        add("GET", f"{base}/pull-requests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/raw/{{path:path}}", self.get_raw)
         self.write_routes(add)
 
@@ -137,6 +140,43 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
                 404, f"Pull request {id} does not exist in {repository.project_key}/{repository.slug}."
             )
         return Response(200, self.pull_request_json(repository, pull), content_type=JSON)
+
+    def list_pull_request_commits(self, request: Request) -> Response:
+        """Newest first, paged by `start` and `limit`, as Data Center lists them."""
+        repository = self._repository(request)
+        id = request.params["id"]
+        pull = repository.pull_requests.get(int(id)) if id.isdigit() else None
+        if pull is None:
+            raise Failure(
+                404, f"Pull request {id} does not exist in {repository.project_key}/{repository.slug}."
+            )
+        commits = list(reversed(pull.commits or [(pull.latest_commit, pull.created)]))
+        start = request.int_param("start", 0)
+        limit = max(1, min(1000, request.int_param("limit", 25)))
+        values = commits[start : start + limit]
+        last = start + limit >= len(commits)
+        body: dict[str, Any] = {
+            "size": len(values),
+            "limit": limit,
+            "isLastPage": last,
+            "start": start,
+            "values": [
+                {
+                    "id": sha,
+                    "displayId": sha[:11],
+                    "author": {"name": "admin", "emailAddress": "admin@example.com"},
+                    "authorTimestamp": millis(at),
+                    # A rebase rewrites the committer's time; the author's stays.
+                    "committerTimestamp": millis(datetime.now(UTC)),
+                    "message": "A commit",
+                    "parents": [],
+                }
+                for sha, at in values
+            ],
+        }
+        if not last:
+            body["nextPageStart"] = start + limit
+        return Response(200, body, content_type=JSON)
 
     def list_pull_requests(self, request: Request) -> Response:
         repository = self._repository(request)

@@ -49,6 +49,8 @@ class GitHubPull:
     user: str = "octocat"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # (sha, authored at), oldest first; empty: the head alone, authored when the pull was opened.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass
@@ -217,6 +219,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/repos/{owner}/{repo}", self.get_repo)
         add("GET", "/repos/{owner}/{repo}/pulls", self.list_pulls)
         add("GET", "/repos/{owner}/{repo}/pulls/{number}", self.get_pull)
+        add("GET", "/repos/{owner}/{repo}/pulls/{number}/commits", self.list_pull_commits)
         add("GET", "/repos/{owner}/{repo}/contents/{path:path}", self.get_contents)
         add("GET", "/repos/{owner}/{repo}/git/blobs/{sha}", self.get_blob)
         add("GET", "/repos/{owner}/{repo}/installation", self.get_installation)
@@ -249,6 +252,39 @@ class FakeGitHub(GitHubWrites, FakeHost):
         if pull is None:
             raise Failure(404, "Not Found")
         return Response(200, self.pull_json(repo, pull))
+
+    def list_pull_commits(self, request: Request) -> Response:
+        """Oldest first, at most 250 (GitHub's own limit for this endpoint), paginated."""
+        repo = self._repo(request)
+        pull = repo.pulls.get(int(request.params["number"])) if request.params["number"].isdigit() else None
+        if pull is None:
+            raise Failure(404, "Not Found")
+        commits = (pull.commits or [(pull.head_sha, pull.created_at)])[:250]
+        page = request.int_param("page", 1)
+        per_page = min(100, request.int_param("per_page", 30))
+        items, last = page_of(commits, page, per_page)
+        response = Response(200, [self.commit_json(repo, sha, at) for sha, at in items])
+        link = self._link(request, page, last, per_page)
+        if link:
+            response.headers["Link"] = link
+        return response
+
+    def commit_json(self, repo: GitHubRepo, sha: str, at: datetime) -> dict[str, Any]:
+        person = {"name": "Mona Octocat", "email": "mona@example.com", "date": iso(at)}
+        return {
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}",
+            "html_url": f"{self.web}/{repo.full_name}/commit/{sha}",
+            "commit": {
+                "author": person,
+                # A rebase rewrites the committer's date; the author's stays when it was written.
+                "committer": {**person, "date": iso(datetime.now(UTC).replace(microsecond=0))},
+                "message": "A commit",
+                "tree": {"sha": fake_sha(f"tree-{sha}")},
+            },
+            "parents": [],
+        }
 
     def list_pulls(self, request: Request) -> Response:
         repo = self._repo(request)

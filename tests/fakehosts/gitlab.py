@@ -41,6 +41,8 @@ class GitLabMergeRequest:
     author: str = "root"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # (sha, authored at), oldest first; empty: the head alone, authored when the MR was opened.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass
@@ -151,6 +153,7 @@ class FakeGitLab(GitLabWrites, FakeHost):
         add("GET", "/projects/{id}", self.get_project)
         add("GET", "/projects/{id}/merge_requests", self.list_merge_requests)
         add("GET", "/projects/{id}/merge_requests/{iid}", self.get_merge_request)
+        add("GET", "/projects/{id}/merge_requests/{iid}/commits", self.list_merge_request_commits)
         add("GET", "/projects/{id}/repository/files/{file_path}/raw", self.get_raw_file)
         self.write_routes(add)
 
@@ -171,6 +174,40 @@ class FakeGitLab(GitLabWrites, FakeHost):
         if mr is None:
             raise Failure(404, "404 Not found")
         return Response(200, self.merge_request_json(project, mr))
+
+    def list_merge_request_commits(self, request: Request) -> Response:
+        """Newest first, as GitLab lists them, paginated."""
+        project = self._project(request)
+        iid = request.params["iid"]
+        mr = project.merge_requests.get(int(iid)) if iid.isdigit() else None
+        if mr is None:
+            raise Failure(404, "404 Not found")
+        commits = list(reversed(mr.commits or [(mr.sha, mr.created_at)]))
+        page = request.int_param("page", 1)
+        per_page = min(100, request.int_param("per_page", 20))
+        items, last = page_of(commits, page, per_page)
+        response = Response(
+            200,
+            [
+                {
+                    "id": sha,
+                    "short_id": sha[:8],
+                    "title": "A commit",
+                    "message": "A commit",
+                    "author_name": "Administrator",
+                    "author_email": "admin@example.com",
+                    "authored_date": iso(at),
+                    # A rebase rewrites these; the authored date stays when it was written.
+                    "committed_date": iso(datetime.now(UTC)),
+                    "created_at": iso(datetime.now(UTC)),
+                    "parent_ids": [],
+                    "web_url": f"{self.origin}/{project.path_with_namespace}/-/commit/{sha}",
+                }
+                for sha, at in items
+            ],
+        )
+        response.headers.update(self._pagination(request, page, per_page, last, len(commits)))
+        return response
 
     def list_merge_requests(self, request: Request) -> Response:
         project = self._project(request)

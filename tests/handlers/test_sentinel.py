@@ -66,7 +66,9 @@ def deploy(client: httpx.Client, number: int) -> dict[str, Any]:
     return result
 
 
-def test_gateway_and_worker_follow_the_master_through_a_failover(group: SentinelGroup, tmp_path: Path) -> None:
+def test_gateway_and_worker_follow_the_master_through_a_failover(
+    group: SentinelGroup, tmp_path: Path
+) -> None:
     gateway = load_gateway_settings(**SECRET_SETTINGS, **connection(group))
     with ServedApp(create_app(gateway)) as served, httpx.Client(base_url=served.url, timeout=15) as client:
         assert client.get("/readyz").status_code == 200
@@ -92,7 +94,9 @@ def test_gateway_and_worker_follow_the_master_through_a_failover(group: Sentinel
 
 
 def test_a_wrong_sentinel_password_is_refused(group: SentinelGroup) -> None:
-    settings = load_gateway_settings(**SECRET_SETTINGS, **{**connection(group), "redis_sentinel_password": "no"})
+    settings = load_gateway_settings(
+        **SECRET_SETTINGS, **{**connection(group), "redis_sentinel_password": "no"}
+    )
     with ServedApp(create_app(settings)) as served, httpx.Client(base_url=served.url, timeout=15) as client:
         answer = client.get("/readyz")
         assert answer.status_code == 503

@@ -70,7 +70,7 @@ class SentinelGroup:
             return 0
 
     def master_port(self) -> int:
-        host, port = self.sentinel().sentinel_get_master_addr_by_name(MASTER_NAME)
+        _host, port = self.sentinel().sentinel_get_master_addr_by_name(MASTER_NAME)
         return int(port)
 
     def failover(self) -> int:

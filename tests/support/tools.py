@@ -102,7 +102,11 @@ def tool(name: str) -> Path:
             try:
                 _install(name, _FETCHERS[name]())
             except (OSError, subprocess.SubprocessError, RuntimeError, StopIteration, KeyError) as exc:
-                detail = exc.stderr.decode(errors="replace")[-400:] if hasattr(exc, "stderr") and exc.stderr else ""
+                detail = (
+                    exc.stderr.decode(errors="replace")[-400:]
+                    if hasattr(exc, "stderr") and exc.stderr
+                    else ""
+                )
                 pytest.fail(f"could not get {name} for the test: {type(exc).__name__}: {exc} {detail}")
     return target
 
@@ -110,7 +114,11 @@ def tool(name: str) -> Path:
 def run(name: str, *args: str, check: bool = True, **options: object) -> subprocess.CompletedProcess[str]:
     """Run a tool; a failure shows its output."""
     done = subprocess.run(
-        [str(tool(name)), *args], capture_output=True, text=True, timeout=300, **options  # type: ignore[call-overload]
+        [str(tool(name)), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **options,  # type: ignore[call-overload]
     )
     if check and done.returncode != 0:
         pytest.fail(f"{name} {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
