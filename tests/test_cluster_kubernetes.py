@@ -727,7 +727,6 @@ def test_rendered_environment_applies_reapplies_and_prunes(
     assert stored == kept - {("Namespace", namespace)}
     assert {ref.kind for ref in result.pruned} >= {
         "MongoDBCommunity",
-        "Role",
         "RoleBinding",
         "Tenant",
         "Secret",
