@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,3 +51,14 @@ def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
     for served, client in started:
         client.close()
         served.__exit__(None, None, None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With K8S_EE_KUBE_REQUEST_LOG set, write every request the test API servers received
+    (tests/install/test_rbac.py runs the end-to-end suites this way when they are not part of
+    its own session)."""
+    target = os.environ.get("K8S_EE_KUBE_REQUEST_LOG")
+    if target:
+        from tests.kubeapi.controls import SESSION_REQUESTS
+
+        Path(target).write_text(json.dumps(sorted(SESSION_REQUESTS)))

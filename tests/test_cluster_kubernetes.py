@@ -830,3 +830,36 @@ def test_manifests_passed_in_are_not_changed(cluster: KubernetesCluster) -> None
     original = copy.deepcopy(manifests)
     run(cluster.apply(NS, REPO, manifests))
     assert manifests == original
+
+
+def test_every_kind_a_config_can_leave_out_is_pruned(cluster: KubernetesCluster, kube: KubeAPIServer) -> None:
+    """Apply everything a k8s-ee.yaml can ask for, then the least: whatever kind the second leaves
+    out is deleted (so the chart's RBAC is checked against every deletion the worker can make)."""
+
+    def render(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+        config = config_from_mapping(mapping)
+        target = RenderTarget(
+            provider=Provider.GITHUB,
+            repository="Acme/Shop",
+            number=43,
+            head_sha="0123456789abcdef0123456789abcdef01234567",
+            head_ref="feature/all",
+            created_at=datetime(2025, 3, 1, tzinfo=UTC),
+            now=datetime(2025, 3, 2, tzinfo=UTC),
+        )
+        passwords = {name: f"pw-{name}-0123456789" for name in required_passwords(config)}
+        return render_environment(
+            target, config, RenderSettings(preview_domain="preview.example.com"), passwords
+        )
+
+    databases = {name: True for name in ("postgresql", "mongodb", "redis", "minio", "mariadb")}
+    everything = render({"projectId": "shop", "databases": databases, "metrics": {"enabled": True}})
+    least = render({"projectId": "shop", "ingress": {"enabled": False}})
+    namespace = everything[0]["metadata"]["name"]
+    run(cluster.apply(namespace, "Acme/Shop", everything))
+    result = run(cluster.apply(namespace, "Acme/Shop", least))
+    kinds = {m["kind"] for m in everything} - {m["kind"] for m in least}
+    assert kinds >= {"Cluster", "MongoDBCommunity", "Tenant", "Ingress", "ServiceMonitor", "RoleBinding"}
+    assert {ref.kind for ref in result.pruned} >= kinds
+    stored = {(o["kind"], o["metadata"]["name"]) for o in kube.objects(namespace=namespace)}
+    assert stored == {(m["kind"], m["metadata"]["name"]) for m in least[1:]}
