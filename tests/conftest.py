@@ -53,6 +53,13 @@ def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
         served.__exit__(None, None, None)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `after_all_others` read what the others did (tests/install/test_rbac.py)."""
+    last = [item for item in items if item.get_closest_marker("after_all_others")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With K8S_EE_KUBE_REQUEST_LOG set, write every request the test API servers received
     (tests/install/test_rbac.py runs the end-to-end suites this way when they are not part of
