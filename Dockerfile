@@ -20,7 +20,7 @@ COPY providers/ providers/
 RUN python -m venv /opt/k8s-ee \
  && /opt/k8s-ee/bin/python -m pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/k8s-ee/bin/python -m pip install --only-binary=:all: /wheels/*.whl \
- && /opt/k8s-ee/bin/python -m pip uninstall --yes pip \
+ && /opt/k8s-ee/bin/python -m pip uninstall --yes setuptools pip \
  # Compiled now: the root filesystem is read-only at run time.
  && /opt/k8s-ee/bin/python -m compileall -q -j 0 /opt/k8s-ee/lib
 

@@ -122,7 +122,7 @@ def test_the_final_stage_runs_unprivileged_and_needs_no_writable_root() -> None:
     _, final = stages()
     users = [args for name, args in final if name == "USER"]
     assert users == ["10001:10001"]  # numeric, so runAsNonRoot can verify it
-    assert ["k8s-ee"] == re.findall(r'"([^"]+)"', dict(final)["ENTRYPOINT"])
+    assert re.findall(r'"([^"]+)"', dict(final)["ENTRYPOINT"]) == ["k8s-ee"]
     assert dict(final)["CMD"] == '["serve"]'
     env = dict(final)["ENV"]
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # bytecode is compiled at build time instead
