@@ -474,9 +474,10 @@ def test_fake_sends_rate_limit_headers(fake: FakeGitHub) -> None:
 
 def test_first_commit_at_is_the_earliest_author_date(fake: FakeGitHub) -> None:
     start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
-    # 40 commits (two pages of 30), and a rebased one whose author date is the earliest.
+    # 40 commits (two pages of 30), and a rebased one on the second page whose author date is
+    # the earliest.
     commits = [(fake_sha(f"c{i}"), start + timedelta(hours=i)) for i in range(40)]
-    commits[5] = (commits[5][0], start - timedelta(days=2))
+    commits[35] = (commits[35][0], start - timedelta(days=2))
     fake.add_pull(REPO, 7, commits=commits)
     fake.add_pull(REPO, 8)
     host = host_for(fake)

@@ -175,9 +175,10 @@ class GitHubHost:
         what = f"commits of pull request {repository}#{number}"
 
         def read(repo: Repository) -> datetime | None:
-            # Oldest first: the first page holds the first commit.
-            page = repo.get_pull(number).get_commits().get_page(0)
-            dates = [c.commit.author.date for c in page if c.commit.author and c.commit.author.date]
+            # Every page (at most 250 commits): a rebased or cherry-picked commit keeps its
+            # author date wherever it sits in the list.
+            commits = repo.get_pull(number).get_commits()
+            dates = [c.commit.author.date for c in commits if c.commit.author and c.commit.author.date]
             return min(dates) if dates else None
 
         return self._call(repository, what, read)

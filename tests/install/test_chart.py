@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.install.chart import CHART, VALUE_SETS, find, one, render, template_args
+from tests.install.chart import CHART, VALUE_SETS, VALUES, find, one, render, template_args
 from tests.support.tools import run
 from tests.test_render_schemas import validation_problems
 
@@ -79,14 +79,7 @@ def problems(obj: dict[str, Any]) -> list[str]:
 
 def test_helm_lint_passes_for_every_value_set() -> None:
     for value_set in VALUE_SETS:
-        run(
-            "helm",
-            "lint",
-            "--strict",
-            str(CHART),
-            "--values",
-            str(CHART.parent.parent / "tests" / "install" / "values" / f"{value_set}.yaml"),
-        )
+        run("helm", "lint", "--strict", str(CHART), "--values", str(VALUES / f"{value_set}.yaml"))
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
