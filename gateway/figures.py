@@ -35,6 +35,9 @@ from providers.states import State
 # awake environments with no activity for at least this long, and every hibernated one.
 IDLE_AFTER: dict[str, float] = {"1h": 3600.0, "4h": 14400.0, "1d": 86400.0, "7d": 604800.0}
 STATES: tuple[str, ...] = get_args(State)
+# `key` of the rate-limit gauges: one per host credential the worker used (written by the worker,
+# never by a sender); capped all the same.
+MAX_RATE_LIMIT_SERIES = 100
 
 
 @dataclass
@@ -69,7 +72,9 @@ async def read_figures(
         pipe.hgetall(keys.rate_limits())
         depth, budgets = await pipe.execute()
     figures.queue_depth = int(depth)
-    figures.budgets = {k.decode(): parse_budget(v) for k, v in budgets.items()}
+    figures.budgets = dict(
+        sorted((k.decode(), parse_budget(v)) for k, v in budgets.items())[:MAX_RATE_LIMIT_SERIES]
+    )
     # Environments number in the hundreds: every record, each scrape, is cheap enough.
     records = await statuses.recent(limit=1_000_000_000)
     figures.environments = dict.fromkeys(STATES, 0)

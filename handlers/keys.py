@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from providers.events import Provider
+from providers.text import ascii_lower
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ class Keys:
         return self._key("deliveries", "provider", provider)
 
     def deliveries_by_repository(self, repository: str) -> str:
-        return self._key("deliveries", "repository", repository.lower())
+        # ASCII-only, as deliver.lua's string.lower, so both build the same key.
+        return self._key("deliveries", "repository", ascii_lower(repository))
 
     def seen(self, ident: str) -> str:
         """Set when a delivery id was first accepted: the dedup key."""
@@ -110,6 +112,11 @@ class Keys:
     def applied(self, provider: Provider, delivery_id: str) -> str:
         """Where an accepted delivery ended up: the reconcile that applied it, or why none did."""
         return self._key("applied", provider.value, delivery_id)
+
+    def worker_heartbeat(self) -> str:
+        """When a worker last said it was alive (epoch ms): written by every worker
+        (handlers/heartbeat.py), read by the gateway's /readyz and /metrics."""
+        return self._key("worker-heartbeat")
 
     # -- reporting back --
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool, SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel
 
-from handlers.settings import ConnectionSettings
+from handlers.connection import ConnectionSettings
 
 R = TypeVar("R", bound=Redis)
 

@@ -12,84 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, field_validator
 
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
 from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
-from providers.settings import SECTION_CONFIG, NameList, load_sections, split_commas
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+from providers.settings import Section, load_sections
 
 
-def sentinel_address(address: str) -> tuple[str, int]:
-    """`host:port` (`[v6]:port` too) of one sentinel."""
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("each sentinel must be host:port")
-    return host, int(port)
-
-
-class ConnectionSettings(BaseSettings):
-    """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
-
-    model_config = SECTION_CONFIG
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Overrides the URL's password (so it can come from a Secret of its own, unescaped).
-    redis_password: SecretStr | None = None
-    # Redis Sentinel: `host:port` of each sentinel. When set, the master is the one they name
-    # `redis_sentinel_master`; the URL then gives only the scheme (TLS), user, password and db.
-    redis_sentinels: NameList = []
-    redis_sentinel_master: str = Field("mymaster", min_length=1)
-    # The sentinels' own password (`requirepass` on the sentinels), when they have one.
-    redis_sentinel_password: SecretStr | None = None
-    # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
-    redis_timeout: float = Field(2.0, gt=0, le=9)
-    key_prefix: str = Field("k8s-ee:", min_length=1)
-    queue_name: str = Field("k8s-ee:queue", min_length=1)
-    log_level: LogLevel = "INFO"
-    # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
-    delivery_retention_hours: float = Field(72.0, gt=0)
-
-    @field_validator("redis_url")
-    @classmethod
-    def redis_url_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-
-    @field_validator("redis_sentinels", mode="before")
-    @classmethod
-    def split_sentinels(cls, value: object) -> object:
-        return split_commas(value)
-
-    @field_validator("redis_sentinels")
-    @classmethod
-    def check_sentinels(cls, value: list[str]) -> list[str]:
-        for address in value:
-            sentinel_address(address)
-        return value
-
-    @property
-    def sentinel_addresses(self) -> list[tuple[str, int]]:
-        return [sentinel_address(address) for address in self.redis_sentinels]
-
-    @property
-    def retention_ms(self) -> int:
-        return int(self.delivery_retention_hours * 3_600_000)
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.key_prefix)
-
-
-class WorkerSettings(BaseSettings):
+class WorkerSettings(Section):
     """How the worker runs: where environments go, what it deploys, its limits and its subscribers."""
-
-    model_config = SECTION_CONFIG
 
     # `kubernetes` or `directory`; unset: kubernetes when in a cluster or a kubeconfig exists.
     cluster: Literal["kubernetes", "directory"] | None = None

@@ -9,6 +9,8 @@ duplicates, reordering and bursts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -23,15 +25,17 @@ from arq.worker import Worker
 from prometheus_client import start_http_server
 
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
+from handlers.connection import ConnectionSettings
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.dora import DoraStore
+from handlers.heartbeat import keep_beating
 from handlers.metrics import WorkerMetrics
 from handlers.policy import Rules, decide, same_commit
 from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.redis_client import redis_client
 from handlers.report import ReportBusy, Reporter
-from handlers.settings import ConnectionSettings, WorkerConfig
+from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
 from providers.events import EventType, LifecycleEvent, Provider
@@ -237,10 +241,21 @@ async def startup(ctx: dict[str, Any]) -> None:
         rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
         metrics=ctx["metrics"],
     )
+    connection = settings.connection
+    # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
+    ctx["heartbeat"] = asyncio.create_task(
+        keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
+        name="k8s-ee-heartbeat",
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
+    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     deps: Deps | None = ctx.get("deps")
     if deps is None:
         return
@@ -310,15 +325,24 @@ def arq_pool(connection: ConnectionSettings) -> ArqRedis:
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
-    options = worker_settings(settings, host_settings=host_settings)
+    """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
+    reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
     worker = settings.worker
-    if worker.worker_metrics_port:
-        # Its own thread, so a scrape never waits for the event loop (or a long job on it).
-        start_http_server(
-            worker.worker_metrics_port,
-            worker.worker_metrics_host,
-            registry=options["ctx"]["metrics"].registry,
-        )
-        logger.info("metrics on http://%s:%d/metrics", worker.worker_metrics_host, worker.worker_metrics_port)
-    Worker(**options).run()
+    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    logger.info(explanation)
+    try:
+        options = worker_settings(settings, cluster=cluster, host_settings=host_settings)
+        if worker.worker_metrics_port:
+            # Its own thread, so a scrape never waits for the event loop (or a long job on it).
+            start_http_server(
+                worker.worker_metrics_port,
+                worker.worker_metrics_host,
+                registry=options["ctx"]["metrics"].registry,
+            )
+            logger.info(
+                "metrics on http://%s:%d/metrics", worker.worker_metrics_host, worker.worker_metrics_port
+            )
+        Worker(**options).run()
+    finally:
+        cluster.close()
     return 0

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import load_gateway_settings
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SECRET_SETTINGS
@@ -26,10 +27,19 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client = redis_server.client()
-    # This Redis was started by this test session: emptying it between tests is ours to do.
+    # This Redis was started by this test session: emptying it between tests is ours to do,
+    # and its command statistics too, which a test may count (whatever ran before it).
     client.flushall()
+    client.config_resetstat()
     yield client
     client.close()
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPIServer]:
+    """The test Kubernetes API server (tests/fakes/kubeapi), on a free loopback port."""
+    with KubeAPIServer() as server:
+        yield server
 
 
 Gateway = Callable[..., httpx.Client]
@@ -66,6 +76,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     its own session)."""
     target = os.environ.get("K8S_EE_KUBE_REQUEST_LOG")
     if target:
-        from tests.kubeapi.controls import SESSION_REQUESTS
+        from tests.fakes.kubeapi.controls import SESSION_REQUESTS
 
         Path(target).write_text(json.dumps(sorted(SESSION_REQUESTS)))

@@ -18,11 +18,11 @@ from handlers.settings import load_worker_config
 from providers.events import Provider
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeGitHub
-from tests.kubeapi import KubeAPIServer
+from tests.fakes.fakehosts import FakeGitHub
+from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.pull_requests import REPO, send, sha
 from tests.support.redis_server import free_port
 from tests.support.worker import drain, kube_cluster, wait_for
-from tests.test_worker_e2e import REPO, send, sha
 
 SERIES = f'environment="preview",provider="github",repository="{REPO}"'
 

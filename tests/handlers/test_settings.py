@@ -8,8 +8,9 @@ import pytest
 
 from gateway.endpoints import ENDPOINTS
 from gateway.settings import WebSettings, load_gateway_settings
+from handlers.connection import ConnectionSettings
 from handlers.render.models import RenderSettings
-from handlers.settings import ConnectionSettings, WorkerSettings, load_worker_config
+from handlers.settings import WorkerSettings, load_worker_config
 from providers.hosts.settings import HostSettings
 from providers.settings import SettingsError
 
@@ -99,3 +100,47 @@ def test_a_bad_value_in_each_section_is_named_at_once(monkeypatch: pytest.Monkey
     for name in ("K8S_EE_REDIS_URL", "K8S_EE_MAX_JOBS", "K8S_EE_API_SERVER_CIDRS"):
         assert name in message
     assert "http://nope" not in message
+
+
+ALL_SECTIONS = (ConnectionSettings, WorkerSettings, RenderSettings, HostSettings, WebSettings)
+
+
+def enumerated_fields() -> list[tuple[type, str, tuple[str, ...]]]:
+    from providers.settings import choices
+
+    return [
+        (section, name, choices(field.annotation))
+        for section in ALL_SECTIONS
+        for name, field in section.model_fields.items()
+        if choices(field.annotation)
+    ]
+
+
+def test_the_enumerated_settings_are_found() -> None:
+    names = {name for _, name, _ in enumerated_fields()}
+    assert {"log_level", "allowlist_mode", "cluster"} <= names
+
+
+@pytest.mark.parametrize(("section", "name", "allowed"), enumerated_fields())
+def test_enumerated_settings_ignore_case(
+    monkeypatch: pytest.MonkeyPatch, section: type, name: str, allowed: tuple[str, ...]
+) -> None:
+    for value in allowed:
+        for spelt in (value.lower(), value.upper(), f" {value.title()} "):
+            monkeypatch.setenv(f"K8S_EE_{name.upper()}", spelt)
+            assert getattr(section(), name) == value
+    # ASCII only: the Kelvin sign is not a `k`.
+    if any("k" in value for value in allowed):
+        value = next(v for v in allowed if "k" in v)
+        monkeypatch.setenv(f"K8S_EE_{name.upper()}", value.replace("k", "\u212a"))
+        with pytest.raises(Exception, match=name):
+            section()
+
+
+def test_log_level_in_lower_case_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K8S_EE_LOG_LEVEL", "debug")
+    monkeypatch.setenv("K8S_EE_ALLOWLIST_MODE", "AllowList")
+    settings = load_gateway_settings()
+    assert (settings.connection.log_level, settings.web.allowlist_mode) == ("DEBUG", "allowlist")
+    monkeypatch.setenv("K8S_EE_CLUSTER", "Directory")
+    assert load_worker_config().worker.cluster == "directory"

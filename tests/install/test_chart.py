@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.handlers.test_render_schemas import validation_problems
 from tests.install.chart import CHART, VALUE_SETS, VALUES, find, one, render, template_args
 from tests.support.tools import run
-from tests.test_render_schemas import validation_problems
 
 _DURATION = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
 # The Prometheus Operator's PrometheusRule (monitoring.coreos.com/v1), the fields it defines

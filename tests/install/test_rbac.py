@@ -2,7 +2,7 @@
 to the test API server during the end-to-end suites is granted, and nothing else is.
 
 The worker's requests are those carrying its User-Agent (handlers/cluster/transport.py); the
-test API servers record every request of the session (tests/kubeapi/controls.py). This test
+test API servers record every request of the session (tests/fakes/kubeapi/controls.py). This test
 runs after every other one (tests/conftest.py). When its session did not run all the suites
 that drive the worker against the API server (a run of this file alone, or with -k), it runs
 them itself in a subprocess and reads their record. A new kind of call in the worker (a read
@@ -62,7 +62,7 @@ def recorded(request: pytest.FixtureRequest, tmp_path: Path) -> list[tuple[str, 
     suites = worker_suites()
     assert suites, "no test drives the worker against the test API server"
     if session_ran(request, suites):
-        from tests.kubeapi.controls import SESSION_REQUESTS
+        from tests.fakes.kubeapi.controls import SESSION_REQUESTS
 
         return sorted(SESSION_REQUESTS)
     log = tmp_path / "requests.json"
