@@ -142,6 +142,10 @@ class Reconciler:
         elif want.action == "deploy":
             status = await self._deploy(want, status)
             await self._count_deployment(want, status)
+            if self.metrics is not None and status.state == "deployed" and want.updated_at is not None:
+                # From the webhook that last changed what is wanted (its receipt by the gateway).
+                waited = (self.clock() - want.updated_at).total_seconds()
+                self.metrics.webhook_to_ready.observe(max(0.0, waited))
         else:
             status = status.model_copy(
                 update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
@@ -289,9 +293,6 @@ class Reconciler:
             await self.cluster.apply(namespace, want.repository, manifests)
         except (PermanentClusterError, OwnershipError, ValueError) as exc:
             return await self._failed(status, str(exc))
-        if self.metrics is not None and not want.hibernated and want.updated_at is not None:
-            # From the webhook that last changed what is wanted (its receipt by the gateway).
-            self.metrics.webhook_to_ready.observe(max(0.0, (self.clock() - want.updated_at).total_seconds()))
         return await self._settle(
             status,
             "hibernated" if want.hibernated else "deployed",
