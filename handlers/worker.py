@@ -23,6 +23,7 @@ from arq import Retry, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.connection import ConnectionSettings
@@ -342,7 +343,32 @@ def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
             logger.info(
                 "metrics on http://%s:%d/metrics", worker.worker_metrics_host, worker.worker_metrics_port
             )
+        # arq's worker takes the loop current when it is built: wait for Redis on that one.
+        asyncio.set_event_loop(loop := asyncio.new_event_loop())
+        loop.run_until_complete(wait_for_redis(options["redis_pool"]))
         Worker(**options).run()
     finally:
         cluster.close()
     return 0
+
+
+# A worker that starts with its Redis (a first install, a node restart) waits for it this long
+# before giving up, rather than exiting at once into the kubelet's growing restart back-off.
+REDIS_START_WAIT_S = 60.0
+
+
+async def wait_for_redis(redis: ArqRedis, budget: float = REDIS_START_WAIT_S) -> None:
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            await redis.ping()
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "Redis does not answer yet (%s); trying again in %.1f s", type(exc).__name__, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
