@@ -101,6 +101,12 @@ def test_the_validation_fails_a_broken_object() -> None:
     assert problems(rule)
 
 
+def test_no_template_guesses_what_the_cluster_has() -> None:
+    # Monitoring objects are switched on by values, never by probing the API (`.Capabilities`).
+    for path in (CHART / "templates").iterdir():
+        assert ".Capabilities" not in path.read_text(), path.name
+
+
 def test_defaults_make_two_gateways_a_drainable_pdb_and_no_monitoring_objects() -> None:
     objects = render()
     gateway = one(objects, "Deployment", "-gateway")
