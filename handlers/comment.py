@@ -86,6 +86,8 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
         rows.append(("Branch", escape(status.head_ref)))
     if status.databases and status.state in ("deployed", "deploying", "hibernated"):
         rows.append(("Databases", ", ".join(escape(db) for db in status.databases)))
+    if status.preserved_until and status.state in ("deployed", "hibernated", "preserved"):
+        rows.append(("Preserved until", _time(status.preserved_until)))
     rows.append(("Updated", _time(status.updated_at)))
     if dashboard_url and status.namespace:
         rows.append(("Dashboard", _url(dashboard_link(dashboard_url, status.namespace))))
@@ -99,12 +101,15 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
             "",
         ]
         lines += [f"**What to do**: {_advice(status.last_error)}", ""]
-    elif status.state == "skipped" and status.note:
+    elif status.state in ("skipped", "queued") and status.note:
         lines += [escape(status.note), ""]
     elif status.state == "hibernated":
         lines += ["Scaled to zero after being idle; its data is kept. Push a commit to wake it.", ""]
     elif status.state == "preserved":
         lines += ["Kept after the change closed, because it is preserved.", ""]
+    if status.approved_sha and status.note and status.state in ("deploying", "deployed", "hibernated"):
+        # A fork's change: which commit was approved, and that a push needs a new approval.
+        lines += [escape(status.note), ""]
     lines.append("<sub>k8s-ee gateway · this comment is updated in place</sub>")
     return "\n".join(lines)
 

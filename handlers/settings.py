@@ -1,4 +1,5 @@
-"""The worker's configuration: the connection, worker and render sections, from `K8S_EE_*` variables.
+"""The worker's configuration: the connection, worker, render, command and admission sections, from
+`K8S_EE_*` variables.
 
 The connection section is shared with the gateway (both use one Redis, one key prefix, one
 queue). The worker never reads the web section, so it never holds the webhook secrets or
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
@@ -31,8 +32,8 @@ class WorkerSettings(Section):
     # A k8s-ee.yaml for repositories whose host cannot be read (no credentials).
     default_config: Path | None = None
 
+    # Forks are never deployed without an approval (`/deploy-preview` from someone with write access).
     deploy_drafts: bool = False
-    deploy_forks: bool = False
     # A reconcile that runs longer is abandoned by arq and retried (also after a worker dies).
     reconcile_timeout: int = Field(300, ge=5, le=3600)
     reconcile_max_tries: int = Field(8, ge=1, le=100)
@@ -61,11 +62,46 @@ class WorkerSettings(Section):
         return value
 
 
+class CommandSettings(Section):
+    """Chat commands in pull request comments (handlers.chat) and what they may ask for."""
+
+    # How long a host's answer about a user's permission is trusted before it is asked again.
+    permission_cache_seconds: int = Field(60, ge=0, le=3600)
+    # `/preserve` without hours, and the most hours `/preserve <hours>` may ask for.
+    preserve_hours: int = Field(48, ge=1, le=8760)
+    preserve_max_hours: int = Field(168, ge=1, le=8760)
+    # Environments of one repository preserved at once.
+    max_preserved_per_repository: int = Field(3, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> CommandSettings:
+        if self.preserve_hours > self.preserve_max_hours:
+            raise ValueError("K8S_EE_PRESERVE_HOURS must not exceed K8S_EE_PRESERVE_MAX_HOURS")
+        return self
+
+
+class AdmissionSettings(Section):
+    """How many environments may be awake at once (handlers.admission); 0 is no limit."""
+
+    max_environments: int = Field(0, ge=0, le=100_000)
+    max_environments_per_repository: int = Field(0, ge=0, le=100_000)
+    # Hibernated environments hold no slot unless this is set.
+    admission_count_hibernated: bool = False
+    # Environments that may wait for a slot; past it a deploy is refused (and says why).
+    admission_queue_size: int = Field(100, ge=1, le=100_000)
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.max_environments or self.max_environments_per_repository)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     connection: ConnectionSettings
     worker: WorkerSettings
     render: RenderSettings
+    commands: CommandSettings
+    admission: AdmissionSettings
 
     @property
     def keys(self) -> Keys:
@@ -75,6 +111,13 @@ class WorkerConfig:
 def load_worker_config(**overrides: object) -> WorkerConfig:
     """Read every section; `SettingsError` names each bad variable, never its value."""
     sections = load_sections(
-        {"connection": ConnectionSettings, "worker": WorkerSettings, "render": RenderSettings}, overrides
+        {
+            "connection": ConnectionSettings,
+            "worker": WorkerSettings,
+            "render": RenderSettings,
+            "commands": CommandSettings,
+            "admission": AdmissionSettings,
+        },
+        overrides,
     )
     return WorkerConfig(**sections)  # type: ignore[arg-type]

@@ -151,6 +151,10 @@ def _comment_created(d: _Delivery) -> Outcome:
         id=str(field(data, "comment.id", int)),
         body=field(data, "comment.content.raw", str),
         author=_comment_author(data),
+        # The permissions API is asked by uuid; answers name the author as people see them.
+        author_id=optional(data, "comment.user.uuid", str) or optional(data, "actor.uuid", str),
+        author_name=optional(data, "comment.user.nickname", str)
+        or optional(data, "comment.user.display_name", str),
     )
     return Accepted(d.event(EventType.COMMENT_CREATED, _repository(d), comment=comment, **change))
 

@@ -57,11 +57,21 @@ class BuildStatus(StrEnum):
 
 
 class Comment(BaseModel):
+    """A new comment on a change: where chat commands come from."""
+
     model_config = ConfigDict(frozen=True)
 
     id: str
     body: str
+    # Who wrote it, as the host is asked about permissions: GitHub's login, GitLab's username,
+    # Bitbucket Cloud's account id, Data Center's user name.
     author: str
+    # The host's own id of the author where it asks by id (GitLab's user id, Bitbucket Cloud's uuid).
+    author_id: str | None = None
+    # What people see (Cloud's nickname), for answers that name the author; `author` when None.
+    author_name: str | None = None
+    # The thread to reply in (GitLab's discussion id).
+    thread_id: str | None = None
 
 
 # Events about one change: they must say which.

@@ -1,4 +1,5 @@
-"""The generic trigger: any CI asks for an environment to be deployed, destroyed, hibernated or woken.
+"""The generic trigger: any CI asks for an environment to be deployed, destroyed, hibernated or woken,
+or relays a comment whose chat commands the worker runs (`action: comment`; `/preserve 24`, say).
 
 The body is small and ours, so it is validated by a pydantic model with no extra keys:
 a typo in a CI script gets a 400 naming the field rather than a silently ignored option.
@@ -11,6 +12,7 @@ replayed signature is refused even if a valid token rides along.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from providers import signing
-from providers.events import EventType, LifecycleEvent, Provider
+from providers.events import Comment, EventType, LifecycleEvent, Provider
 from providers.fields import BranchName, ChangeNumber, CommitSha, EventTime, ImageReference, Repository
 from providers.payload import adapter, describe, load_json_object, require_json
 from providers.verdicts import Accepted, Outcome, bad_request, unauthorized
@@ -27,14 +29,17 @@ AUTHORIZATION_HEADER = "Authorization"
 SIGNATURE_HEADER = "webhook-signature"
 DELIVERY_HEADER = "webhook-id"
 
-Action = Literal["deploy", "destroy", "hibernate", "wake"]
+Action = Literal["deploy", "destroy", "hibernate", "wake", "comment"]
 
 ACTION_TYPES: dict[str, EventType] = {
     "deploy": EventType.ENV_DEPLOY,
     "destroy": EventType.ENV_DESTROY,
     "hibernate": EventType.ENV_HIBERNATE,
     "wake": EventType.ENV_WAKE,
+    "comment": EventType.COMMENT_CREATED,
 }
+# Whoever holds the trigger's token: commands relayed through it are trusted.
+COMMENT_AUTHOR = "generic-trigger"
 
 _BRANCH_PREFIX = "refs/heads/"
 
@@ -70,6 +75,9 @@ class TriggerBody(BaseModel):
     # The repository's k8s-ee.yaml as a JSON object; the gateway checks it as the worker will
     # (gateway/endpoints.py), before the trigger is accepted.
     config: dict[str, Any] | None = None
+    # With `action: comment`: text whose chat commands (lines starting `/deploy-preview`,
+    # `/preserve 24`, ...) are run as if a user with write access had commented them.
+    comment: str | None = Field(default=None, min_length=1, max_length=65536)
     occurred_at: EventTime | None = None
 
 
@@ -128,6 +136,22 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
         for name in ("sha", "branch"):
             if getattr(trigger, name) is None:
                 raise bad_request(f"field {name}: required when action is 'deploy'")
+    if (trigger.action == "comment") != (trigger.comment is not None):
+        raise bad_request(
+            "field comment: required when action is 'comment'"
+            if trigger.action == "comment"
+            else "field comment: only with action 'comment'"
+        )
+    comment = (
+        # No host numbers it: its id is its text's digest.
+        Comment(
+            id=hashlib.sha256(trigger.comment.encode()).hexdigest()[:16],
+            body=trigger.comment,
+            author=COMMENT_AUTHOR,
+        )
+        if trigger.comment is not None
+        else None
+    )
     return Accepted(
         LifecycleEvent(
             provider=Provider.GENERIC,
@@ -139,6 +163,7 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
             head_ref=trigger.branch,
             image=trigger.image,
             config=trigger.config,
+            comment=comment,
             occurred_at=trigger.occurred_at,
             received_at=received_at,
         )

@@ -320,6 +320,11 @@ def _note(data: dict[str, Any], delivery: _Delivery) -> Outcome:
                 id=str(field(data, "object_attributes.id", int)),
                 body=field(data, "object_attributes.note", str),
                 author=field(data, "user.username", str),
+                # Permissions are asked by user id; `user.id` only exists in newer GitLab.
+                author_id=_text(
+                    optional(data, "object_attributes.author_id", int) or optional(data, "user.id", int)
+                ),
+                thread_id=optional(data, "object_attributes.discussion_id", str),
             ),
             occurred_at=_time(data, "object_attributes.created_at"),
             received_at=delivery.received_at,
@@ -476,6 +481,10 @@ def _repository_if_any(data: dict[str, Any]) -> str | None:
     project = data.get("project")
     path = project.get("path_with_namespace") if isinstance(project, dict) else None
     return path if isinstance(path, str) and path.strip() else None
+
+
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _is_fork(data: dict[str, Any], prefix: str) -> bool:

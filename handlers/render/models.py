@@ -45,6 +45,8 @@ class RenderTarget(BaseModel):
     now: AwareDatetime
     # What the app sees as APP_VERSION; the short commit SHA when not given.
     app_version: str | None = None
+    # Preserved until then: the namespace is labelled `preserve=true` (handlers.preserve).
+    preserved_until: AwareDatetime | None = None
 
     @field_validator("head_sha", mode="before")
     @classmethod

@@ -156,8 +156,8 @@ class Recording:
             self.spans.append((namespace, start, time.monotonic(), head))
         return result
 
-    async def destroy(self, namespace: str, repository: str) -> Any:
-        return await self.inner.destroy(namespace, repository)
+    async def destroy(self, namespace: str, repository: str, *, release_preserve: bool = False) -> Any:
+        return await self.inner.destroy(namespace, repository, release_preserve=release_preserve)
 
     def close(self) -> None:
         self.inner.close()

@@ -128,7 +128,7 @@ def test_gitlab_idempotency_key_is_the_dedup_key(gateway: Any, redis_client: Any
 
 def test_generic_requests_without_id_are_each_acted_on(gateway: Any, redis_client: Any) -> None:
     client = gateway()
-    deploy = first("generic")
+    deploy = next(f for f in FIXTURES if f.provider == "generic" and f.name == "deploy")
     destroy = next(f for f in FIXTURES if f.provider == "generic" and f.name == "destroy")
     auth = {"Authorization": f"Bearer {GENERIC_TOKEN}"}
     answers = [

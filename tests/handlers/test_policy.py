@@ -55,11 +55,17 @@ def test_drafts_wait_for_ready_unless_configured() -> None:
     assert desired is not None and desired.action == "deploy"
 
 
-def test_forks_are_not_deployed_by_default() -> None:
+def test_forks_are_never_deployed_without_an_approval() -> None:
     desired, reasons = run(event(EventType.CHANGE_OPENED, fork=True))
     assert desired is not None and desired.action == "none" and "fork" in reasons[0]
-    desired, _ = run(event(EventType.CHANGE_OPENED, fork=True), rules=Rules(deploy_forks=True))
-    assert desired is not None and desired.action == "deploy"
+    # Marking it ready, or a push, is no approval either.
+    desired, _ = run(
+        event(EventType.CHANGE_OPENED, fork=True, draft=True),
+        event(EventType.CHANGE_READY, 1, fork=True),
+        event(EventType.CHANGE_UPDATED, 2, fork=True, head_sha="b" * 40),
+        rules=Rules(deploy_drafts=True),
+    )
+    assert desired is not None and desired.action == "none"
 
 
 def test_last_head_wins_and_older_updates_do_not_overwrite() -> None:

@@ -104,7 +104,7 @@ def bad(body: Any, content_type: str = "application/json") -> Refusal:
 
 
 def test_every_action_has_a_fixture() -> None:
-    assert set(fixture_names()) >= {"deploy", "deploy.with-config", "destroy", "hibernate", "wake"}
+    assert set(fixture_names()) >= {"deploy", "deploy.with-config", "destroy", "hibernate", "wake", "comment"}
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -328,6 +328,30 @@ def test_sha_and_branch_are_optional_except_for_deploy(action: str) -> None:
     assert (outcome.event.head_sha, outcome.event.head_ref) == (None, None)
 
 
+def test_a_comment_carries_commands_from_the_trigger_itself() -> None:
+    outcome = parse(
+        {
+            "action": "comment",
+            "repository": "northwind-labs/storefront",
+            "number": 42,
+            "comment": "/wake-preview",
+        }
+    )
+    assert isinstance(outcome, Accepted) and outcome.event.type is EventType.COMMENT_CREATED
+    assert outcome.event.comment is not None
+    assert (outcome.event.comment.body, outcome.event.comment.author) == (
+        "/wake-preview",
+        generic.COMMENT_AUTHOR,
+    )
+
+
+def test_comment_goes_with_the_comment_action_only() -> None:
+    error = bad({"action": "comment", "repository": "northwind-labs/storefront", "number": 42})
+    assert (error.status, error.reason) == (400, "field comment: required when action is 'comment'")
+    error = bad({**DEPLOY, "comment": "/preserve"})
+    assert (error.status, error.reason) == (400, "field comment: only with action 'comment'")
+
+
 @pytest.mark.parametrize("missing", ["sha", "branch"])
 def test_deploy_needs_sha_and_branch(missing: str) -> None:
     body = {key: value for key, value in DEPLOY.items() if key != missing}
@@ -343,7 +367,10 @@ def test_deploy_needs_sha_and_branch(missing: str) -> None:
         ({"number": True}, "field number: Input should be a valid integer"),
         ({"number": 0}, "field number: Input should be greater than or equal to 1"),
         ({"number": -3}, "field number: Input should be greater than or equal to 1"),
-        ({"action": "redeploy"}, "field action: Input should be 'deploy', 'destroy', 'hibernate' or 'wake'"),
+        (
+            {"action": "redeploy"},
+            "field action: Input should be 'deploy', 'destroy', 'hibernate', 'wake' or 'comment'",
+        ),
         ({"repository": 7}, "field repository: Input should be a valid string"),
         ({"sha": "xyz1234"}, "field sha: must be a commit hash of 7 to 64 hexadecimal characters"),
         ({"sha": "abc123"}, "field sha: must be a commit hash of 7 to 64 hexadecimal characters"),

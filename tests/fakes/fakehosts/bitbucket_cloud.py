@@ -6,11 +6,21 @@ endpoint resolves a hash prefix to the full commit. Lists are paged with `page` 
 (user name and API token / app password) or a Bearer access token; with `rate_limit` set, answers
 to an access token carry `X-RateLimit-Limit`, `-Resource` and `-NearLimit` (Bitbucket sends no
 remaining count: a test adds `X-RateLimit-Remaining` with a fault's headers), and a spent budget
-answers 429. Comments and build statuses are served by `bitbucket_cloud_writes`.
+answers 429. Comments (and replies to them) and build statuses are served by
+`bitbucket_cloud_writes`.
+
+Accounts and access: each credential acts as an account (`GET /user`; an access token as its own
+bot account, which is how the docs say it appears in API answers). A user's permission on a
+repository is the highest of their own grant and their groups' grants, as
+`GET /workspaces/{ws}/permissions/repositories/{slug}?q=user.uuid="{…}"` (or
+`user.account_id="…"`) lists it; the caller must be an admin of the repository (403 otherwise);
+no grant, no entry. A pull request from a fork has a source repository of its own, or none
+when the fork was deleted.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +50,27 @@ class CloudPullRequest:
     created_on: datetime = field(default_factory=lambda: datetime.now(UTC))
     # (full sha, authored at), oldest first; empty: the source commit alone, at creation.
     commits: list[tuple[str, datetime]] = field(default_factory=list)
+    # "": the repository's own branch; `workspace/slug`: a fork's; None: the fork was deleted.
+    source_repository: str | None = ""
+
+
+@dataclass(frozen=True)
+class CloudAccount:
+    nickname: str
+    uuid: str = field(default_factory=lambda: "{" + str(uuid.uuid4()) + "}")
+    account_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "type": "user",
+            "uuid": self.uuid,
+            "account_id": self.account_id,
+            "nickname": self.nickname,
+            "display_name": self.nickname.title(),
+        }
+
+
+LEVELS = ("read", "write", "admin")
 
 
 @dataclass
@@ -53,6 +84,8 @@ class CloudRepository:
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # branch or full SHA -> path -> bytes
     comments: dict[int, CloudComment] = field(default_factory=dict)
     build_statuses: dict[tuple[str, str], BuildStatus] = field(default_factory=dict)  # (SHA, key)
+    grants: dict[str, str] = field(default_factory=dict)  # account uuid -> read / write / admin
+    group_grants: list[tuple[str, str, set[str]]] = field(default_factory=list)  # (group, level, uuids)
 
     @property
     def full_name(self) -> str:
@@ -70,12 +103,45 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         self.bearer: set[str] = set()
         self.rate_limit: int | None = None  # requests an hour per access token
         self.rate_remaining = 0
+        self.accounts: dict[str, CloudAccount] = {}  # nickname (lower case) -> account
+        # The bot account an access token acts as, and whether it is admin of the repositories.
+        self.token_account = self.add_account("k8s-ee-access-token")
+        self.token_is_admin = True
 
     # -- state, for tests ----------------------------------------------------------------------
 
     def add_basic(self, username: str, token: str) -> None:
         with self.lock:
             self.basic.add((username, token))
+        self.add_account(username)
+
+    def add_account(self, nickname: str) -> CloudAccount:
+        with self.lock:
+            return self.accounts.setdefault(nickname.lower(), CloudAccount(nickname))
+
+    def grant(self, full_name: str, account: CloudAccount, level: str) -> None:
+        assert level in LEVELS, level
+        with self.lock:
+            self.repositories[full_name.lower()].grants[account.uuid] = level
+
+    def grant_group(self, full_name: str, group: str, level: str, members: list[CloudAccount]) -> None:
+        assert level in LEVELS, level
+        with self.lock:
+            self.repositories[full_name.lower()].group_grants.append(
+                (group, level, {member.uuid for member in members})
+            )
+
+    def level_of(self, repository: CloudRepository, account_uuid: str) -> str | None:
+        held = [repository.grants.get(account_uuid)] + [
+            level for _, level, members in repository.group_grants if account_uuid in members
+        ]
+        found = [level for level in held if level is not None]
+        return max(found, key=LEVELS.index) if found else None
+
+    def caller(self, request: Request) -> CloudAccount:
+        if request.principal == "access-token":
+            return self.token_account
+        return self.accounts[str(request.principal).lower()]
 
     def add_bearer(self, token: str) -> None:
         with self.lock:
@@ -154,6 +220,10 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         add("GET", f"{base}/pullrequests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/commit/{{commit}}", self.get_commit)
         add("GET", f"{base}/src/{{commit}}/{{path:path}}", self.get_source)
+        add("GET", "/user", self.get_user)
+        add(
+            "GET", "/workspaces/{workspace}/permissions/repositories/{slug}", self.list_repository_permissions
+        )
         self.write_routes(add)
 
     def _repository(self, request: Request) -> CloudRepository:
@@ -168,6 +238,45 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             return ref
         matches = [sha for sha in repository.commits if len(ref) >= 7 and sha.startswith(ref)]
         return matches[0] if len(matches) == 1 else None
+
+    def get_user(self, request: Request) -> Response:
+        account = self.caller(request)
+        return Response(200, account.json() | {"links": {}, "created_on": iso(datetime.now(UTC))})
+
+    def list_repository_permissions(self, request: Request) -> Response:
+        repository = self._repository(request)
+        caller = self.caller(request)
+        is_admin = (
+            self.token_is_admin
+            if caller is self.token_account
+            else self.level_of(repository, caller.uuid) == "admin"
+        )
+        if not is_admin:
+            raise Failure(403, "You must be an administrator of the repository to view its permissions")
+        query = request.query.get("q")
+        wanted: tuple[str, str] | None = None
+        if query:
+            match = re.fullmatch(r'\s*user\.(uuid|account_id)\s*=\s*"([^"]*)"\s*', query)
+            if match is None:
+                raise Failure(400, f"Invalid query: {query}")
+            wanted = (match.group(1), match.group(2))
+        found = []
+        for account in sorted(self.accounts.values(), key=lambda a: a.nickname):
+            if wanted is not None and getattr(account, wanted[0]) != wanted[1]:
+                continue
+            level = self.level_of(repository, account.uuid)
+            if level is not None:
+                found.append((account, level))
+        return self._paged(
+            request,
+            found,
+            lambda item: {
+                "type": "repository_permission",
+                "permission": item[1],
+                "user": item[0].json(),
+                "repository": self.repository_ref_json(repository),
+            },
+        )
 
     def get_repository(self, request: Request) -> Response:
         return Response(200, self.repository_json(self._repository(request)))
@@ -294,6 +403,14 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             },
         }
 
+    def source_json(self, repository: CloudRepository, source: str | None) -> dict[str, Any] | None:
+        if source == "":
+            return self.repository_ref_json(repository)
+        if source is None:
+            return None
+        workspace, slug = source.split("/")
+        return self.repository_ref_json(CloudRepository(workspace, slug))
+
     def commit_ref_json(self, repository: CloudRepository, sha: str) -> dict[str, Any]:
         return {
             "type": "commit",
@@ -334,7 +451,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             "source": {
                 "branch": {"name": pull.source_branch},
                 "commit": self.commit_ref_json(repository, pull.source_commit),
-                "repository": self.repository_ref_json(repository),
+                "repository": self.source_json(repository, pull.source_repository),
             },
             "destination": {
                 "branch": {"name": pull.destination_branch},

@@ -1,5 +1,7 @@
 """The write side of the fake Bitbucket Cloud: pull request comments and commit build statuses.
 
+A comment may answer another (`parent.id`, which must be a comment of the same pull request).
+
 Mixed into `FakeBitbucketCloud`, whose repositories hold the state. As on Bitbucket Cloud: comments
 are listed oldest first, paged with `page` / `pagelen` (at most 100) and a `next` URL; a deleted
 comment stays in the list with `deleted: true` and its text emptied, and cannot be edited (404); a
@@ -21,7 +23,7 @@ from urllib.parse import urlencode
 from .base import Failure, Request, Response, page_of
 
 if TYPE_CHECKING:
-    from .bitbucket_cloud import CloudRepository
+    from .bitbucket_cloud import CloudAccount, CloudRepository
 
 BUILD_STATES = frozenset({"SUCCESSFUL", "FAILED", "INPROGRESS", "STOPPED"})
 
@@ -66,6 +68,8 @@ class BitbucketCloudWrites:
     origin: str
     lock: Any
     repositories: dict[str, CloudRepository]
+    accounts: dict[str, CloudAccount]
+    caller: Callable[[Request], CloudAccount]
     _repository: Callable[[Request], CloudRepository]
     _resolve: Callable[[CloudRepository, str], str | None]
     commit_ref_json: Callable[[CloudRepository, str], dict[str, Any]]
@@ -184,7 +188,14 @@ class BitbucketCloudWrites:
         raw = self._raw(request)
         if raw is None:
             return self._bad_request({"content": ["This field is required."]})
-        comment = CloudComment(next(self._write_ids), pull_request, raw, str(request.principal))
+        parent = self._body(request).get("parent")
+        parent_id = parent.get("id") if isinstance(parent, dict) else None
+        if parent is not None:
+            known = repository.comments.get(parent_id) if isinstance(parent_id, int) else None
+            if known is None or known.pull_request != pull_request:
+                raise Failure(404, "Resource not found")
+        user = self.caller(request).nickname
+        comment = CloudComment(next(self._write_ids), pull_request, raw, user, parent=parent_id)
         repository.comments[comment.id] = comment
         return Response(201, self.comment_json(repository, comment))
 
@@ -278,11 +289,15 @@ class BitbucketCloudWrites:
                 "markup": "markdown",
                 "html": f"<p>{comment.raw}</p>",
             },
-            "user": {
-                "type": "user",
-                "display_name": comment.user,
-                "uuid": "{00000000-0000-0000-0000-000000000002}",
-            },
+            "user": (
+                self.accounts[comment.user.lower()].json()
+                if comment.user.lower() in self.accounts
+                else {
+                    "type": "user",
+                    "display_name": comment.user,
+                    "uuid": "{00000000-0000-0000-0000-000000000002}",
+                }
+            ),
             "deleted": comment.deleted,
             "pending": False,
             "pullrequest": {

@@ -12,12 +12,12 @@ one with a known key replaces it, and the answer is 204.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .base import Failure, Request, Response
+from .base import Failure, Request, Response, Router
 
 if TYPE_CHECKING:
     from .bitbucket_server import ServerRepository
@@ -45,6 +45,30 @@ class ServerComment:
     anchor: dict[str, Any] | None = None  # a comment on a file or line
     created: datetime = field(default_factory=now)
     updated: datetime = field(default_factory=now)
+    parent: int | None = None  # the comment this one replies to
+    reactions: list[tuple[str, str]] = field(default_factory=list)  # (user, emoticon)
+
+
+def page(request: Request, items: Sequence[Any], render: Callable[[Any], Any]) -> Response:
+    """One page of a Data Center list, driven by `start` and `limit`."""
+    start = request.int_param("start", 0)
+    limit = max(1, min(1000, request.int_param("limit", 25)))
+    values = items[start : start + limit]
+    last = start + limit >= len(items)
+    body: dict[str, Any] = {
+        "size": len(values),
+        "limit": limit,
+        "isLastPage": last,
+        "values": [render(item) for item in values],
+        "start": start,
+    }
+    if not last:
+        body["nextPageStart"] = start + limit
+    return Response(200, body, content_type=JSON)
+
+
+# The emoticons Data Center's reactions offer (its shortcuts).
+EMOTICONS = frozenset({"thumbsup", "thumbsdown", "heart", "laughing", "tada", "eyes", "confused", "rocket"})
 
 
 @dataclass
@@ -78,6 +102,8 @@ class BitbucketServerWrites:
     lock: Any
     repositories: dict[tuple[str, str], ServerRepository]
     tokens: set[str]
+    token_users: dict[str, str]
+    users: dict[str, int]
     _repository: Callable[[Request], ServerRepository]
     error: Callable[..., Response]
 
@@ -93,6 +119,13 @@ class BitbucketServerWrites:
         add("DELETE", f"{pull}/comments/{{comment_id}}", self.delete_comment)
         add("GET", "/projects/{key}/repos/{slug}/commits/{commit}/builds", self.get_build_status)
         add("POST", "/projects/{key}/repos/{slug}/commits/{commit}/builds", self.create_build_status)
+        # Served under /rest/comment-likes/latest, beside the REST API.
+        self.likes = Router()
+        reaction = (
+            "/projects/{key}/repos/{slug}/pull-requests/{id}/comments/{comment_id}/reactions/{emoticon}"
+        )
+        self.likes.add("PUT", reaction, self.add_reaction)
+        self.likes.add("DELETE", reaction, self.remove_reaction)
 
     # -- state, for tests ----------------------------------------------------------------------
 
@@ -127,6 +160,10 @@ class BitbucketServerWrites:
                 if c.pull_request == pull_request
             ]
 
+    def reactions(self, name: str, comment_id: int) -> list[tuple[str, str]]:
+        with self.lock:
+            return list(self._repo_named(name).comments[comment_id].reactions)
+
     def build_statuses(self, name: str) -> list[ServerBuildStatus]:
         with self.lock:
             return list(self._repo_named(name).build_statuses.values())
@@ -134,7 +171,7 @@ class BitbucketServerWrites:
     # -- helpers -------------------------------------------------------------------------------
 
     def _user(self, request: Request) -> str:
-        return self.bot_name
+        return self.token_users.get(str(request.principal), self.bot_name)
 
     def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -174,20 +211,7 @@ class BitbucketServerWrites:
         repository = self._repository(request)
         pull_request = self._pull_request_id(repository, request)
         found = [a for a in reversed(repository.activities) if a.pull_request == pull_request]
-        start = request.int_param("start", 0)
-        limit = max(1, min(1000, request.int_param("limit", 25)))
-        values = found[start : start + limit]
-        last = start + limit >= len(found)
-        body: dict[str, Any] = {
-            "size": len(values),
-            "limit": limit,
-            "isLastPage": last,
-            "values": [self.activity_json(repository, a) for a in values],
-            "start": start,
-        }
-        if not last:
-            body["nextPageStart"] = start + limit
-        return Response(200, body, content_type=JSON)
+        return page(request, found, lambda a: self.activity_json(repository, a))
 
     def create_comment(self, request: Request) -> Response:
         repository = self._repository(request)
@@ -200,14 +224,52 @@ class BitbucketServerWrites:
                 "Please enter a non-empty value",
                 "com.atlassian.bitbucket.validation.ArgumentValidationException",
             )
+        parent = data.get("parent")
+        parent_id = parent.get("id") if isinstance(parent, dict) else None
+        if parent is not None:
+            known = repository.comments.get(parent_id) if isinstance(parent_id, int) else None
+            if known is None or known.pull_request != pull_request:
+                raise Failure(404, f"Comment {parent_id} does not exist.")
         comment = ServerComment(
-            next(self._write_ids), pull_request, text, self._user(request), anchor=data.get("anchor")
+            next(self._write_ids),
+            pull_request,
+            text,
+            self._user(request),
+            anchor=data.get("anchor"),
+            parent=parent_id,
         )
         repository.comments[comment.id] = comment
         repository.activities.append(
             Activity(next(self._write_ids), pull_request, "COMMENTED", comment.author, comment.id)
         )
         return Response(201, self.comment_json(comment), content_type=JSON)
+
+    def add_reaction(self, request: Request) -> Response:
+        repository = self._repository(request)
+        comment = self._comment(repository, request)
+        emoticon = request.params["emoticon"]
+        if emoticon not in EMOTICONS:
+            raise Failure(404, f"No emoticon {emoticon}")
+        user = self._user(request)
+        if (user, emoticon) not in comment.reactions:
+            comment.reactions.append((user, emoticon))
+        return Response(
+            200,
+            {
+                "comment": self.comment_json(comment),
+                "emoticon": {"shortcut": emoticon, "value": emoticon, "url": f"/emoticons/{emoticon}.png"},
+                "user": self.user_json(user),
+            },
+            content_type=JSON,
+        )
+
+    def remove_reaction(self, request: Request) -> Response:
+        repository = self._repository(request)
+        comment = self._comment(repository, request)
+        key = (self._user(request), request.params["emoticon"])
+        if key in comment.reactions:
+            comment.reactions.remove(key)
+        return Response(204)
 
     def get_comment(self, request: Request) -> Response:
         repository = self._repository(request)
@@ -302,7 +364,7 @@ class BitbucketServerWrites:
         return {
             "name": name,
             "emailAddress": f"{name}@example.com",
-            "id": sum(map(ord, name)),
+            "id": self.users.get(name.lower(), sum(map(ord, name))),
             "displayName": name.title(),
             "active": True,
             "slug": name,

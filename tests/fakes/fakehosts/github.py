@@ -5,7 +5,15 @@ flow: `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access
 app's JWT, whose RS256 signature is checked with the app's public key; the installation tokens
 they mint expire, and each only opens its own account's repositories. Every answer carries the
 `X-RateLimit-*` headers; a spent limit answers 403 as GitHub does. What is written back on pull
-requests (comments, deployments, statuses) is served by `github_writes.GitHubWrites`.
+requests (comments, reactions, deployments, statuses) is served by `github_writes.GitHubWrites`.
+
+Access, as GitHub computes it: a user's permission on a repository is the highest role among
+their direct collaborator grant and their teams' grants (roles `read` < `triage` < `write` <
+`maintain` < `admin`; the answer's `permission` reads `maintain` as `write` and `triage` as
+`read`); a known user without a grant has `none` (`read` on a public repository); an unknown
+login is 404. `GET /user` answers the token's user, `GET /app` the app (its bot is
+`{slug}[bot]`). A pull request from a fork has a head repository of its own (or none, when the
+fork was deleted).
 """
 
 from __future__ import annotations
@@ -51,6 +59,19 @@ class GitHubPull:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     # (sha, authored at), oldest first; empty: the head alone, authored when the pull was opened.
     commits: list[tuple[str, datetime]] = field(default_factory=list)
+    # "": the base repository's own branch; `owner/name`: a fork's; None: the fork was deleted.
+    head_repo: str | None = ""
+
+
+ROLES = ("read", "triage", "write", "maintain", "admin")
+ROLE_PERMISSION = {"read": "read", "triage": "read", "write": "write", "maintain": "write", "admin": "admin"}
+
+
+@dataclass
+class GitHubTeam:
+    name: str
+    role: str
+    members: set[str]
 
 
 @dataclass
@@ -66,6 +87,9 @@ class GitHubRepo:
     comments: dict[int, IssueComment] = field(default_factory=dict)
     deployments: list[Deployment] = field(default_factory=list)  # oldest first
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
+    collaborators: dict[str, str] = field(default_factory=dict)  # login (lower case) -> role
+    teams: list[GitHubTeam] = field(default_factory=list)
+    public: bool = False
 
     @property
     def full_name(self) -> str:
@@ -97,6 +121,8 @@ class FakeGitHub(GitHubWrites, FakeHost):
         self.rate_limit = 5000
         self.rate_remaining = 5000
         self._ids = itertools.count(1000)
+        self.users: set[str] = {"octocat"}  # logins GitHub knows (lower case)
+        self.app_slug = "k8s-ee"
 
     # -- state, for tests ----------------------------------------------------------------------
 
@@ -123,6 +149,23 @@ class FakeGitHub(GitHubWrites, FakeHost):
         data = content.encode() if isinstance(content, str) else content
         with self.lock:
             self.repos[full_name.lower()].files.setdefault(ref, {})[path.strip("/")] = data
+
+    def add_user(self, login: str) -> None:
+        with self.lock:
+            self.users.add(login.lower())
+
+    def add_collaborator(self, full_name: str, login: str, role: str) -> None:
+        assert role in ROLES, role
+        with self.lock:
+            self.users.add(login.lower())
+            self.repos[full_name.lower()].collaborators[login.lower()] = role
+
+    def add_team(self, full_name: str, team: str, role: str, members: set[str]) -> None:
+        """A team with `role` on the repository (granted through the organisation)."""
+        assert role in ROLES, role
+        with self.lock:
+            self.users.update(member.lower() for member in members)
+            self.repos[full_name.lower()].teams.append(GitHubTeam(team, role, {m.lower() for m in members}))
 
     def enable_app(self, app_id: str, public_key_pem: str | bytes) -> None:
         with self.lock:
@@ -223,6 +266,9 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/repos/{owner}/{repo}/contents/{path:path}", self.get_contents)
         add("GET", "/repos/{owner}/{repo}/git/blobs/{sha}", self.get_blob)
         add("GET", "/repos/{owner}/{repo}/installation", self.get_installation)
+        add("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", self.get_permission)
+        add("GET", "/user", self.get_authenticated_user)
+        add("GET", "/app", self.get_app)
         add("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token)
         self.write_routes(add)
 
@@ -352,6 +398,59 @@ class FakeGitHub(GitHubWrites, FakeHost):
                     )
         raise Failure(404, "Not Found")
 
+    def role_of(self, repo: GitHubRepo, login: str) -> str | None:
+        """The highest role a user holds on the repository, from every grant."""
+        login = login.lower()
+        grants = [repo.collaborators.get(login)] + [t.role for t in repo.teams if login in t.members]
+        held = [role for role in grants if role is not None]
+        return max(held, key=ROLES.index) if held else None
+
+    def get_permission(self, request: Request) -> Response:
+        repo = self._repo(request)
+        login = request.params["username"]
+        if login.lower() not in self.users:
+            raise Failure(404, "Not Found")
+        role = self.role_of(repo, login)
+        if role is None:
+            permission = role_name = "read" if repo.public else "none"
+        else:
+            permission, role_name = ROLE_PERMISSION[role], role
+        user = self.user_json(login) | {
+            "permissions": {
+                name: role is not None and ROLES.index(role) >= ROLES.index(level)
+                for name, level in (("pull", "read"), ("triage", "triage"), ("push", "write"))
+            }
+            | {"maintain": role in ("maintain", "admin"), "admin": role == "admin"},
+            "role_name": role_name,
+        }
+        return Response(200, {"permission": permission, "role_name": role_name, "user": user})
+
+    def get_authenticated_user(self, request: Request) -> Response:
+        kind, _ = request.principal
+        if kind != "user":
+            raise Failure(403, "Resource not accessible by integration")
+        return Response(200, self.user_json(self.bot_login))
+
+    def get_app(self, request: Request) -> Response:
+        self._app_only(request)
+        return Response(
+            200,
+            {
+                "id": int(self.app_id or 0),
+                "slug": self.app_slug,
+                "node_id": f"A_{self.app_id}",
+                "owner": self.user_json("acme"),
+                "name": "k8s-ee gateway",
+                "description": "",
+                "external_url": self.web,
+                "html_url": f"{self.web}/apps/{self.app_slug}",
+                "created_at": iso(datetime.now(UTC)),
+                "updated_at": iso(datetime.now(UTC)),
+                "permissions": {"contents": "read", "metadata": "read", "pull_requests": "write"},
+                "events": ["pull_request", "issue_comment"],
+            },
+        )
+
     def get_installation(self, request: Request) -> Response:
         self._app_only(request)
         repo = self.repos.get(f"{request.params['owner']}/{request.params['repo']}".lower())
@@ -439,13 +538,20 @@ class FakeGitHub(GitHubWrites, FakeHost):
         closed_at = iso(pull.updated_at) if pull.state == "closed" else None
         repo_json = self.repo_json(repo)
 
-        def part(ref: str, sha: str) -> dict[str, Any]:
+        def part(ref: str, sha: str, source: str | None = "") -> dict[str, Any]:
+            if source == "":
+                owner, source_json = repo.owner, repo_json
+            elif source is None:
+                owner, source_json = pull.user, None
+            else:
+                owner = source.split("/")[0]
+                source_json = self.fork_json(repo, source)
             return {
-                "label": f"{repo.owner}:{ref}",
+                "label": f"{owner}:{ref}",
                 "ref": ref,
                 "sha": sha,
-                "user": self.user_json(repo.owner),
-                "repo": repo_json,
+                "user": self.user_json(owner),
+                "repo": source_json,
             }
 
         return {
@@ -479,7 +585,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
             "assignees": [],
             "requested_reviewers": [],
             "requested_teams": [],
-            "head": part(pull.head_ref, pull.head_sha),
+            "head": part(pull.head_ref, pull.head_sha, pull.head_repo),
             "base": part(pull.base_ref, fake_sha(f"{repo.full_name}:{pull.base_ref}")),
             "_links": {
                 "self": {"href": f"{api}/pulls/{pull.number}"},
@@ -504,6 +610,11 @@ class FakeGitHub(GitHubWrites, FakeHost):
             "deletions": 0,
             "changed_files": 1,
         }
+
+    def fork_json(self, parent: GitHubRepo, full_name: str) -> dict[str, Any]:
+        owner, name = full_name.split("/")
+        fork = GitHubRepo(owner, name, int(hashlib.sha1(full_name.encode()).hexdigest()[:7], 16) + 10**9)
+        return self.repo_json(fork) | {"fork": True, "private": False, "visibility": "public"}
 
     def entry_json(self, repo: GitHubRepo, path: str, kind: str, ref: str, sha: str = "") -> dict[str, Any]:
         api = f"{self.url}/repos/{repo.full_name}"

@@ -1,4 +1,5 @@
-"""The write side of the fake GitHub: issue comments, deployments and their statuses, commit statuses.
+"""The write side of the fake GitHub: issue comments and their reactions, deployments and their
+statuses, commit statuses.
 
 Mixed into `FakeGitHub`, whose repositories hold the state. As on GitHub: pull requests take issue
 comments; comments are listed oldest first and deployments and statuses newest first, paged with
@@ -30,6 +31,9 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+
+
 @dataclass
 class IssueComment:
     id: int
@@ -38,6 +42,7 @@ class IssueComment:
     user: str
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
+    reactions: list[tuple[str, str]] = field(default_factory=list)  # (user, content), oldest first
 
 
 @dataclass
@@ -117,6 +122,7 @@ class GitHubWrites:
         add("GET", f"{repo}/issues/comments/{{comment_id}}", self.get_issue_comment)
         add("PATCH", f"{repo}/issues/comments/{{comment_id}}", self.update_issue_comment)
         add("DELETE", f"{repo}/issues/comments/{{comment_id}}", self.delete_issue_comment)
+        add("POST", f"{repo}/issues/comments/{{comment_id}}/reactions", self.create_reaction)
         add("GET", f"{repo}/deployments", self.list_deployments)
         add("POST", f"{repo}/deployments", self.create_deployment)
         add("GET", f"{repo}/deployments/{{deployment_id}}", self.get_deployment)
@@ -138,6 +144,11 @@ class GitHubWrites:
         with self.lock:
             repo = self.repos[full_name.lower()]
             return [c for c in sorted(repo.comments.values(), key=lambda c: c.id) if c.number == number]
+
+    def reactions(self, full_name: str, comment_id: int) -> list[tuple[str, str]]:
+        """(user, content) of each reaction on an issue comment, oldest first."""
+        with self.lock:
+            return list(self.repos[full_name.lower()].comments[comment_id].reactions)
 
     def deployments(self, full_name: str) -> list[Deployment]:
         """Oldest first."""
@@ -245,6 +256,31 @@ class GitHubWrites:
         repo = self._repo(request)
         del repo.comments[self._comment(repo, request).id]
         return Response(204)
+
+    def create_reaction(self, request: Request) -> Response:
+        """201 for a new reaction; 200 with the existing one when the user left it already."""
+        repo = self._repo(request)
+        comment = self._comment(repo, request)
+        content = self._body(request).get("content")
+        if content not in REACTIONS:
+            return validation_failed(
+                "Reaction", "content", f"content {content!r} is not included in the list"
+            )
+        user = self._login(request)
+        status = 200 if (user, content) in comment.reactions else 201
+        if status == 201:
+            comment.reactions.append((user, content))
+        index = comment.reactions.index((user, content))
+        return Response(
+            status,
+            {
+                "id": comment.id * 100 + index,
+                "node_id": f"REA_{comment.id}_{index}",
+                "user": self.user_json(user),
+                "content": content,
+                "created_at": iso(now()),
+            },
+        )
 
     # -- deployments ---------------------------------------------------------------------------
 

@@ -5,8 +5,15 @@ As on GitLab, a project path or file path with its `/` not encoded as `%2F` matc
 Lists are paginated with `page` / `per_page` and the `X-Page`, `X-Next-Page`, `X-Total-Pages`
 (and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`. With `rate_limit`
 set, answers carry GitLab's `RateLimit-*` headers and a spent budget answers 429 "Retry later"
-with `Retry-After`. Notes, environments and commit statuses are served by
-`gitlab_writes.GitLabWrites`.
+with `Retry-After`. Notes (with their discussions and award emoji), environments and commit
+statuses are served by `gitlab_writes.GitLabWrites`.
+
+Membership, as GitLab computes it: `members/all/:user_id` answers a project's member with the
+highest access level among their direct membership, their membership of any ancestor group of
+the project's path (inherited), and of the groups the project was shared with (invited; capped at
+the access the group was given); no membership at all is 404. `members/:user_id` answers direct
+members only. `GET /user` is the token's user, `GET /users?username=` the users by name. A merge
+request from a fork has a source project of its own.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class GitLabMergeRequest:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # (sha, authored at), oldest first; empty: the head alone, authored when the MR was opened.
     commits: list[tuple[str, datetime]] = field(default_factory=list)
+    # The fork's project id, when the source branch is in a fork.
+    source_project_id: int | None = None
 
 
 @dataclass
@@ -56,6 +65,8 @@ class GitLabProject:
     notes: dict[int, Note] = field(default_factory=dict)
     environments: dict[int, Environment] = field(default_factory=dict)
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
+    members: dict[int, int] = field(default_factory=dict)  # user id -> access level (direct)
+    shared_with: dict[str, int] = field(default_factory=dict)  # group path -> the access it was given
 
 
 class FakeGitLab(GitLabWrites, FakeHost):
@@ -72,6 +83,11 @@ class FakeGitLab(GitLabWrites, FakeHost):
         self.rate_limit: int | None = None
         self.rate_remaining = 0
         self.rate_reset_at = 0.0  # epoch seconds
+        self.users: dict[str, int] = {}  # username (lower case) -> id
+        self.blocked: set[int] = set()
+        self.groups: dict[str, dict[int, int]] = {}  # group path (lower case) -> user id -> access level
+        self._user_ids = itertools.count(2)
+        self.users[self.bot_username] = 1
 
     # -- state, for tests ----------------------------------------------------------------------
 
@@ -92,6 +108,47 @@ class FakeGitLab(GitLabWrites, FakeHost):
             mr = GitLabMergeRequest(iid=iid, **fields)
             self.projects[path.lower()].merge_requests[iid] = mr
             return mr
+
+    def add_user(self, username: str) -> int:
+        with self.lock:
+            return self.users.setdefault(username.lower(), next(self._user_ids))
+
+    def add_member(self, path: str, username: str, access_level: int) -> int:
+        """A direct member of the project."""
+        user_id = self.add_user(username)
+        with self.lock:
+            self.projects[path.lower()].members[user_id] = access_level
+        return user_id
+
+    def add_group_member(self, group: str, username: str, access_level: int) -> int:
+        """A member of a group: inherited by every project under its path, and by projects shared
+        with it."""
+        user_id = self.add_user(username)
+        with self.lock:
+            self.groups.setdefault(group.lower(), {})[user_id] = access_level
+        return user_id
+
+    def share_with_group(self, path: str, group: str, access_level: int) -> None:
+        with self.lock:
+            self.projects[path.lower()].shared_with[group.lower()] = access_level
+
+    def access_of(self, project: GitLabProject, user_id: int) -> tuple[int | None, str]:
+        """The highest access level of a user in a project, and where it comes from."""
+        found: list[tuple[int, str]] = []
+        if user_id in project.members:
+            found.append((project.members[user_id], "direct"))
+        parts = project.path_with_namespace.lower().split("/")
+        for depth in range(1, len(parts)):
+            level = self.groups.get("/".join(parts[:depth]), {}).get(user_id)
+            if level is not None:
+                found.append((level, "inherited"))
+        for group, granted in project.shared_with.items():
+            level = self.groups.get(group, {}).get(user_id)
+            if level is not None:
+                found.append((min(level, granted), "invited"))
+        if not found:
+            return None, ""
+        return max(found)
 
     def add_file(self, path: str, file_path: str, content: str | bytes, ref: str) -> None:
         data = content.encode() if isinstance(content, str) else content
@@ -155,6 +212,10 @@ class FakeGitLab(GitLabWrites, FakeHost):
         add("GET", "/projects/{id}/merge_requests/{iid}", self.get_merge_request)
         add("GET", "/projects/{id}/merge_requests/{iid}/commits", self.list_merge_request_commits)
         add("GET", "/projects/{id}/repository/files/{file_path}/raw", self.get_raw_file)
+        add("GET", "/projects/{id}/members/all/{user_id}", self.get_member_all)
+        add("GET", "/projects/{id}/members/{user_id}", self.get_member)
+        add("GET", "/user", self.get_current_user)
+        add("GET", "/users", self.list_users)
         self.write_routes(add)
 
     def _project(self, request: Request) -> GitLabProject:
@@ -163,6 +224,45 @@ class FakeGitLab(GitLabWrites, FakeHost):
             if wanted.lower() == project.path_with_namespace.lower() or wanted == str(project.id):
                 return project
         raise Failure(404, "404 Project Not Found")
+
+    def _member_json(self, user_id: int, access_level: int) -> dict[str, Any]:
+        username = next(name for name, known in self.users.items() if known == user_id)
+        return self.user_json(username) | {
+            "state": "blocked" if user_id in self.blocked else "active",
+            "access_level": access_level,
+            "created_at": iso(datetime.now(UTC)),
+            "expires_at": None,
+            "membership_state": "active",
+        }
+
+    def _user_id(self, request: Request) -> int:
+        wanted = request.params["user_id"]
+        if not wanted.isdigit() or int(wanted) not in self.users.values():
+            raise Failure(404, "404 Not found")
+        return int(wanted)
+
+    def get_member_all(self, request: Request) -> Response:
+        project = self._project(request)
+        user_id = self._user_id(request)
+        level, _ = self.access_of(project, user_id)
+        if level is None:
+            raise Failure(404, "404 Not found")
+        return Response(200, self._member_json(user_id, level))
+
+    def get_member(self, request: Request) -> Response:
+        project = self._project(request)
+        user_id = self._user_id(request)
+        if user_id not in project.members:
+            raise Failure(404, "404 Not found")
+        return Response(200, self._member_json(user_id, project.members[user_id]))
+
+    def get_current_user(self, request: Request) -> Response:
+        return Response(200, self.user_json(self.bot_username) | {"bot": True, "is_admin": False})
+
+    def list_users(self, request: Request) -> Response:
+        wanted = (request.query.get("username") or "").lower()
+        found = [name for name in sorted(self.users) if not wanted or name == wanted]
+        return self._paged(request, found, self.user_json)
 
     def get_project(self, request: Request) -> Response:
         return Response(200, self.project_json(self._project(request)))
@@ -333,7 +433,7 @@ class FakeGitLab(GitLabWrites, FakeHost):
             "assignees": [],
             "assignee": None,
             "reviewers": [],
-            "source_project_id": project.id,
+            "source_project_id": mr.source_project_id or project.id,
             "target_project_id": project.id,
             "labels": [],
             "draft": mr.draft,

@@ -11,6 +11,7 @@ one is followed by a new status.
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ class Note:
     system: bool = False
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
+    discussion_id: str = field(default_factory=lambda: secrets.token_hex(20))
+    awards: list[tuple[str, str]] = field(default_factory=list)  # (user, emoji name)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class GitLabWrites:
     origin: str
     lock: Any
     projects: dict[str, GitLabProject]
+    users: dict[str, int]
     _project: Callable[[Request], GitLabProject]
     _pagination: Callable[[Request, int, int, int, int], dict[str, str]]
 
@@ -92,6 +96,8 @@ class GitLabWrites:
         add("GET", f"{mr}/notes/{{note_id}}", self.get_note)
         add("PUT", f"{mr}/notes/{{note_id}}", self.update_note)
         add("DELETE", f"{mr}/notes/{{note_id}}", self.delete_note)
+        add("POST", f"{mr}/notes/{{note_id}}/award_emoji", self.award_emoji)
+        add("POST", f"{mr}/discussions/{{discussion_id}}/notes", self.add_discussion_note)
         add("GET", "/projects/{id}/environments", self.list_environments)
         add("POST", "/projects/{id}/environments", self.create_environment)
         add("GET", "/projects/{id}/environments/{environment_id}", self.get_environment)
@@ -108,6 +114,11 @@ class GitLabWrites:
             note = Note(next(self._write_ids), iid, body, author, system)
             self.projects[path.lower()].notes[note.id] = note
             return note
+
+    def awards(self, path: str, note_id: int) -> list[tuple[str, str]]:
+        """(user, emoji name) of each award on a note, oldest first."""
+        with self.lock:
+            return list(self.projects[path.lower()].notes[note_id].awards)
 
     def notes(self, path: str, iid: int) -> list[Note]:
         """Oldest first, system notes included."""
@@ -196,6 +207,42 @@ class GitLabWrites:
         if not isinstance(body, str) or not body.strip():
             raise Failure(400, "400 Bad request - body is missing")
         note = Note(next(self._write_ids), iid, body, self.bot_username)
+        project.notes[note.id] = note
+        return Response(201, self.note_json(project, note))
+
+    def award_emoji(self, request: Request) -> Response:
+        project = self._project(request)
+        note = self._note(project, request)
+        name = self._data(request).get("name")
+        if not isinstance(name, str) or not name:
+            raise Failure(400, "400 Bad request - name is missing")
+        if (self.bot_username, name) in note.awards:
+            # GitLab answers a repeated award this way (lib/api/award_emoji.rb).
+            raise Failure(404, "404 Award Emoji Name has already been taken")
+        note.awards.append((self.bot_username, name))
+        return Response(
+            201,
+            {
+                "id": note.id * 100 + len(note.awards),
+                "name": name,
+                "user": self.user_json(self.bot_username),
+                "created_at": iso(now()),
+                "updated_at": iso(now()),
+                "awardable_id": note.id,
+                "awardable_type": "Note",
+            },
+        )
+
+    def add_discussion_note(self, request: Request) -> Response:
+        project = self._project(request)
+        iid = self._merge_request_iid(project, request)
+        wanted = request.params["discussion_id"]
+        if not any(n.iid == iid and n.discussion_id == wanted for n in project.notes.values()):
+            raise Failure(404, "404 Not found")
+        body = self._data(request).get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise Failure(400, "400 Bad request - body is missing")
+        note = Note(next(self._write_ids), iid, body, self.bot_username, discussion_id=wanted)
         project.notes[note.id] = note
         return Response(201, self.note_json(project, note))
 
@@ -341,7 +388,7 @@ class GitLabWrites:
 
     def user_json(self, username: str) -> dict[str, Any]:
         return {
-            "id": sum(map(ord, username)),
+            "id": self.users.get(username.lower(), sum(map(ord, username))),
             "username": username,
             "name": username.title(),
             "state": "active",
