@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from arq import Retry, func
 from arq.connections import ArqRedis
@@ -49,6 +49,7 @@ from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.logs import delivery_id_var
+from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -219,10 +220,7 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
 # The outcomes a reconcile reports (the states it settles in, and what else it can say), so the
 # metric's label stays within a known set whatever a message says.
 _OUTCOMES = frozenset(
-    {
-        *("deployed", "failed", "destroyed", "hibernated", "preserved", "skipped", "queued", "deploying"),
-        *("busy", "nothing_desired", "lost_lock", "retried", "gave_up", "error"),
-    }
+    {*get_args(State), "busy", "nothing_desired", "lost_lock", "retried", "gave_up", "error"}
 )
 
 
