@@ -5,11 +5,17 @@ the chart writes), the schema refusing typos, and what each value set must and m
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
+from gateway.settings import GatewaySettings, WebSettings
+from handlers.settings import WorkerConfig
+from providers.hosts.settings import HostSettings
+from providers.settings import env_name
 from tests.handlers.test_render_schemas import validation_problems
 from tests.install.chart import CHART, VALUE_SETS, VALUES, find, one, render, template_args
 from tests.support.tools import run
@@ -243,3 +249,42 @@ def test_network_policies_close_redis_to_all_but_the_gateway_and_worker() -> Non
     assert sources == ["gateway", "worker"] and policy["spec"]["egress"] == []
     worker = one(render(), "NetworkPolicy", "-worker")["spec"]
     assert worker["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9090}]
+
+
+def section_variables(*configs: type) -> set[str]:
+    """Every K8S_EE_* variable the sections of these process configurations declare."""
+    names: set[str] = set()
+    for config in configs:
+        for section in typing.get_type_hints(config).values():
+            names |= {env_name(field) for field in section.model_fields}
+    return names
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_variable_the_chart_sets_is_a_setting_of_that_process(value_set: str) -> None:
+    """A misspelt variable in a template would be ignored by the process: none is."""
+    objects = render(value_set)
+    user = {
+        f"K8S_EE_{name}"
+        for name in yaml.safe_load((VALUES / f"{value_set}.yaml").read_text()).get("config", {}) or {}
+    }
+    known = {
+        # The web section's endpoint secrets are added to WebBase when it is built (WebSettings).
+        "gateway": section_variables(GatewaySettings) | {env_name(f) for f in WebSettings.model_fields},
+        "worker": section_variables(WorkerConfig) | {env_name(f) for f in HostSettings.model_fields},
+    }
+    for component, variables in known.items():
+        env = one(objects, "Deployment", f"-{component}")["spec"]["template"]["spec"]["containers"][0]["env"]
+        unknown = {e["name"] for e in env} - user - variables
+        assert not unknown, f"{component}: {sorted(unknown)}"
+    # The worker never holds a webhook secret or the admin token; the gateway no host credential.
+    worker = {
+        e["name"]
+        for e in one(objects, "Deployment", "-worker")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert not {"K8S_EE_GITHUB_WEBHOOK_SECRET", "K8S_EE_ADMIN_TOKEN", "K8S_EE_GENERIC_TOKEN"} & worker
+    gateway = {
+        e["name"]
+        for e in one(objects, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert not {"K8S_EE_GITHUB_TOKEN", "K8S_EE_GITHUB_APP_PRIVATE_KEY", "K8S_EE_STATUS_WEBHOOKS"} & gateway
