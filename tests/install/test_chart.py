@@ -288,3 +288,14 @@ def test_every_variable_the_chart_sets_is_a_setting_of_that_process(value_set: s
         for e in one(objects, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert not {"K8S_EE_GITHUB_TOKEN", "K8S_EE_GITHUB_APP_PRIVATE_KEY", "K8S_EE_STATUS_WEBHOOKS"} & gateway
+
+
+def test_pod_templates_carry_no_trace_of_a_secret_value() -> None:
+    """Not the value, and not a hash of it either (a weak secret's hash can be guessed)."""
+
+    def pods(token: str) -> list[Any]:
+        objects = render(None, "--set", f"secrets.values.adminToken={token}")
+        return [o["spec"]["template"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+    assert pods("first-token") == pods("second-token")
+    assert "first-token" not in json.dumps(pods("first-token"))
