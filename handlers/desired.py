@@ -144,6 +144,10 @@ class DesiredStore:
         desired = Desired.model_validate_json(record) if record else None
         return int(generation or 0), desired
 
+    async def generation(self, key: EnvKey) -> int:
+        """The newest generation of the desired state (one GET, no JSON)."""
+        return int(await self.redis.get(self._keys(key)[1]) or 0)
+
     async def save(self, desired: Desired, expected_generation: int) -> int | None:
         """Write if the generation is still `expected_generation`; the new generation, or None on a race."""
         record, generation, _ = self._keys(desired.key)

@@ -109,6 +109,10 @@ class Keys:
         """Every status record, by last update."""
         return self._key("statuses")
 
+    def readiness(self, env: str) -> str:
+        """The rollout an environment's readiness checks are following (handlers.readiness)."""
+        return self._key("ready", env)
+
     def namespace(self, namespace: str) -> str:
         """Which environment a namespace belongs to."""
         return self._key("namespace", namespace)

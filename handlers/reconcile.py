@@ -23,7 +23,15 @@ from handlers.cluster import (
     PermanentClusterError,
     TransientClusterError,
 )
-from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
+from handlers.config import (
+    FILE_NAME,
+    ConfigError,
+    Problem,
+    RepoConfig,
+    check_live_storage,
+    config_from_mapping,
+    load_config,
+)
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.dora import DoraStore, Result, Series
 from handlers.forks import without_secrets
@@ -31,6 +39,7 @@ from handlers.hibernate import hibernate
 from handlers.metrics import WorkerMetrics
 from handlers.policy import deploy_commit, fork_note, gate
 from handlers.preserve import PreserveIndex
+from handlers.readiness import Readiness
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -38,6 +47,7 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
+from handlers.render.databases import live_storage
 from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, StatusStore
 from providers.events import Provider
 from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
@@ -61,6 +71,8 @@ class Reconciler:
     cluster: Cluster
     hosts: Mapping[Provider, Host]
     render_settings: RenderSettings
+    # Follows each apply until the environment is up (or failed), outside the reconcile.
+    readiness: Readiness
     default_config: Path | None = None
     lock_ttl_s: int = 30
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -105,9 +117,7 @@ class Reconciler:
             heartbeat.cancel()
 
     async def _put(self, status: EnvironmentStatus) -> None:
-        previous = await self.statuses.put(status)
-        if self.on_change is not None and (previous is None or previous.state != status.state):
-            await self.on_change(status, previous.state if previous else None)
+        await self.statuses.publish(status, self.on_change)
 
     async def give_up(self, key: EnvKey, message: str) -> None:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
@@ -142,6 +152,7 @@ class Reconciler:
                 "reconciles": status.reconciles + 1,
                 "last_reconcile": reconcile_id,
                 "generation": generation,
+                "progress": None,
             }
         )
         want = await self._with_truth(want)
@@ -149,11 +160,9 @@ class Reconciler:
             status = await self._destroy(want, status)
         elif want.action == "deploy":
             status = await self._deploy(want, status)
-            await self._count_deployment(want, status)
-            if self.metrics is not None and status.state == "deployed" and want.updated_at is not None:
-                # From the webhook that last changed what is wanted (its receipt by the gateway).
-                waited = (self.clock() - want.updated_at).total_seconds()
-                self.metrics.webhook_to_ready.observe(max(0.0, waited))
+            if status.state == "failed":
+                # Failed before the rollout could be followed (its k8s-ee.yaml, the apply).
+                await self._count_deployment(want, status)
         else:
             status = status.model_copy(
                 update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
@@ -202,6 +211,21 @@ class Reconciler:
             update |= {"action": "deploy", "closed": False}
         # The host may say for the first time that the change comes from a fork.
         return gate(want.model_copy(update=update))
+
+    async def settled(self, status: EnvironmentStatus) -> None:
+        """An apply's outcome, as readiness found it (handlers/readiness.py): the rollout is up
+        (deployed) or will not be (failed)."""
+        _, want = await self.desired.load(
+            EnvKey(provider=status.provider, repository=status.repository, number=status.number)
+        )
+        if want is None or want.action != "deploy":
+            return
+        await self._count_deployment(want, status)
+        if self.metrics is not None and status.state == "deployed" and want.updated_at is not None:
+            # From the webhook that last changed what is wanted (its receipt by the gateway) to the
+            # moment the environment was found up.
+            waited = ((status.deployed_at or self.clock()) - want.updated_at).total_seconds()
+            self.metrics.webhook_to_ready.observe(max(0.0, waited))
 
     async def _count_deployment(self, want: Desired, status: EnvironmentStatus) -> None:
         """A deploy that ended deployed or failed is one deployment, counted once (handlers/dora.py)."""
@@ -321,27 +345,32 @@ class Reconciler:
         )
         try:
             passwords = await self.cluster.read_credentials(namespace)
+            if any(db.storage for db in config.enabled_databases()):
+                claims = await self.cluster.read_claims(namespace)
+                check_live_storage(config, live_storage([(c.name, c.labels, c.size_mi) for c in claims]))
             for name in required_passwords(config):
                 passwords.setdefault(name, new_password())
             manifests = render_environment(target, config, self.render_settings, passwords)
             if want.hibernated:
                 manifests = hibernate(manifests)
-            await self.cluster.apply(namespace, want.repository, manifests)
-        except (PermanentClusterError, OwnershipError, ValueError) as exc:
+            applied = await self.cluster.apply(namespace, want.repository, manifests)
+        except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
             return await self._failed(status, str(exc))
-        settled = await self._settle(
-            status,
-            "hibernated" if want.hibernated else "deployed",
-            namespace=namespace,
-            preview_url=naming.preview_url(namespace, self.render_settings.preview_domain),
-            databases=[db.name for db in config.enabled_databases()],
-            created_at=status.created_at or now,
-            deployed_at=now,
-            note=status.note,
+        status = status.model_copy(
+            update={
+                "preview_url": naming.preview_url(namespace, self.render_settings.preview_domain),
+                "databases": [db.name for db in config.enabled_databases()],
+                "created_at": status.created_at or now,
+                "warnings": applied.warnings,
+            }
         )
-        if want.hibernated and not (self.admission and self.admission.counts_hibernated):
-            await self.release_slot(want.key)
-        return settled
+        if want.hibernated:
+            settled = await self._settle(status, "hibernated", deployed_at=now, note=status.note)
+            if not (self.admission and self.admission.counts_hibernated):
+                await self.release_slot(want.key)
+            return settled
+        # Deployed once it is up: watched from here on, without this reconcile waiting.
+        return await self.readiness.begin(status, manifests)
 
     async def _admit(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus | None:
         """Take a slot for the environment, or settle it queued (or refused): None when admitted."""

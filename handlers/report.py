@@ -23,7 +23,7 @@ from handlers.keys import Keys
 from handlers.status import EnvironmentStatus, ReportState, StatusStore
 from providers.events import Provider
 from providers.hosts.base import Host, HostError, HostUnavailable, NotFound
-from providers.hosts.reporting import MARKER, StatusReport
+from providers.hosts.reporting import MARKER, MAX_DESCRIPTION, StatusReport
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -117,7 +117,7 @@ class Reporter:
             head_sha=status.head_sha or "",
             environment=f"pr-{status.number}",
             preview_url=status.preview_url if status.state == "deployed" else None,
-            description=(status.last_error or "")[:140] if status.state == "failed" else "",
+            description=_description(status),
             target_url=target,
             ref=status.head_ref,
         )
@@ -128,3 +128,14 @@ class Reporter:
             await self.redis.hset(  # type: ignore[misc]
                 self.keys.rate_limits(), mapping={k: json.dumps(v._asdict()) for k, v in budgets.items()}
             )
+
+
+def _description(status: EnvironmentStatus) -> str:
+    """The native status's line: what failed, or how far a deploy got; else the state's own text."""
+    if status.state == "failed":
+        text = status.last_error or ""
+    elif status.state == "deploying":
+        text = status.progress or ""
+    else:
+        text = ""
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"

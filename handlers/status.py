@@ -6,6 +6,7 @@ cluster or SDK code, so the web process can use it).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,12 @@ class EnvironmentStatus(BaseModel):
     # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand, the queue),
     # or what to know about what is (a fork's approved commit).
     note: str | None = None
+    # While deploying: how far the rollout is ("postgresql ready, app 0/1: pulling the image"),
+    # and when that was written (it is rewritten at most every K8S_EE_READY_PROGRESS_INTERVAL).
+    progress: str | None = None
+    progress_at: datetime | None = None
+    # What was left out and why (a ServiceMonitor without the Prometheus Operator).
+    warnings: list[str] = []
     # A fork's change: the commit that was approved (and is the one deployed).
     approved_sha: str | None = None
     # Preserved until then (handlers.preserve).
@@ -47,6 +54,8 @@ class EnvironmentStatus(BaseModel):
     deliveries: list[str] = []
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # When the last apply finished, and when the environment was then found ready (deployed).
+    applied_at: datetime | None = None
     deployed_at: datetime | None = None
 
     @property
@@ -74,6 +83,15 @@ class AppliedBy(BaseModel):
     at: datetime
 
 
+class Superseded(Exception):
+    """Not written: a newer generation of the desired state exists than the one acted on."""
+
+
+# (the generation key, the generation the writer acted on): the write happens only while no
+# newer generation exists, atomically.
+Fence = tuple[str, int]
+
+
 class StatusStore:
     def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
         self.redis = redis
@@ -87,24 +105,50 @@ class StatusStore:
         raw = await self.redis.get(self._status_key(key))
         return EnvironmentStatus.model_validate_json(raw) if raw else None
 
-    async def put(self, status: EnvironmentStatus) -> EnvironmentStatus | None:
+    async def put(self, status: EnvironmentStatus, fence: Fence | None = None) -> EnvironmentStatus | None:
         """Write the record; answers the one it replaced. A destroyed environment's record
-        is kept for RETIRED_TTL_S, then forgotten (a live one never expires)."""
+        is kept for RETIRED_TTL_S, then forgotten (a live one never expires). With a `fence`,
+        raises Superseded instead of writing once a newer generation exists."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
         retired = status.state == "destroyed"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(
-                self._status_key(status.key),
-                status.model_dump_json(),
-                get=True,
-                ex=RETIRED_TTL_S if retired else None,
-            )
-            pipe.zadd(self.keys.statuses(), {status.key: stamp})
-            pipe.zremrangebyscore(self.keys.statuses(), "-inf", stamp - RETIRED_TTL_S)
-            if status.namespace:
-                pipe.set(self.keys.namespace(status.namespace), status.key)
-            previous, *_ = await pipe.execute()
+            if fence is not None:
+                try:
+                    await pipe.watch(fence[0])
+                    if int(await pipe.get(fence[0]) or 0) > fence[1]:
+                        raise Superseded(status.key)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    return await self._write(pipe, status, stamp, retired)
+                except WatchError:
+                    raise Superseded(status.key) from None
+            return await self._write(pipe, status, stamp, retired)
+
+    async def _write(
+        self, pipe: Any, status: EnvironmentStatus, stamp: float, retired: bool
+    ) -> EnvironmentStatus | None:
+        pipe.set(
+            self._status_key(status.key),
+            status.model_dump_json(),
+            get=True,
+            ex=RETIRED_TTL_S if retired else None,
+        )
+        pipe.zadd(self.keys.statuses(), {status.key: stamp})
+        pipe.zremrangebyscore(self.keys.statuses(), "-inf", stamp - RETIRED_TTL_S)
+        if status.namespace:
+            pipe.set(self.keys.namespace(status.namespace), status.key)
+        previous, *_ = await pipe.execute()
         return EnvironmentStatus.model_validate_json(previous) if previous else None
+
+    async def publish(
+        self,
+        status: EnvironmentStatus,
+        on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None,
+        fence: Fence | None = None,
+    ) -> None:
+        """Write the record and tell `on_change` (report back, status webhooks) when its state changed."""
+        previous = await self.put(status, fence)
+        if on_change is not None and (previous is None or previous.state != status.state):
+            await on_change(status, previous.state if previous else None)
 
     async def create(self, status: EnvironmentStatus) -> bool:
         """Write a first record; an existing one is left alone (the reconcile owns it)."""

@@ -1,10 +1,11 @@
 """The arq worker: turns queued lifecycle events into desired states, and reconciles them.
 
-Two job functions. `process_event` (one per accepted delivery) updates the
+Three job functions for environments. `process_event` (one per accepted delivery) updates the
 desired state of the environment(s) the event concerns and queues a reconcile;
 `reconcile` (one per new desired generation; most find nothing left to do)
-brings the cluster there. See handlers/desired.py for why this is safe under
-duplicates, reordering and bursts.
+brings the cluster there; `check_ready` (deferred, again and again while a rollout runs)
+looks at an applied environment until it is up or failed (handlers/readiness.py). See
+handlers/desired.py for why this is safe under duplicates, reordering and bursts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +30,7 @@ from redis.exceptions import RedisError
 
 from handlers.admission import Admission
 from handlers.chat import Chat, Guard
-from handlers.cluster import Cluster, TransientClusterError, detect_cluster
+from handlers.cluster import Cluster, ClusterError, TransientClusterError, detect_cluster
 from handlers.connection import ConnectionSettings
 from handlers.desired import Desired, DesiredStore, EnvKey
 from handlers.dora import DoraStore
@@ -38,8 +40,10 @@ from handlers.permissions import PermissionCache
 from handlers.policy import Decision, Rules, decide, same_commit
 from handlers.preserve import PreserveIndex
 from handlers.queue import Job
+from handlers.readiness import Readiness
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.redis_client import redis_client
+from handlers.render import RenderSettings
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
@@ -67,6 +71,7 @@ class Deps:
     desired: DesiredStore
     statuses: StatusStore
     reconciler: Reconciler
+    readiness: Readiness
     reporter: Reporter
     rules: Rules
     metrics: WorkerMetrics
@@ -229,8 +234,29 @@ def _outcome_label(outcome: str) -> str:
     return label if label in _OUTCOMES else "other"
 
 
+async def check_ready(ctx: dict[str, Any], key_text: str, token: str) -> str:
+    deps: Deps = ctx["deps"]
+    key = EnvKey.parse(key_text)
+    outcome = await deps.readiness.check(key, token)
+    if outcome == "again":
+        # An event arrived while the check held the lock; its reconcile left the work to us.
+        return await reconcile(ctx, key_text)
+    return outcome
+
+
 async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous: str | None) -> None:
     """Every state change is reported on the change and sent to the status webhooks' subscribers."""
+    deps: Deps = ctx["deps"]
+    await _enqueue_report(ctx, status)
+    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
+
+
+async def progress_changed(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
+    """A deploying environment's progress moved: its comment follows (status webhooks do not)."""
+    await _enqueue_report(ctx, status)
+
+
+async def _enqueue_report(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
     deps: Deps = ctx["deps"]
     stamp = status.updated_at.timestamp() if status.updated_at else 0
     await ctx["redis"].enqueue_job(
@@ -239,7 +265,6 @@ async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous
         _job_id=f"report:{status.key}:{status.state}:{stamp}",
         _queue_name=deps.settings.connection.queue_name,
     )
-    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
 
 
 async def report(ctx: dict[str, Any], env: str) -> str:
@@ -281,9 +306,37 @@ async def startup(ctx: dict[str, Any]) -> None:
     redis = ctx["redis"]
     desired = DesiredStore(redis, settings.keys)
     statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+    render = await _render_settings(settings.render, cluster)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
+
+    async def on_progress(status: EnvironmentStatus) -> None:
+        await progress_changed(ctx, status)
+
+    async def schedule(env: str, token: str, delay: float) -> None:
+        await redis.enqueue_job(
+            Job.CHECK_READY,
+            env,
+            token,
+            _job_id=f"ready:{env}:{token}:{uuid.uuid4().hex[:8]}",
+            _defer_by=delay,
+            _queue_name=settings.connection.queue_name,
+        )
+
+    readiness = Readiness(
+        redis=redis,
+        keys=settings.keys,
+        desired=desired,
+        statuses=statuses,
+        cluster=cluster,
+        schedule=schedule,
+        timeout_s=worker.ready_timeout,
+        progress_interval_s=worker.ready_progress_interval,
+        lock_ttl_s=worker.lock_ttl,
+        on_change=on_change,
+        on_progress=on_progress,
+    )
 
     async def promoted(key: EnvKey, job_id: str) -> None:
         await enqueue_reconcile(ctx, key, job_id)
@@ -301,7 +354,8 @@ async def startup(ctx: dict[str, Any]) -> None:
             statuses=statuses,
             cluster=cluster,
             hosts=hosts,
-            render_settings=settings.render,
+            render_settings=render,
+            readiness=readiness,
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
@@ -310,6 +364,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             metrics=ctx["metrics"],
             dora=DoraStore(redis, settings.keys),
         ),
+        readiness=readiness,
         rules=rules,
         chat=Chat(
             redis=redis,
@@ -324,6 +379,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         admission=admission,
         metrics=ctx["metrics"],
     )
+    readiness.on_settled = ctx["deps"].reconciler.settled
     # A worker that stopped between promoting an environment and queuing its reconcile left it in
     # the outbox; limits may have been raised since the last worker ran.
     await admission.recover(older_than=0)
@@ -334,6 +390,34 @@ async def startup(ctx: dict[str, Any]) -> None:
         keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
         name="k8s-ee-heartbeat",
     )
+
+
+async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSettings:
+    """The render settings with what the cluster says filling what was left unset: the API
+    server's addresses (for the operators' egress) and its version (for the preStop hook)."""
+    try:
+        facts = await cluster.facts()
+    except ClusterError as error:
+        # Reconciles work without them (narrower egress, the newest hook): say so, carry on.
+        logger.warning("could not ask the cluster for its version and addresses: %s", error)
+        return render
+    resolved = render.for_cluster(
+        api_server_addresses=facts.api_server_addresses, kubernetes_version=facts.kubernetes_version
+    )
+    if resolved.api_server_cidrs is None:
+        logger.warning(
+            "K8S_EE_API_SERVER_CIDRS is unset and the %s back-end cannot read the kubernetes Service's "
+            "endpoints: namespaces get no egress to the API server, which the database operators' pods "
+            "need (set K8S_EE_API_SERVER_CIDRS)",
+            cluster.name,
+        )
+    else:
+        logger.info(
+            "API server egress to %s; Kubernetes %s",
+            ", ".join(resolved.api_server_cidrs) or "nothing",
+            resolved.kubernetes_version or "version not known",
+        )
+    return resolved
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -373,6 +457,14 @@ def worker_settings(
             func(
                 reconcile,
                 name=Job.RECONCILE,
+                max_tries=worker.reconcile_max_tries + 1,
+                timeout=worker.reconcile_timeout,
+                keep_result=0,
+            ),
+            # A few reads and a write, unless an event came meanwhile: then it reconciles.
+            func(
+                check_ready,
+                name=Job.CHECK_READY,
                 max_tries=worker.reconcile_max_tries + 1,
                 timeout=worker.reconcile_timeout,
                 keep_result=0,

@@ -35,7 +35,9 @@ import yaml
 from handlers import naming
 from handlers.cluster import (
     ApplyResult,
+    Claim,
     ClusterError,
+    ClusterFacts,
     DestroyResult,
     ObjectRef,
     OwnershipError,
@@ -90,9 +92,23 @@ def _file_error(error: OSError) -> ClusterError:
 
 class DirectoryCluster:
     name = "directory"
+    # A folder has no status to read back: what runs is the GitOps tool's to report.
+    observes = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    async def facts(self) -> ClusterFacts:
+        return ClusterFacts()  # no cluster to ask
+
+    async def read_claims(self, namespace: str) -> list[Claim]:
+        return []  # the operators' volumes are the cluster's, not in the folder
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        return None
+
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return []
 
     # File work runs in a thread: an fsync can take a while, and the worker's loop must not wait.
     async def read_credentials(self, namespace: str) -> dict[str, str]:

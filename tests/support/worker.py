@@ -84,7 +84,9 @@ class BackgroundWorker:
 
         self.loop.call_soon_threadsafe(stop)
         self.thread.join(10)
-        self.loop.run_until_complete(self.worker.close())
+        # A job cut short by the stop (a deferred readiness check, say) ends cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self.worker.close())
         self.loop.close()
 
 
