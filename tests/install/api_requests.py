@@ -24,6 +24,8 @@ class Permission(NamedTuple):
     verb: str
     group: str
     resource: str
+    # The object's name, when the request names one (a rule's resourceNames can then match it).
+    name: str | None = None
 
 
 def permissions(method: str, path: str, query: str, content_type: str) -> set[Permission] | None:
@@ -59,4 +61,4 @@ def permissions(method: str, path: str, query: str, content_type: str) -> set[Pe
         verbs = {"delete" if name else "deletecollection"}
     else:
         return None
-    return {Permission(verb, group, resource) for verb in verbs}
+    return {Permission(verb, group, resource, name) for verb in verbs}
