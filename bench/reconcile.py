@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import redis
 
-from bench.ingest import free_port, peak_rss_mib, start, wait_http
+from bench.ingest import free_port, peak_rss_mib, redis_binary, redis_command, start, wait_http
 from handlers.keys import Keys
 from handlers.status import EnvironmentStatus
 
@@ -99,34 +99,15 @@ def main() -> int:
     )
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "k8s-ee.bench.yaml")
     args = parser.parse_args()
-    redis_bin = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    redis_bin = redis_binary()
     if not redis_bin:
-        print(
-            "a redis-server is needed (scripts/bootstrap.sh finds one, or set K8S_EE_REDIS_SERVER)",
-            file=sys.stderr,
-        )
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="k8s-ee-bench-"))
     redis_port, gateway_port = free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(
-            start(
-                [
-                    redis_bin,
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                ],
-                {},
-            )
-        )
+        processes.append(start(redis_command(redis_bin, redis_port, workdir), {}))
         kube = subprocess.Popen(
             [
                 sys.executable,

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from gateway.state import AppState
 from gateway.webhooks import JSON
 from handlers.pages import BadParameter, cursor_param, limit_param
+from handlers.status import EnvironmentStatus
 from handlers.status_webhooks import listing as status_listing
 from providers.events import Provider
 from providers.states import State as StatusState
@@ -133,11 +134,39 @@ async def list_environments(request: Request) -> Response:
 
 @admin
 async def get_environment(request: Request) -> Response:
+    """By namespace: the environment that owns it (one per namespace, whoever sent the news)."""
     state: AppState = request.app.state.k8s_ee
     namespace = request.path_params["namespace"]
     status = await state.statuses.by_namespace(namespace)
     if status is None:
         return JSON({"error": f"no environment with namespace {namespace}"}, status_code=404)
+    return await _environment(state, status)
+
+
+@admin
+async def get_environment_by_key(request: Request) -> Response:
+    """By key (provider, repository, number): also the environments that have no namespace
+    (skipped, failed before one was chosen, refused one another environment owns)."""
+    state: AppState = request.app.state.k8s_ee
+    params = request.path_params
+    try:
+        provider = _provider(params["provider"])
+    except ValueError as exc:
+        return _bad(str(exc))
+    number = params["number"]
+    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+        return _bad("number must be a whole number")
+    key = f"{provider}:{params['repository']}:{int(number)}"
+    status = await state.statuses.get(key)
+    if status is None:
+        return JSON(
+            {"error": f"no environment {key} (a destroyed one is kept for the retention period)"},
+            status_code=404,
+        )
+    return await _environment(state, status)
+
+
+async def _environment(state: AppState, status: EnvironmentStatus) -> Response:
     # What the last report back to the code host did (the comment, the native status).
     last_report = await state.statuses.report_state(status.key)
     report = last_report.model_dump(mode="json", exclude={"reported"}) if last_report else None

@@ -119,6 +119,8 @@ def create_app(
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
+        # The repository URL-encoded (acme%2Fweb) or not: it is the path between provider and number.
+        Route("/api/v1/environments/{provider}/{repository:path}/{number}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]

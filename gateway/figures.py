@@ -26,7 +26,8 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from handlers.desired import Desired
-from handlers.dora import DoraFigures, DoraStore, Histogram, Series
+from handlers.dora import DoraFigures, Histogram, Series
+from handlers.dora import read_figures as read_dora
 from handlers.keys import Keys
 from handlers.status import StatusStore
 from providers.states import State
@@ -91,7 +92,7 @@ async def read_figures(
     figures.idle_awake = {
         label: sum(1 for idle in activity if idle >= seconds) for label, seconds in IDLE_AFTER.items()
     }
-    figures.dora = await DoraStore(redis, keys).figures()
+    figures.dora = await read_dora(redis, keys)
     return figures
 
 

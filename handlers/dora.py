@@ -14,6 +14,10 @@ them as they are there (gateway/figures.py), whichever gateway Prometheus asks.
 - lead time: from the first commit of the change to its first successful deployment, once
   per change (the first commit's time comes from the code host, asked once per change).
 
+Every record expires (K8S_EE_ENVIRONMENT_RETENTION_HOURS, 30 days by default): the counts after
+that long without any deployment (Prometheus reads it as a counter reset), an environment's
+record after that long without a deployment of its own.
+
 Series are (provider, repository, environment): bounded by the repositories served, never
 a commit or a change number. `environment` is the class of environment, `preview` for the
 pull-request environments this gateway makes. This module imports no cluster or SDK code,
@@ -38,8 +42,6 @@ ENVIRONMENT = "preview"
 # 365.2425 days / 12) and six of them; with 15 minutes and 6 hours for finer reading.
 HOUR, DAY, WEEK, MONTH = 3600.0, 86400.0, 604800.0, 2629746.0
 DORA_BUCKETS: tuple[float, ...] = (900.0, HOUR, 6 * HOUR, DAY, WEEK, MONTH, 6 * MONTH)
-# An environment's record outlives its last deployment by longer than the longest bucket.
-RECORD_TTL_S = 200 * 86400
 
 Result = Literal["success", "failure"]
 
@@ -53,7 +55,7 @@ class Series(NamedTuple):
 _RECORD = """
 -- KEYS: the environment's record, deployments, change failures, lead time, recovery.
 -- ARGV: deployment id, series (JSON), result, at (epoch s), first commit (epoch s or ''),
---       record TTL (s), bucket bounds (JSON).
+--       how long the records outlive the last deployment (ms), bucket bounds (JSON).
 local env = KEYS[1]
 local id, series, result, at = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local first_commit, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -61,7 +63,6 @@ local bounds = cjson.decode(ARGV[7])
 if redis.call('HSETNX', env, 'deployment:' .. id, ARGV[4]) == 0 then
   return 0
 end
-redis.call('EXPIRE', env, ttl)
 local function observe(hash, value)
   local index = #bounds + 1
   for i, bound in ipairs(bounds) do
@@ -87,6 +88,11 @@ else
   if first_commit and redis.call('HSETNX', env, 'lead_time', ARGV[4]) == 1 then
     observe(KEYS[4], math.max(0, at - first_commit))
   end
+end
+-- Every key expires: the counts go after a retention period without any deployment (read by
+-- Prometheus as a counter reset), an environment's record after one without its own.
+for i = 1, 5 do
+  redis.call('PEXPIRE', KEYS[i], ttl)
 end
 return 1
 """
@@ -147,9 +153,12 @@ def _histograms(raw: dict[bytes, bytes]) -> dict[Series, Histogram]:
 
 
 class DoraStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
+        """`retention_ms`: how long the records outlive the last deployment
+        (K8S_EE_ENVIRONMENT_RETENTION_HOURS)."""
         self.redis = redis
         self.keys = keys
+        self.retention_ms = retention_ms
 
     async def lead_time_pending(self, env: str) -> bool:
         """No lead time taken yet for this environment's change (so its first commit is worth asking for)."""
@@ -179,27 +188,28 @@ class DoraStore:
             result,
             repr(at.timestamp()),
             repr(first_commit_at.timestamp()) if first_commit_at else "",
-            str(RECORD_TTL_S),
+            str(self.retention_ms),
             json.dumps(DORA_BUCKETS),
         )
         return bool(counted)
 
-    async def figures(self) -> DoraFigures:
-        keys = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.dora_deployments())
-            pipe.hgetall(keys.dora_change_failures())
-            pipe.hgetall(keys.dora_lead_time())
-            pipe.hgetall(keys.dora_recovery())
-            deployments, failures, lead, recovery = await pipe.execute()
-        figures = DoraFigures(lead_time=_histograms(lead), recovery=_histograms(recovery))
-        for name, value in deployments.items():
-            text, _, result = name.decode().rpartition("\t")
-            series = _parse_series(text)
-            if series is not None and result in ("success", "failure"):
-                figures.deployments[(series, result)] = int(value)
-        for name, value in failures.items():
-            series = _parse_series(name.decode())
-            if series is not None:
-                figures.change_failures[series] = int(value)
-        return figures
+
+async def read_figures(redis: Redis, keys: Keys) -> DoraFigures:
+    """The counts as they are in Redis (the gateway's /metrics)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.dora_deployments())
+        pipe.hgetall(keys.dora_change_failures())
+        pipe.hgetall(keys.dora_lead_time())
+        pipe.hgetall(keys.dora_recovery())
+        deployments, failures, lead, recovery = await pipe.execute()
+    figures = DoraFigures(lead_time=_histograms(lead), recovery=_histograms(recovery))
+    for name, value in deployments.items():
+        text, _, result = name.decode().rpartition("\t")
+        series = _parse_series(text)
+        if series is not None and result in ("success", "failure"):
+            figures.deployments[(series, result)] = int(value)
+    for name, value in failures.items():
+        series = _parse_series(name.decode())
+        if series is not None:
+            figures.change_failures[series] = int(value)
+    return figures

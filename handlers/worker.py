@@ -17,6 +17,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,9 +31,9 @@ from redis.exceptions import RedisError
 
 from handlers.admission import Admission
 from handlers.chat import Chat, Guard
-from handlers.cluster import Cluster, ClusterError, TransientClusterError, detect_cluster
+from handlers.cluster import Cluster, ClusterError, detect_cluster
 from handlers.connection import ConnectionSettings
-from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.dora import DoraStore
 from handlers.heartbeat import keep_beating
 from handlers.metrics import WorkerMetrics
@@ -41,7 +42,7 @@ from handlers.policy import Decision, Rules, decide, same_commit
 from handlers.preserve import PreserveIndex
 from handlers.queue import Job
 from handlers.readiness import Readiness
-from handlers.reconcile import Reconciler, RetryLater
+from handlers.reconcile import TRANSIENT, Reconciler
 from handlers.redis_client import redis_client
 from handlers.render import RenderSettings
 from handlers.report import ReportBusy, Reporter
@@ -80,12 +81,26 @@ class Deps:
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
-    """For events without a change number (pushes, builds): does this environment's head match?"""
+    """For events without a change number (pushes, builds): does this environment's head match?
+    (The indexes found the candidates; this rules out an abbreviated hash's namesakes.)"""
     if current is None:
         return False
     if event.type == EventType.PUSH:
         return current.head_ref == event.head_ref
     return same_commit(event.head_sha, current.head_sha)
+
+
+async def _numbers(deps: Deps, event: LifecycleEvent) -> list[int]:
+    """The changes an event concerns: its own, or for a push or a build without a number, those
+    whose head branch or commit it is (an index lookup: its cost does not grow with the repository)."""
+    if event.number is not None:
+        return [event.number]
+    provider = event.environment_provider
+    if event.type == EventType.PUSH and event.head_ref:
+        return await deps.desired.numbers_on_branch(provider, event.repository, event.head_ref)
+    if event.type == EventType.BUILD_COMPLETED and event.head_sha:
+        return await deps.desired.numbers_at_commit(provider, event.repository, event.head_sha)
+    return []
 
 
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
@@ -97,16 +112,26 @@ async def process_event(ctx: dict[str, Any], event_json: str) -> str:
             handled = await _commands(ctx, deps, event)
             if handled is not None:
                 return handled
-        if event.number is not None:
-            numbers = [event.number]
-        else:
-            numbers = await deps.desired.numbers(event.provider, event.repository)
+        numbers = await _numbers(deps, event)
         outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
-        summary = "; ".join(outcomes) or "no environment of this repository is concerned"
+        summary = _summary(event, outcomes)
         logger.info("event %s: %s", event.type.value, summary, extra={"repository": event.repository})
         return summary
     finally:
         delivery_id_var.reset(token)
+
+
+def _summary(event: LifecycleEvent, outcomes: list[str]) -> str:
+    """One line whatever the number of environments: the outcome of a change's own event, or
+    for a push or a build, how many environments had each outcome."""
+    if event.number is not None:
+        return f"{event.key}: {outcomes[0]}"
+    if not outcomes:
+        return "no environment of this repository is concerned"
+    counts = Counter(outcomes)
+    return "; ".join(
+        f"{n} environment{'s' if n > 1 else ''}: {outcome}" for outcome, n in counts.most_common()
+    )
 
 
 async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str | None:
@@ -134,7 +159,7 @@ async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> s
 
 
 async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
-    key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=number)
 
     def decide_next(current: Desired | None) -> Decision | None:
         if event.number is None and not _concerns(current, event):
@@ -142,7 +167,7 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
         return decide(current, event, deps.rules)
 
     decision = await apply_decision(ctx, key, event, decide_next)
-    return f"{key}: {decision.reason if decision else 'not concerned'}"
+    return decision.reason if decision else "not concerned"
 
 
 async def apply_decision(
@@ -171,7 +196,7 @@ async def apply_decision(
                 event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
             return decision
-        new_generation = await deps.desired.save(decision.desired, generation)
+        new_generation = await deps.desired.save(decision.desired, generation, current)
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
         if decision.reconcile:
@@ -187,6 +212,10 @@ async def apply_decision(
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
             await enqueue_reconcile(ctx, key, f"reconcile:{key}:{new_generation}")
+        else:
+            await deps.statuses.link(
+                event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
+            )
         return decision
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
 
@@ -206,7 +235,15 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     try:
         outcome = await deps.reconciler.reconcile(key)
         return outcome
-    except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+    except LockLost:
+        # Another reconcile took over while this one was paused: it stopped writing, and made a
+        # new generation, which this job (or the lock's holder, before it lets go) applies.
+        generation, _ = await deps.desired.load(key)
+        if generation:
+            await enqueue_reconcile(ctx, key, f"reconcile:{key}:{generation}")
+        outcome = "lost lock"
+        return "lost the lock; queued again"
+    except TRANSIENT as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
@@ -304,8 +341,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
     redis = ctx["redis"]
-    desired = DesiredStore(redis, settings.keys)
-    statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+    connection = settings.connection
+    desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
+    statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
     render = await _render_settings(settings.render, cluster)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
@@ -362,7 +400,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             admission=admission,
             preserved=preserved,
             metrics=ctx["metrics"],
-            dora=DoraStore(redis, settings.keys),
+            dora=DoraStore(redis, settings.keys, connection.environment_retention_ms),
         ),
         readiness=readiness,
         rules=rules,
@@ -450,8 +488,13 @@ def worker_settings(
         "functions": [
             # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
             # keep this one no longer than the reconcile's.
+            # Its result (one line of counts) is kept an hour, or the delivery log's retention if shorter.
             func(
-                process_event, name=Job.PROCESS_EVENT, max_tries=5, timeout=min(30, worker.reconcile_timeout)
+                process_event,
+                name=Job.PROCESS_EVENT,
+                max_tries=5,
+                timeout=min(30, worker.reconcile_timeout),
+                keep_result=min(3600, settings.connection.retention_ms // 1000),
             ),
             # keep_result=0: a finished reconcile leaves nothing behind in Redis.
             func(

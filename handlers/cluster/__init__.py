@@ -15,6 +15,7 @@ messages are safe to show to users: they never carry a credential.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,6 +153,16 @@ class DestroyResult(BaseModel):
     preserved: bool = False
 
 
+# Awaited before each wave of writes (and each delete): it raises, and so stops the writes,
+# when the reconcile that started them may no longer write (handlers.desired.DesiredStore.fence).
+Fence = Callable[[], Awaitable[None]]
+
+
+async def check(fence: Fence | None) -> None:
+    if fence is not None:
+        await fence()
+
+
 @runtime_checkable
 class Cluster(Protocol):
     name: str  # "kubernetes" | "directory"
@@ -178,16 +189,20 @@ class Cluster(Protocol):
         """The namespace's pods carrying `labels`."""
         ...
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
-        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left."""
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
+        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left;
+        `fence` is awaited before each write wave."""
         ...
 
     async def destroy(
-        self, namespace: str, repository: str, *, release_preserve: bool = False
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
     ) -> DestroyResult:
-        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`.
-        `release_preserve`: the gateway's own preservation is over, so a label it set (the one
-        with a `k8s-ee/preserve-until` annotation) no longer protects it; one set by hand does."""
+        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`;
+        `fence` is awaited before the delete. `release_preserve`: the gateway's own preservation
+        is over, so a label it set (the one with a `k8s-ee/preserve-until` annotation) no longer
+        protects it; one set by hand does."""
         ...
 
     def close(self) -> None:
@@ -223,10 +238,12 @@ __all__ = [
     "ClusterError",
     "ClusterFacts",
     "DestroyResult",
+    "Fence",
     "NamespaceTerminating",
     "ObjectRef",
     "OwnershipError",
     "PermanentClusterError",
     "TransientClusterError",
+    "check",
     "detect_cluster",
 ]

@@ -36,11 +36,13 @@ from handlers.cluster import (
     Claim,
     ClusterFacts,
     DestroyResult,
+    Fence,
     NamespaceTerminating,
     ObjectRef,
     PermanentClusterError,
     TransientClusterError,
     adoption,
+    check,
 )
 from handlers.cluster.discovery import ServedKinds, read_facts
 from handlers.cluster.ownership import check_owner
@@ -181,10 +183,12 @@ class KubernetesCluster:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
         for _ in range(_TERMINATING_RESTARTS):
             try:
-                return await self._apply(namespace, repository, manifests)
+                return await self._apply(namespace, repository, manifests, fence)
             except NamespaceTerminating:
                 # Someone deleted the namespace while we applied into it: once it is gone, it is
                 # created again, and everything with it.
@@ -194,7 +198,9 @@ class KubernetesCluster:
                 await self._wait_until_gone(namespace)
         raise TransientClusterError(f"namespace {namespace} kept being deleted while it was applied")
 
-    async def _apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
+    async def _apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None
+    ) -> ApplyResult:
         planned = plan(namespace, manifests)
         secrets = secret_values(manifests)
         result = ApplyResult(namespace=namespace)
@@ -213,8 +219,11 @@ class KubernetesCluster:
         result.created_namespace = current is None
 
         wanted = {item.ref.key for item in planned[1:]}
-        for ref in previous:
-            if ref.key not in wanted and await self._prune(namespace, ref):
+        stale = [ref for ref in previous if ref.key not in wanted]
+        if stale or result.adopted:
+            await check(fence)
+        for ref in stale:
+            if await self._prune(namespace, ref):
                 result.pruned.append(ref)
         if result.adopted:
             await self._adopt(namespace, planned, result)
@@ -222,6 +231,7 @@ class KubernetesCluster:
         _record_applied(planned[0].manifest, [item.ref for item in planned[1:]])
         # Each wave at once: the same requests as one by one, in a fraction of the time.
         for wave in phases(namespace, planned):
+            await check(fence)
             created = await asyncio.gather(
                 *(self._apply_one(namespace, item, secrets, result) for item in wave)
             )
@@ -335,7 +345,7 @@ class KubernetesCluster:
     # -- destroy -------------------------------------------------------------------------------
 
     async def destroy(
-        self, namespace: str, repository: str, *, release_preserve: bool = False
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
     ) -> DestroyResult:
         check_namespace_name(namespace)
         current = await self._read_namespace(namespace)
@@ -347,6 +357,7 @@ class KubernetesCluster:
         if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
         if not _terminating(current):
+            await check(fence)
             answer = await self._transport.request(
                 "DELETE",
                 NAMESPACE.path("", namespace),

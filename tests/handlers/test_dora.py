@@ -9,20 +9,21 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from handlers.dora import DAY, DORA_BUCKETS, HOUR, MONTH, WEEK, DoraFigures, DoraStore, Series
+from handlers.dora import DAY, DORA_BUCKETS, HOUR, MONTH, WEEK, DoraFigures, DoraStore, Series, read_figures
 from handlers.keys import Keys
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SERIES = Series("github", "acme/web")
 ENV = "github:acme/web:7"
+RETENTION_MS = 3_600_000
 
 
 def run(url: str, work: Any) -> Any:
     async def main() -> Any:
         redis = Redis.from_url(url)
         try:
-            return await work(DoraStore(redis, Keys("k8s-ee:")))
+            return await work(DoraStore(redis, Keys("k8s-ee:"), RETENTION_MS))
         finally:
             await redis.aclose()
 
@@ -57,7 +58,7 @@ def test_a_deployment_counts_once_and_streaks_give_failures_and_recovery(
         assert await store.record(ENV, SERIES, "c::failure", "failure", T0 + timedelta(hours=3))
         # Fixed: recovered 5 hours after the streak began; the lead time is not taken again.
         assert await store.record(ENV, SERIES, "d::success", "success", T0 + timedelta(hours=6), first)
-        return await store.figures()
+        return await read_figures(store.redis, store.keys)
 
     figures = run(redis_server.url, work)
     assert figures.deployments == {(SERIES, "success"): 2, (SERIES, "failure"): 2}
@@ -77,7 +78,7 @@ def test_a_value_on_an_edge_is_in_that_bucket(redis_client: Any, redis_server: A
             env = f"github:acme/web:{n}"
             at = T0 + timedelta(seconds=seconds)
             await store.record(env, SERIES, "x::success", "success", at, T0)
-        return await store.figures()
+        return await read_figures(store.redis, store.keys)
 
     cumulative = dict(run(redis_server.url, work).lead_time[SERIES].cumulative())
     assert cumulative["3600.0"] == 1
@@ -95,7 +96,18 @@ def test_series_are_kept_apart_and_survive_a_new_client(redis_client: Any, redis
 
     run(redis_server.url, write)
     # Another process (a restarted gateway) reads the same counts from Redis.
-    figures = run(redis_server.url, lambda store: coro(store.figures()))
+    figures = run(redis_server.url, lambda store: coro(read_figures(store.redis, store.keys)))
     assert figures.deployments == {(SERIES, "success"): 1, (other, "failure"): 1}
     assert figures.change_failures == {other: 1}
     assert figures.lead_time == {}  # no first commit was known
+
+
+def test_every_record_expires(redis_client: Any, redis_server: Any) -> None:
+    async def work(store: DoraStore) -> None:
+        await store.record(ENV, SERIES, "a::failure", "failure", T0)
+        await store.record(ENV, SERIES, "b::success", "success", T0 + timedelta(hours=1), T0)
+
+    run(redis_server.url, work)
+    keys = redis_client.keys("k8s-ee:dora:*")
+    assert len(keys) == 5
+    assert all(0 < redis_client.pttl(key) <= RETENTION_MS for key in keys)

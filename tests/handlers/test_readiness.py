@@ -38,8 +38,8 @@ class Harness:
 
         self.redis = Redis.from_url(redis_url)
         self.keys = Keys("k8s-ee:")
-        self.desired = DesiredStore(self.redis, self.keys)
-        self.statuses = StatusStore(self.redis, self.keys, 60_000)
+        self.desired = DesiredStore(self.redis, self.keys, 60_000)
+        self.statuses = StatusStore(self.redis, self.keys, 60_000, 60_000)
         self.scheduled: list[tuple[str, float]] = []
         self.changes: list[str] = []
         self.cluster = kube_cluster(kube.url)
@@ -68,7 +68,7 @@ class Harness:
         desired = Desired(
             provider=KEY.provider, repository=KEY.repository, number=KEY.number, action="deploy"
         )
-        saved = await self.desired.save(desired, generation)
+        saved = await self.desired.save(desired, generation, None)
         assert saved is not None
         return saved
 
