@@ -342,6 +342,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                 )
     redis = ctx["redis"]
     connection = settings.connection
+    # worker_settings puts this worker's metrics in ctx (run_worker serves them); a caller that
+    # builds its own ctx gets a registry of its own.
+    metrics: WorkerMetrics = ctx.setdefault("metrics", WorkerMetrics())
     desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
     statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
     render = await _render_settings(settings.render, cluster)
@@ -399,7 +402,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             on_change=on_change,
             admission=admission,
             preserved=preserved,
-            metrics=ctx["metrics"],
+            metrics=metrics,
             dora=DoraStore(redis, settings.keys, connection.environment_retention_ms),
         ),
         readiness=readiness,
@@ -415,7 +418,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             apply=functools.partial(apply_decision, ctx),
         ),
         admission=admission,
-        metrics=ctx["metrics"],
+        metrics=metrics,
     )
     readiness.on_settled = ctx["deps"].reconciler.settled
     # A worker that stopped between promoting an environment and queuing its reconcile left it in
