@@ -39,6 +39,14 @@ class ChangeState(BaseModel):
     url: str | None
 
 
+class ListedChange(ChangeState):
+    """An open change as the host lists it (for recovering missed deliveries)."""
+
+    number: int
+    # From another repository than the one it targets.
+    fork: bool = False
+
+
 class HostError(Exception):
     """A call to a code host failed. The message is safe to show: it never holds a secret."""
 

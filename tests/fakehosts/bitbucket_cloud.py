@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of, parse_authorization
+from .bitbucket_cloud_hooks import BitbucketCloudHooks, CloudHook
 from .bitbucket_cloud_writes import BitbucketCloudWrites, BuildStatus, CloudComment
 
 SHORT = 12
@@ -51,13 +52,14 @@ class CloudRepository:
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # branch or full SHA -> path -> bytes
     comments: dict[int, CloudComment] = field(default_factory=dict)
     build_statuses: dict[tuple[str, str], BuildStatus] = field(default_factory=dict)  # (SHA, key)
+    hooks: dict[str, CloudHook] = field(default_factory=dict)  # by UUID
 
     @property
     def full_name(self) -> str:
         return f"{self.workspace}/{self.slug}"
 
 
-class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
+class FakeBitbucketCloud(BitbucketCloudHooks, BitbucketCloudWrites, FakeHost):
     name = "bitbucket-cloud"
     prefix = "/2.0"
 
@@ -152,6 +154,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         add("GET", f"{base}/commit/{{commit}}", self.get_commit)
         add("GET", f"{base}/src/{{commit}}/{{path:path}}", self.get_source)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> CloudRepository:
         name = f"{request.params['workspace']}/{request.params['slug']}"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, parse_authorization
+from .bitbucket_server_hooks import BitbucketServerHooks, ServerHook
 from .bitbucket_server_writes import Activity, BitbucketServerWrites, ServerBuildStatus, ServerComment
 
 JSON = "application/json;charset=UTF-8"
@@ -52,9 +53,10 @@ class ServerRepository:
     comments: dict[int, ServerComment] = field(default_factory=dict)
     activities: list[Activity] = field(default_factory=list)  # oldest first
     build_statuses: dict[tuple[str, str], ServerBuildStatus] = field(default_factory=dict)  # (SHA, key)
+    hooks: dict[int, ServerHook] = field(default_factory=dict)
 
 
-class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
+class FakeBitbucketServer(BitbucketServerHooks, BitbucketServerWrites, FakeHost):
     name = "bitbucket-server"
     prefix = "/rest/api/1.0"
 
@@ -117,6 +119,7 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
         add("GET", f"{base}/pull-requests/{{id}}", self.get_pull_request)
         add("GET", f"{base}/raw/{{path:path}}", self.get_raw)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> ServerRepository:
         key, slug = request.params["key"], request.params["slug"]

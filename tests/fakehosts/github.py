@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import jwt
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .github_hooks import GitHubHooks, HookSet
 from .github_writes import CommitStatus, Deployment, GitHubWrites, IssueComment
 
 DOCS = "https://docs.github.com/rest"
@@ -64,6 +65,7 @@ class GitHubRepo:
     comments: dict[int, IssueComment] = field(default_factory=dict)
     deployments: list[Deployment] = field(default_factory=list)  # oldest first
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
+    hook_set: HookSet = field(default_factory=lambda: HookSet("Repository", "repository"))
 
     @property
     def full_name(self) -> str:
@@ -78,7 +80,7 @@ class MintedToken:
     revoked: bool = False
 
 
-class FakeGitHub(GitHubWrites, FakeHost):
+class FakeGitHub(GitHubHooks, GitHubWrites, FakeHost):
     name = "github"
 
     def __init__(self, *, enterprise: bool = False) -> None:
@@ -222,6 +224,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/repos/{owner}/{repo}/installation", self.get_installation)
         add("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _app_only(self, request: Request) -> None:
         if not (request.principal and request.principal[0] == "app"):

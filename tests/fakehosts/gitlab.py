@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .gitlab_hooks import GitLabHook, GitLabHooks
 from .gitlab_writes import CommitStatus, Environment, GitLabWrites, Note
 
 
@@ -54,9 +55,10 @@ class GitLabProject:
     notes: dict[int, Note] = field(default_factory=dict)
     environments: dict[int, Environment] = field(default_factory=dict)
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
+    hooks: dict[int, GitLabHook] = field(default_factory=dict)
 
 
-class FakeGitLab(GitLabWrites, FakeHost):
+class FakeGitLab(GitLabHooks, GitLabWrites, FakeHost):
     name = "gitlab"
     prefix = "/api/v4"
 
@@ -153,6 +155,7 @@ class FakeGitLab(GitLabWrites, FakeHost):
         add("GET", "/projects/{id}/merge_requests/{iid}", self.get_merge_request)
         add("GET", "/projects/{id}/repository/files/{file_path}/raw", self.get_raw_file)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _project(self, request: Request) -> GitLabProject:
         wanted = request.params["id"]
