@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from gateway.state import AppState
 from gateway.webhooks import JSON
+from handlers.status import EnvironmentStatus
 from handlers.status_webhooks import listing as status_listing
 from providers.events import Provider
 from providers.states import State as StatusState
@@ -49,7 +50,7 @@ def admin(handler: Handler) -> Handler:
     return guarded
 
 
-def _provider(value: str | None) -> Provider | None:
+def provider_of(value: str | None) -> Provider | None:
     if not value:
         return None
     try:
@@ -58,7 +59,7 @@ def _provider(value: str | None) -> Provider | None:
         raise ValueError(f"provider must be one of {', '.join(p.value for p in Provider)}") from None
 
 
-def _bad(reason: str) -> Response:
+def bad_request(reason: str) -> Response:
     return JSON({"error": reason}, status_code=400)
 
 
@@ -67,18 +68,18 @@ async def list_deliveries(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
-        provider = _provider(query.get("provider"))
+        provider = provider_of(query.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     verdict = query.get("verdict") or None
     if verdict is not None and verdict not in get_args(Verdict):
-        return _bad(f"verdict must be one of {', '.join(get_args(Verdict))}")
+        return bad_request(f"verdict must be one of {', '.join(get_args(Verdict))}")
     try:
         limit = int(query.get("limit", "50"))
     except ValueError:
-        return _bad("limit must be a whole number")
+        return bad_request("limit must be a whole number")
     if not 1 <= limit <= 500:
-        return _bad("limit must be between 1 and 500")
+        return bad_request("limit must be between 1 and 500")
     try:
         page, cursor = await state.store.recent(
             provider=provider,
@@ -88,7 +89,7 @@ async def list_deliveries(request: Request) -> Response:
             cursor=query.get("cursor") or None,
         )
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     return JSON({"items": [e.model_dump(mode="json") for e in page], "next_cursor": cursor})
 
 
@@ -96,9 +97,9 @@ async def list_deliveries(request: Request) -> Response:
 async def get_delivery(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     try:
-        provider = _provider(request.query_params.get("provider"))
+        provider = provider_of(request.query_params.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     delivery_id = request.path_params["delivery_id"]
     attempts = await state.store.get(delivery_id, provider)
     if not attempts:
@@ -118,12 +119,12 @@ async def list_environments(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
-        provider = _provider(query.get("provider"))
+        provider = provider_of(query.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     wanted = query.get("state") or None
     if wanted is not None and wanted not in get_args(StatusState):
-        return _bad(f"state must be one of {', '.join(get_args(StatusState))}")
+        return bad_request(f"state must be one of {', '.join(get_args(StatusState))}")
     found = await state.statuses.recent(
         provider=provider, repository=query.get("repository") or None, state=wanted
     )
@@ -137,6 +138,31 @@ async def get_environment(request: Request) -> Response:
     status = await state.statuses.by_namespace(namespace)
     if status is None:
         return JSON({"error": f"no environment with namespace {namespace}"}, status_code=404)
+    return await _environment(state, status)
+
+
+def environment_key(request: Request) -> str:
+    """`{provider}:{repository}:{number}` from a path `…/{provider}/{repository}/{number}`;
+    ValueError names what is wrong."""
+    provider = provider_of(request.path_params["provider"])
+    assert provider is not None
+    return f"{provider.value}:{request.path_params['repository']}:{request.path_params['number']}"
+
+
+@admin
+async def get_environment_by_key(request: Request) -> Response:
+    state: AppState = request.app.state.k8s_ee
+    try:
+        key = environment_key(request)
+    except ValueError as exc:
+        return bad_request(str(exc))
+    status = await state.statuses.get(key)
+    if status is None:
+        return JSON({"error": f"no environment is known for {key}"}, status_code=404)
+    return await _environment(state, status)
+
+
+async def _environment(state: AppState, status: EnvironmentStatus) -> Response:
     # What the last report back to the code host did (the comment, the native status).
     last_report = await state.statuses.report_state(status.key)
     report = last_report.model_dump(mode="json", exclude={"reported"}) if last_report else None

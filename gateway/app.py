@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import api
+from gateway import api, api_actions, openapi
 from gateway.endpoints import warn_insecure
 from gateway.settings import GatewaySettings, load_gateway_settings
 from gateway.state import AppState
@@ -81,10 +81,18 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/api/v1/openapi.json", openapi.serve),
         Route("/api/v1/deliveries", api.list_deliveries),
+        Route("/api/v1/deliveries/{delivery_id:path}/replay", api_actions.replay_delivery, methods=["POST"]),
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
+        Route(
+            "/api/v1/environments/{provider}/{repository:path}/{number:int}/{action}",
+            api_actions.act_on_environment,
+            methods=["POST"],
+        ),
+        Route("/api/v1/environments/{provider}/{repository:path}/{number:int}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]

@@ -59,6 +59,8 @@ class Endpoint:
     insecure: str
     verify: Verify
     choose: Callable[[Headers], Adapter]
+    # Other providers whose deliveries come to this endpoint (Data Center's, to `bitbucket`).
+    also: tuple[Provider, ...] = ()
 
     def secret_names(self) -> str:
         return " or ".join(env_name(secret.setting) for secret in self.secrets)
@@ -103,6 +105,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         insecure="bitbucket_insecure",
         verify=lambda h, b, s, now: bitbucket.verify(h, b, s["secrets"]),
         choose=_bitbucket_adapter,
+        also=(Provider.BITBUCKET_SERVER,),
     ),
     Endpoint(
         name="generic",
@@ -116,6 +119,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         choose=_only(Adapter(Provider.GENERIC, generic.delivery_id, generic.parse)),
     ),
 )
+
+
+def endpoint_for(provider: Provider) -> Endpoint:
+    """The endpoint a provider's deliveries are sent to (`POST /webhooks/{name}`)."""
+    for endpoint in ENDPOINTS:
+        if provider == endpoint.provider or provider in endpoint.also:
+            return endpoint
+    raise ValueError(f"no endpoint receives {provider.value} deliveries")
 
 
 @dataclass(frozen=True, slots=True)

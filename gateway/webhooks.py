@@ -109,7 +109,7 @@ async def _receive(request: Request, receiver: Receiver, state: AppState) -> Res
             return await _refused(state, provider, delivery_id, received_at, refusal, repository)
 
         if isinstance(outcome, Accepted):
-            return await _accept(state, outcome, headers, body)
+            return await accept_event(state, outcome, headers, body)
         if isinstance(outcome, Pong):
             await _log(state, provider, delivery_id, received_at, "pong", 200, "ping received", None, None)
             return JSON({"status": "pong", "delivery_id": delivery_id})
@@ -130,7 +130,10 @@ async def _receive(request: Request, receiver: Receiver, state: AppState) -> Res
         delivery_id_var.reset(token)
 
 
-async def _accept(state: AppState, outcome: Accepted, headers: Mapping[str, str], body: bytes) -> Response:
+async def accept_event(
+    state: AppState, outcome: Accepted, headers: Mapping[str, str], body: bytes
+) -> Response:
+    """Store and queue an accepted event, and answer for it: the path of every event, whoever sent it."""
     event = outcome.event
     event_json = event.__pydantic_serializer__.to_json(event)
     try:

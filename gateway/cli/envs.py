@@ -1,0 +1,182 @@
+"""`k8s-ee envs list|show|hibernate|wake|destroy`: environments, through the gateway's admin API.
+
+An environment is named by its namespace (`web-pr-42`) or by its change, `provider:repository:number`
+(`github:acme/web:42`). Acting on one stores and queues an event, as a webhook would; `--wait`
+follows it until the worker is done.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.cli.output import (
+    FAILED,
+    OK,
+    Command,
+    Progress,
+    examples,
+    fields,
+    group,
+    leaf,
+    paint,
+    print_json,
+    table,
+)
+
+ACTIONS = {"hibernate": "env.hibernate", "wake": "env.wake", "destroy": "env.destroy"}
+STATES = ("queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped")
+PROVIDERS = ("github", "gitlab", "bitbucket-cloud", "bitbucket-server", "generic")
+
+
+def _gateway_option(parser: Any) -> None:
+    parser.add_argument(
+        "--gateway", help="the gateway's URL (default K8S_EE_GATEWAY_URL); token: K8S_EE_ADMIN_TOKEN"
+    )
+
+
+def register(commands: Command) -> None:
+    sub = group(
+        commands, "envs", "list, inspect and act on environments", "Environments, through the admin API."
+    )
+    listing = leaf(
+        sub,
+        "list",
+        "list environments, most recently updated first",
+        "List environments, most recently updated first.",
+        examples("k8s-ee envs list --state failed", "k8s-ee envs list --repository acme/web --json"),
+    )
+    listing.add_argument("--provider", choices=PROVIDERS)
+    listing.add_argument("--repository", help="only this repository's")
+    listing.add_argument("--state", choices=STATES)
+    _gateway_option(listing)
+    listing.set_defaults(run=run_list)
+
+    show = leaf(
+        sub,
+        "show",
+        "show one environment",
+        "Show one environment: its state, preview URL, commit, last error and last report.",
+        examples("k8s-ee envs show web-pr-42", "k8s-ee envs show github:acme/web:42 --json"),
+    )
+    show.add_argument("environment", help="a namespace, or provider:repository:number")
+    _gateway_option(show)
+    show.set_defaults(run=run_show)
+
+    for action, event in ACTIONS.items():
+        parser = leaf(
+            sub,
+            action,
+            f"{action} an environment",
+            f"Ask the worker to {action} an environment: the request is stored and queued as an {event} event "
+            "(listed in the delivery log), and the worker's policy decides.",
+            examples(f"k8s-ee envs {action} web-pr-42 --wait"),
+        )
+        parser.add_argument("environment", help="a namespace, or provider:repository:number")
+        parser.add_argument("--wait", action="store_true", help="follow it until the worker is done")
+        parser.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (default 600)")
+        _gateway_option(parser)
+        parser.set_defaults(run=run_action, action=action)
+
+
+def _gateway(args: Any) -> Any:
+    from gateway.cli.client import Gateway, gateway_url
+    from gateway.cli.settings import load_settings
+
+    settings = load_settings()
+    return Gateway(gateway_url(args.gateway, settings), settings.first("admin_token"))
+
+
+def _row(env: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **env,
+        "change": f"{env.get('provider')}:{env.get('repository')}:{env.get('number')}",
+        "head": (env.get("head_sha") or "")[:12] or None,
+    }
+
+
+def run_list(args: Any) -> int:
+    with _gateway(args) as gateway:
+        found = gateway.get(
+            "/api/v1/environments", provider=args.provider, repository=args.repository, state=args.state
+        )
+    items = found.get("items") or []
+    if args.json:
+        print_json(items)
+        return OK
+    table(
+        [_row(e) for e in items],
+        [
+            ("change", "change"),
+            ("state", "state"),
+            ("namespace", "namespace"),
+            ("head", "head"),
+            ("preview_url", "preview"),
+            ("updated_at", "updated"),
+        ],
+        colour_by="state",
+    )
+    return OK
+
+
+def run_show(args: Any) -> int:
+    with _gateway(args) as gateway:
+        env = gateway.environment(args.environment)
+    if args.json:
+        print_json(env)
+        return OK
+    report = env.get("report") or {}
+    fields(
+        [
+            ("change", _row(env)["change"]),
+            ("state", env.get("state")),
+            ("namespace", env.get("namespace")),
+            ("preview", env.get("preview_url")),
+            ("head", env.get("head_sha")),
+            ("branch", env.get("head_ref")),
+            ("databases", env.get("databases")),
+            ("note", env.get("note")),
+            ("last error", env.get("last_error")),
+            ("reconciles", env.get("reconciles")),
+            ("last reconcile", env.get("last_reconcile")),
+            ("updated", env.get("updated_at")),
+            ("deployed", env.get("deployed_at")),
+            ("report error", report.get("last_error")),
+        ]
+    )
+    return OK
+
+
+def run_action(args: Any) -> int:
+    from gateway.cli.client import environment_path
+    from gateway.cli.follow import follow
+
+    with _gateway(args) as gateway:
+        env = gateway.environment(args.environment)
+        key = f"{env['provider']}:{env['repository']}:{env['number']}"
+        sent_at = datetime.now(UTC)
+        _, answer = gateway.request("POST", f"{environment_path(key)}/{args.action}")
+        if not args.wait:
+            if args.json:
+                print_json(answer)
+            else:
+                print(
+                    f"{answer.get('status')}: {ACTIONS[args.action]} for {key} (delivery {answer.get('delivery_id')})"
+                )
+            return OK
+        with Progress() as progress:
+            outcome = follow(
+                gateway,
+                key,
+                str(env["provider"]),
+                str(answer["delivery_id"]),
+                ACTIONS[args.action],
+                sent_at,
+                timeout=args.timeout,
+                progress=progress,
+            )
+    if args.json:
+        print_json({**answer, "outcome": outcome.as_json()})
+    else:
+        print(paint(outcome.message, "green" if outcome.ok else "red"))
+    return OK if outcome.ok else FAILED

@@ -1,0 +1,106 @@
+"""`--wait`: follow what the worker does with one accepted delivery, through the admin API.
+
+The delivery log says when the worker is done with a delivery: its `applied` record names the
+reconcile that applied it and the state it left the environment in, or why nothing was needed.
+Until then the environment's state is shown as progress. A transient failure that outlasts every
+retry leaves the environment `failed` without that record; it ends the wait too.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from gateway.cli.client import Gateway, environment_path
+from gateway.cli.output import Progress
+
+# The state each kind of request means to reach.
+GOALS = {
+    "env.deploy": {"deployed"},
+    "env.wake": {"deployed"},
+    "env.hibernate": {"hibernated"},
+    "env.destroy": {"destroyed"},
+    "change.updated": {"deployed", "skipped"},
+    "change.opened": {"deployed", "skipped"},
+    "change.reopened": {"deployed", "skipped"},
+    "change.ready": {"deployed", "skipped"},
+    "change.closed": {"destroyed", "preserved"},
+}
+POLL_SECONDS = 1.0
+
+
+class Outcome:
+    def __init__(self, ok: bool, state: str | None, message: str, environment: dict[str, Any] | None) -> None:
+        self.ok, self.state, self.message, self.environment = ok, state, message, environment
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "state": self.state, "message": self.message, "environment": self.environment}
+
+
+def _applied(gateway: Gateway, provider: str, delivery_id: str) -> dict[str, Any] | None:
+    found = gateway.find(f"/api/v1/deliveries/{quote(delivery_id, safe='')}", provider=provider)
+    for attempt in (found or {}).get("attempts") or []:
+        if attempt.get("verdict") == "accepted" and attempt.get("applied"):
+            return dict(attempt["applied"])
+    return None
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+
+
+def follow(
+    gateway: Gateway,
+    key: str,
+    provider: str,
+    delivery_id: str,
+    event_type: str,
+    accepted_at: datetime,
+    *,
+    timeout: float,
+    progress: Progress,
+) -> Outcome:
+    """Wait until the worker is done with the delivery (or `timeout` seconds pass)."""
+    goal = GOALS.get(event_type, {"deployed"})
+    path = environment_path(key)
+    deadline = time.monotonic() + timeout
+    last_state = None
+    while True:
+        applied = _applied(gateway, provider, delivery_id)
+        environment = gateway.find(path)
+        state = (environment or {}).get("state")
+        if applied is not None:
+            state = applied.get("state") or state
+            if state in goal:
+                return Outcome(True, state, _done(key, state, environment), environment)
+            why = (
+                applied.get("note")
+                or (environment or {}).get("last_error")
+                or (environment or {}).get("note")
+            )
+            return Outcome(
+                False, state, f"{key} is {state or 'unknown'}" + (f": {why}" if why else ""), environment
+            )
+        updated = _time((environment or {}).get("updated_at"))
+        if state == "failed" and updated is not None and updated >= accepted_at:
+            why = (environment or {}).get("last_error") or "no reason recorded"
+            return Outcome(False, state, f"{key} failed: {why}", environment)
+        if state != last_state:
+            progress.say(f"{key}: {state or 'queued'}")
+            last_state = state
+        progress.update(f"waiting for {key} ({state or 'queued'})")
+        if time.monotonic() >= deadline:
+            return Outcome(
+                False, state, f"{key} is still {state or 'queued'} after {timeout:.0f} s", environment
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _done(key: str, state: str, environment: dict[str, Any] | None) -> str:
+    url = (environment or {}).get("preview_url")
+    return f"{key} is {state}" + (f": {url}" if url and state == "deployed" else "")
