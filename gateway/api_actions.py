@@ -147,6 +147,8 @@ async def replay_delivery(request: Request) -> Response:
             f"delivery {delivery_id} was accepted from {', '.join(sorted(providers))}: pass ?provider="
         )
     event = LifecycleEvent.model_validate(accepted[0]["event"])
+    # What the worker does with it now is recorded afresh.
+    await state.statuses.forget_applied(event.provider, event.delivery_id)
     attempt = await state.store.replay(event, datetime.now(UTC), uuid.uuid4().hex)
     state.metrics.count_delivery(event.provider.value, event.type.value, "accepted")
     return JSON(

@@ -147,6 +147,11 @@ class StatusStore:
         await self.redis.set(self.keys.report(key), state.model_dump_json())
 
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
+        """Record where each delivery ended up: the first reconcile (or decision) that dealt with it.
+
+        An environment's desired state keeps naming the deliveries that shaped it, so later
+        reconciles list them again; the first record is kept (NX), and a replay clears it
+        (`forget_applied`) to record anew."""
         if not delivery_ids:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -155,8 +160,12 @@ class StatusStore:
                     self.keys.applied(provider, delivery_id),
                     applied.model_dump_json(),
                     px=self.retention_ms,
+                    nx=True,
                 )
             await pipe.execute()
+
+    async def forget_applied(self, provider: Provider, delivery_id: str) -> None:
+        await self.redis.delete(self.keys.applied(provider, delivery_id))
 
     async def applied(self, provider: Provider, delivery_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.applied(provider, delivery_id))

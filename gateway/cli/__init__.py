@@ -28,7 +28,8 @@ class _Version(argparse.Action):
             found = version("k8s-ee-gateway")
         except PackageNotFoundError:
             found = "unknown"
-        parser.exit(message=f"k8s-ee {found}\n")
+        sys.stdout.write(f"k8s-ee {found}\n")
+        parser.exit()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -47,23 +47,6 @@ def attempt_lines(entry: dict[str, Any], secrets: str) -> list[str]:
                 f"{head}: accepted ({status}). The delivery was verified and read as {entry.get('event_type')} of "
                 f"{_change(event, entry)}, then stored and queued for the worker, in that order."
             ]
-        applied = entry.get("applied")
-        if applied and applied.get("reconcile"):
-            state = applied.get("state")
-            note = f" ({applied['note']})" if applied.get("note") else ""
-            lines.append(
-                f"The worker applied it in reconcile {applied['reconcile']}, which left environment "
-                f"{applied.get('namespace') or '(no namespace)'} {state}{note}."
-            )
-        elif applied and applied.get("note"):
-            lines.append(f"The worker changed nothing for it: {applied['note']}.")
-        elif event and event.get("number") is None:
-            lines.append(
-                "It names no change: the worker applies it to the repository's environments it concerns "
-                "(by branch or commit); none recorded a result for it."
-            )
-        else:
-            lines.append("The worker has not finished with it yet (or its record has expired).")
         return lines
     if verdict == "duplicate":
         return [
@@ -80,6 +63,26 @@ def attempt_lines(entry: dict[str, Any], secrets: str) -> list[str]:
     ]
 
 
+def worker_lines(entry: dict[str, Any]) -> list[str]:
+    """What the worker did with an accepted delivery (the last time it was queued)."""
+    applied = entry.get("applied")
+    event = entry.get("event")
+    if applied and applied.get("reconcile"):
+        note = f" ({applied['note']})" if applied.get("note") else ""
+        return [
+            f"The worker applied it in reconcile {applied['reconcile']}, which left environment "
+            f"{applied.get('namespace') or '(no namespace)'} {applied.get('state')}{note}."
+        ]
+    if applied and applied.get("note"):
+        return [f"The worker changed nothing for it: {applied['note']}."]
+    if event and event.get("number") is None:
+        return [
+            "It names no change: the worker applies it to the repository's environments it concerns "
+            "(by branch or commit); none recorded a result for it."
+        ]
+    return ["The worker has not finished with it yet (or its record has expired)."]
+
+
 def explain(delivery: dict[str, Any], environment: dict[str, Any] | None, secrets: str) -> list[str]:
     attempts = delivery.get("attempts") or []
     lines = [
@@ -87,6 +90,9 @@ def explain(delivery: dict[str, Any], environment: dict[str, Any] | None, secret
     ]
     for entry in attempts:
         lines += attempt_lines(entry, secrets)
+    accepted = [entry for entry in attempts if entry.get("verdict") == "accepted"]
+    if accepted:
+        lines += worker_lines(accepted[-1])
     if environment is not None:
         state = environment.get("state")
         key = f"{environment.get('provider')}:{environment.get('repository')}:{environment.get('number')}"

@@ -13,6 +13,8 @@ HTTP status (None for no answer); by default every delivery is answered 200.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import uuid
@@ -365,13 +367,23 @@ class GitHubHooks:
         raise Failure(404, "Not Found")
 
     def _headers(self, hook: GitHubHook, delivery: GitHubDelivery) -> dict[str, str]:
-        return {
+        headers = {
             "X-GitHub-Event": delivery.event,
             "X-GitHub-Delivery": delivery.guid,
             "X-GitHub-Hook-ID": str(hook.id),
             "Content-Type": "application/json",
             "User-Agent": "GitHub-Hookshot/fake",
         }
+        secret = hook.config.get("secret")
+        if secret:
+            # As GitHub signs every delivery with the hook's secret.
+            digest = hmac.new(secret.encode(), self._body(delivery), hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        return headers
+
+    @staticmethod
+    def _body(delivery: GitHubDelivery) -> bytes:
+        return json.dumps(delivery.payload).encode()
 
     def _send(
         self,
@@ -385,7 +397,7 @@ class GitHubHooks:
     ) -> GitHubDelivery:
         delivery = GitHubDelivery(next(self._delivery_ids), guid, event, action, payload, 0, redelivery)
         status = self.receiver(
-            hook.config.get("url", ""), self._headers(hook, delivery), json.dumps(payload).encode()
+            hook.config.get("url", ""), self._headers(hook, delivery), self._body(delivery)
         )
         delivery.status_code = status or 0
         hook.deliveries.append(delivery)
