@@ -31,6 +31,14 @@ def environment_path(key: str) -> str:
     return f"/api/v1/environments/{quote(provider, safe='')}/{quote(repository, safe='/')}/{number}"
 
 
+def admin_gateway(given: str | None) -> Gateway:
+    """The admin API of the gateway at `--gateway` (else K8S_EE_GATEWAY_URL), with K8S_EE_ADMIN_TOKEN."""
+    from gateway.cli.settings import load_settings
+
+    settings = load_settings()
+    return Gateway(gateway_url(given, settings), settings.first("admin_token"))
+
+
 class Gateway:
     """The admin API of one gateway. Errors become `CliError` with the gateway's own reason."""
 

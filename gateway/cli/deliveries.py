@@ -106,11 +106,9 @@ def register(commands: Command) -> None:
 
 
 def _gateway(args: Any) -> Any:
-    from gateway.cli.client import Gateway, gateway_url
-    from gateway.cli.settings import load_settings
+    from gateway.cli.client import admin_gateway
 
-    settings = load_settings()
-    return Gateway(gateway_url(args.gateway, settings), settings.first("admin_token"))
+    return admin_gateway(args.gateway)
 
 
 def _delivery(gateway: Any, args: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.output import (
-    FAILED,
     OK,
     Command,
     Progress,
@@ -19,7 +18,6 @@ from gateway.cli.output import (
     fields,
     group,
     leaf,
-    paint,
     print_json,
     table,
 )
@@ -80,11 +78,9 @@ def register(commands: Command) -> None:
 
 
 def _gateway(args: Any) -> Any:
-    from gateway.cli.client import Gateway, gateway_url
-    from gateway.cli.settings import load_settings
+    from gateway.cli.client import admin_gateway
 
-    settings = load_settings()
-    return Gateway(gateway_url(args.gateway, settings), settings.first("admin_token"))
+    return admin_gateway(args.gateway)
 
 
 def _row(env: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +145,7 @@ def run_show(args: Any) -> int:
 
 def run_action(args: Any) -> int:
     from gateway.cli.client import environment_path
-    from gateway.cli.follow import follow
+    from gateway.cli.follow import follow, show
 
     with _gateway(args) as gateway:
         env = gateway.environment(args.environment)
@@ -175,8 +171,4 @@ def run_action(args: Any) -> int:
                 timeout=args.timeout,
                 progress=progress,
             )
-    if args.json:
-        print_json({**answer, "outcome": outcome.as_json()})
-    else:
-        print(paint(outcome.message, "green" if outcome.ok else "red"))
-    return OK if outcome.ok else FAILED
+    return show(outcome, answer, args.json)

@@ -101,6 +101,17 @@ def follow(
         time.sleep(POLL_SECONDS)
 
 
+def show(outcome: Outcome, answer: dict[str, Any], as_json: bool) -> int:
+    """Print a followed request's outcome; its exit code."""
+    from gateway.cli.output import FAILED, OK, paint, print_json
+
+    if as_json:
+        print_json({**answer, "outcome": outcome.as_json()})
+    else:
+        print(paint(outcome.message, "green" if outcome.ok else "red"))
+    return OK if outcome.ok else FAILED
+
+
 def _done(key: str, state: str, environment: dict[str, Any] | None) -> str:
     url = (environment or {}).get("preview_url")
     return f"{key} is {state}" + (f": {url}" if url and state == "deployed" else "")

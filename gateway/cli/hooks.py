@@ -126,7 +126,7 @@ def run_ensure(args: Any) -> int:
     from providers.hosts.hooks import ensure
 
     host, chosen, url, spec = _setup(args, spec=True)
-    with Progress() as progress:
+    with contextlib.closing(host), Progress() as progress:
         results = each(
             chosen,
             _guard(lambda scope: ensure(host, scope, spec, dry_run=args.dry_run)),
@@ -134,7 +134,6 @@ def run_ensure(args: Any) -> int:
             progress=progress,
             what="ensuring hooks",
         )
-    host.close()
     errors = _failed(results)
     done = [r for r in results if not isinstance(r, Exception)]
     if args.json:
@@ -171,7 +170,7 @@ def run_list(args: Any) -> int:
     from providers.hosts.hooks import same_url
 
     host, chosen, url, _ = _setup(args)
-    with Progress() as progress:
+    with contextlib.closing(host), Progress() as progress:
         results = each(
             chosen,
             _guard(host.list_hooks),
@@ -179,7 +178,6 @@ def run_list(args: Any) -> int:
             progress=progress,
             what="listing hooks",
         )
-    host.close()
     rows = []
     for scope, found in zip(chosen, results, strict=True):
         if isinstance(found, Exception):
@@ -225,11 +223,10 @@ def run_delete(args: Any) -> int:
                 removed.append(hook.id)
         return removed
 
-    with Progress() as progress:
+    with contextlib.closing(host), Progress() as progress:
         results = each(
             chosen, _guard(delete), concurrency=args.concurrency, progress=progress, what="removing hooks"
         )
-    host.close()
     errors = _failed(results)
     rows = [
         {"scope": str(scope), "removed": found, "action": "would remove" if args.dry_run else "removed"}
@@ -257,11 +254,10 @@ def run_test(args: Any) -> int:
             raise HostError(f"{scope} has no hook for {url}: run `k8s-ee hooks ensure` first")
         return str(host.test_hook(scope, ours[0]))
 
-    with Progress() as progress:
+    with contextlib.closing(host), Progress() as progress:
         results = each(
             chosen, _guard(test), concurrency=args.concurrency, progress=progress, what="testing hooks"
         )
-    host.close()
     rows = [
         {"scope": str(scope), "result": "failed" if isinstance(r, Exception) else "ok", "answer": str(r)}
         for scope, r in zip(chosen, results, strict=True)

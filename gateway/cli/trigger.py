@@ -28,7 +28,6 @@ from gateway.cli.output import (
     examples,
     fields,
     leaf,
-    paint,
     print_json,
 )
 
@@ -192,7 +191,7 @@ def run(args: Any) -> int:
         return OK if reply.get("status") == "duplicate" else FAILED
     if not args.json:
         _show(args, reply)
-    from gateway.cli.follow import follow
+    from gateway.cli.follow import follow, show
 
     event = reply.get("event") or {}
     key = f"{event.get('provider', 'generic')}:{args.repo}:{args.number}"
@@ -207,11 +206,7 @@ def run(args: Any) -> int:
             timeout=args.timeout,
             progress=progress,
         )
-    if args.json:
-        print_json({**reply, "outcome": outcome.as_json()})
-    else:
-        print(paint(outcome.message, "green" if outcome.ok else "red"))
-    return OK if outcome.ok else FAILED
+    return show(outcome, reply, args.json)
 
 
 def _show(args: Any, reply: dict[str, Any]) -> None:

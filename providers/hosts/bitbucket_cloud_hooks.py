@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from providers.hosts.base import HostError, ListedChange
 from providers.hosts.bitbucket_cloud import _STATES, NAME, BitbucketCloudHost, _repository_path
-from providers.hosts.hooks import Hook, HookScope, HookSpec, parse_time
+from providers.hosts.hooks import Hook, HookScope, HookSpec, changes, parse_time
 
 
 class BitbucketCloudHookHost(BitbucketCloudHost):
@@ -58,18 +58,10 @@ class BitbucketCloudHookHost(BitbucketCloudHost):
         )
 
     def hook_changes(self, hook: Hook, spec: HookSpec) -> list[str]:
-        changes = []
-        if set(hook.events) != set(spec.events):
-            changes.append(
-                f"events {', '.join(sorted(hook.events)) or '(none)'} -> {', '.join(sorted(spec.events))}"
-            )
-        if hook.active != spec.active:
-            changes.append(f"active {str(hook.active).lower()} -> {str(spec.active).lower()}")
-        if hook.url != spec.url:
-            changes.append(f"url {hook.url} -> {spec.url}")
+        found = changes(hook, spec)
         if spec.secret is not None and hook.settings.get("secret_set") == "false":
-            changes.append("secret (none was set)")
-        return changes
+            found.append("secret (none was set)")
+        return found
 
     def hook_notes(self, scope: HookScope, hook: Hook, spec: HookSpec) -> list[str]:
         return []

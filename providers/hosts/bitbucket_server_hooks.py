@@ -16,7 +16,7 @@ from typing import Any
 
 from providers.hosts.base import HostError, ListedChange
 from providers.hosts.bitbucket_server import _STATES, NAME, BitbucketServerHost, _branch, _key_and_slug
-from providers.hosts.hooks import Hook, HookScope, HookSpec, parse_time
+from providers.hosts.hooks import Hook, HookScope, HookSpec, changes, parse_time
 
 
 class BitbucketServerHookHost(BitbucketServerHost):
@@ -95,16 +95,7 @@ class BitbucketServerHookHost(BitbucketServerHost):
         return f"{NAME} sent its test request and the gateway answered {status}"
 
     def hook_changes(self, hook: Hook, spec: HookSpec) -> list[str]:
-        changes = []
-        if set(hook.events) != set(spec.events):
-            changes.append(
-                f"events {', '.join(sorted(hook.events)) or '(none)'} -> {', '.join(sorted(spec.events))}"
-            )
-        if hook.active != spec.active:
-            changes.append(f"active {str(hook.active).lower()} -> {str(spec.active).lower()}")
-        if hook.url != spec.url:
-            changes.append(f"url {hook.url} -> {spec.url}")
-        return changes
+        return changes(hook, spec)
 
     def hook_notes(self, scope: HookScope, hook: Hook, spec: HookSpec) -> list[str]:
         return []

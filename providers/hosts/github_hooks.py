@@ -22,7 +22,7 @@ from github.Repository import Repository
 
 from providers.hosts.base import HostError, NotFound
 from providers.hosts.github import NAME, GitHubHost
-from providers.hosts.hooks import Hook, HookAttempt, HookExists, HookScope, HookSpec, parse_time
+from providers.hosts.hooks import Hook, HookAttempt, HookExists, HookScope, HookSpec, changes, parse_time
 
 T = TypeVar("T")
 Target = Repository | Organization
@@ -88,19 +88,16 @@ class GitHubHookHost(GitHubHost):
         return "ping sent; the gateway's answer is under the hook's Recent Deliveries"
 
     def hook_changes(self, hook: Hook, spec: HookSpec) -> list[str]:
-        changes = []
-        if hook.id != APP_HOOK_ID and set(hook.events) != set(spec.events):
-            changes.append(
-                f"events {', '.join(sorted(hook.events)) or '(none)'} -> {', '.join(sorted(spec.events))}"
-            )
-        if hook.active != spec.active:
-            changes.append(f"active {str(hook.active).lower()} -> {str(spec.active).lower()}")
-        if hook.url != spec.url:
-            changes.append(f"url {hook.url or '(none)'} -> {spec.url}")
+        # An App's events are not the API's to change (see hook_notes).
+        found = (
+            changes(hook, spec)
+            if hook.id != APP_HOOK_ID
+            else changes(hook, spec.model_copy(update={"events": hook.events}))
+        )
         for name, wanted in _CONFIG.items():
             if hook.settings.get(name) != wanted:
-                changes.append(f"{name} {hook.settings.get(name) or '(none)'} -> {wanted}")
-        return changes
+                found.append(f"{name} {hook.settings.get(name) or '(none)'} -> {wanted}")
+        return found
 
     def hook_notes(self, scope: HookScope, hook: Hook, spec: HookSpec) -> list[str]:
         if scope.kind != "app":

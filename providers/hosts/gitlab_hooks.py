@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from providers.hosts.base import HostError
 from providers.hosts.gitlab import _CALL, NAME, GitLabHost
-from providers.hosts.hooks import Hook, HookAttempt, HookScope, HookSpec, parse_time
+from providers.hosts.hooks import Hook, HookAttempt, HookScope, HookSpec, changes, parse_time
 
 T = TypeVar("T")
 # The event flags a hook has (group hooks have a few more; any `*_events` flag found is managed too).
@@ -104,18 +104,13 @@ class GitLabHookHost(GitLabHost):
         return f"GitLab sent its test {TEST_TRIGGER} delivery and the gateway answered it with success"
 
     def hook_changes(self, hook: Hook, spec: HookSpec) -> list[str]:
-        changes = []
-        if set(hook.events) != set(spec.events):
-            changes.append(
-                f"events {', '.join(sorted(hook.events)) or '(none)'} -> {', '.join(sorted(spec.events))}"
-            )
-        if hook.url != spec.url:
-            changes.append(f"url {hook.url} -> {spec.url}")
+        # No active switch: a hook GitLab disabled is re-enabled instead (see enable_hook).
+        found = changes(hook, spec, active=False)
         if hook.settings.get("enable_ssl_verification") == "false":
-            changes.append("enable_ssl_verification false -> true")
+            found.append("enable_ssl_verification false -> true")
         if spec.secret is not None and hook.settings.get("token_present") == "false":
-            changes.append("secret token (none was set)")
-        return changes
+            found.append("secret token (none was set)")
+        return found
 
     def hook_notes(self, scope: HookScope, hook: Hook, spec: HookSpec) -> list[str]:
         return []

@@ -155,6 +155,21 @@ class EnsureResult(BaseModel):
     ok: bool = True
 
 
+def changes(hook: Hook, spec: HookSpec, *, active: bool = True) -> list[str]:
+    """What updating `hook` to `spec` changes of what every host shows: events, URL, and (where the
+    host has the switch) the active flag."""
+    found = []
+    if set(hook.events) != set(spec.events):
+        found.append(
+            f"events {', '.join(sorted(hook.events)) or '(none)'} -> {', '.join(sorted(spec.events))}"
+        )
+    if active and hook.active != spec.active:
+        found.append(f"active {str(hook.active).lower()} -> {str(spec.active).lower()}")
+    if hook.url != spec.url:
+        found.append(f"url {hook.url or '(none)'} -> {spec.url}")
+    return found
+
+
 def normalise_url(url: str) -> str:
     """A URL as hooks are matched on: scheme and host in lower case, no default port, no fragment,
     no trailing slash, percent-encoding in one form."""

@@ -6,7 +6,8 @@ endpoint resolves a hash prefix to the full commit. Lists are paged with `page` 
 (user name and API token / app password) or a Bearer access token; with `rate_limit` set, answers
 to an access token carry `X-RateLimit-Limit`, `-Resource` and `-NearLimit` (Bitbucket sends no
 remaining count: a test adds `X-RateLimit-Remaining` with a fault's headers), and a spent budget
-answers 429. Comments and build statuses are served by `bitbucket_cloud_writes`.
+answers 429. Comments and build statuses are served by `bitbucket_cloud_writes`; repository and
+workspace hooks by `bitbucket_cloud_hooks`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ requests, raw files.
 Pages are `{"size", "limit", "start", "isLastPage", "nextPageStart", "values"}`, driven by
 `start` / `limit`. Errors are `{"errors": [{"context", "message", "exceptionName"}]}` with the
 `application/json;charset=UTF-8` type Data Center sends. Credentials: HTTP access tokens (Bearer).
-Comments, activities and build statuses are served by `bitbucket_server_writes`.
+Comments, activities and build statuses are served by `bitbucket_server_writes`; repository and
+project hooks by `bitbucket_server_hooks`.
 """
 
 from __future__ import annotations

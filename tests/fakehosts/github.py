@@ -5,7 +5,8 @@ flow: `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access
 app's JWT, whose RS256 signature is checked with the app's public key; the installation tokens
 they mint expire, and each only opens its own account's repositories. Every answer carries the
 `X-RateLimit-*` headers; a spent limit answers 403 as GitHub does. What is written back on pull
-requests (comments, deployments, statuses) is served by `github_writes.GitHubWrites`.
+requests (comments, deployments, statuses) is served by `github_writes.GitHubWrites`; webhooks
+(repository, organisation and App hooks, their deliveries and redelivery) by `github_hooks`.
 """
 
 from __future__ import annotations

@@ -102,6 +102,7 @@ class GitHubHooks:
     _repo: Callable[[Request], GitHubRepo]
     _app_only: Callable[[Request], None]
     _paged: Callable[[Request, Sequence[Any], Callable[[Any], Any]], Response]
+    _body: Callable[[Request], dict[str, Any]]
 
     _hook_ids = itertools.count(400_000)
     _delivery_ids = itertools.count(7_000_000)
@@ -213,15 +214,6 @@ class GitHubHooks:
             raise Failure(404, "Not Found")
         return hooks, hook
 
-    def _input(self, request: Request) -> dict[str, Any]:
-        try:
-            data = request.json()
-        except ValueError:
-            raise Failure(400, "Problems parsing JSON") from None
-        if not isinstance(data, dict):
-            raise Failure(400, "Problems parsing JSON")
-        return data
-
     def _check_config(self, hooks: HookSet, config: Any, except_id: int | None = None) -> dict[str, str]:
         if not isinstance(config, dict) or not str(config.get("url") or "").strip():
             raise validation_failed("url can't be blank")
@@ -246,7 +238,7 @@ class GitHubHooks:
 
     def create_hook(self, request: Request) -> Response:
         hooks = self._set(request)
-        data = self._input(request)
+        data = self._body(request)
         if data.get("name", "web") != "web":
             raise validation_failed("Name must be 'web'")
         config = self._check_config(hooks, data.get("config"))
@@ -261,7 +253,7 @@ class GitHubHooks:
 
     def update_hook(self, request: Request) -> Response:
         hooks, hook = self._hook(request)
-        data = self._input(request)
+        data = self._body(request)
         if "config" in data:
             # The whole config is replaced: a secret left out is removed.
             hook.config = self._check_config(hooks, data["config"], except_id=hook.id)
@@ -350,7 +342,7 @@ class GitHubHooks:
 
     def update_app_hook_config(self, request: Request) -> Response:
         self._app_only(request)
-        data = self._input(request)
+        data = self._body(request)
         config = self.app_hook.hooks[0].config
         for name in ("url", "content_type", "secret", "insecure_ssl"):
             if name in data:
@@ -377,12 +369,12 @@ class GitHubHooks:
         secret = hook.config.get("secret")
         if secret:
             # As GitHub signs every delivery with the hook's secret.
-            digest = hmac.new(secret.encode(), self._body(delivery), hashlib.sha256).hexdigest()
+            digest = hmac.new(secret.encode(), self._payload(delivery), hashlib.sha256).hexdigest()
             headers["X-Hub-Signature-256"] = f"sha256={digest}"
         return headers
 
     @staticmethod
-    def _body(delivery: GitHubDelivery) -> bytes:
+    def _payload(delivery: GitHubDelivery) -> bytes:
         return json.dumps(delivery.payload).encode()
 
     def _send(
@@ -397,7 +389,7 @@ class GitHubHooks:
     ) -> GitHubDelivery:
         delivery = GitHubDelivery(next(self._delivery_ids), guid, event, action, payload, 0, redelivery)
         status = self.receiver(
-            hook.config.get("url", ""), self._headers(hook, delivery), self._body(delivery)
+            hook.config.get("url", ""), self._headers(hook, delivery), self._payload(delivery)
         )
         delivery.status_code = status or 0
         hook.deliveries.append(delivery)

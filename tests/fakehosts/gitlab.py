@@ -6,7 +6,7 @@ Lists are paginated with `page` / `per_page` and the `X-Page`, `X-Next-Page`, `X
 (and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`. With `rate_limit`
 set, answers carry GitLab's `RateLimit-*` headers and a spent budget answers 429 "Retry later"
 with `Retry-After`. Notes, environments and commit statuses are served by
-`gitlab_writes.GitLabWrites`.
+`gitlab_writes.GitLabWrites`; project and group hooks, their events and resend by `gitlab_hooks`.
 """
 
 from __future__ import annotations

@@ -179,15 +179,20 @@ class GitLabHooks:
         with self.lock:
             hook = self._hooks_named(path)[hook_id]
             event, _ = TRIGGERS[trigger]
-            headers = {
-                "Content-Type": "application/json",
-                "X-Gitlab-Event": event,
-                "X-Gitlab-Token": hook.token or "",
-                "Idempotency-Key": str(uuid.uuid4()),
-                "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
-                "X-Gitlab-Event-UUID": str(uuid.uuid4()),
-            }
-            return self._execute(hook, trigger, headers, {"object_kind": event.split()[0].lower()}, when=when)
+            body = {"object_kind": event.split()[0].lower()}
+            return self._execute(hook, trigger, self._headers(hook, event), body, when=when)
+
+    @staticmethod
+    def _headers(hook: GitLabHook, event: str) -> dict[str, str]:
+        """What GitLab sends with a delivery: its event, the hook's token, a fresh Idempotency-Key."""
+        return {
+            "Content-Type": "application/json",
+            "X-Gitlab-Event": event,
+            "X-Gitlab-Token": hook.token or "",
+            "Idempotency-Key": str(uuid.uuid4()),
+            "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
+            "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+        }
 
     def _hooks_named(self, path: str) -> dict[int, GitLabHook]:
         if path.startswith("group:"):
@@ -276,14 +281,8 @@ class GitLabHooks:
                 body={"error": "trigger does not have a valid value"},
             )
         event, _ = TRIGGERS[trigger]
-        headers = {
-            "Content-Type": "application/json",
-            "X-Gitlab-Event": event,
-            "X-Gitlab-Token": hook.token or "",
-            "Idempotency-Key": str(uuid.uuid4()),
-        }
         # A test is delivered with force: even to a disabled hook.
-        log = self._execute(hook, trigger, headers, {"object_kind": "push", "test": True})
+        log = self._execute(hook, trigger, self._headers(hook, event), {"object_kind": "push", "test": True})
         if not log.response_status.startswith("2"):
             return Response(422, {"message": f"[Hook execution failed: {log.response_status}]"})
         return Response(201, {"message": "201 Created"})
