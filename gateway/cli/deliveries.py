@@ -194,7 +194,6 @@ def run_show(args: Any) -> int:
 
 def run_explain(args: Any) -> int:
     from gateway.cli.explain import explain
-    from gateway.cli.settings import load_settings
     from gateway.endpoints import endpoint_for
     from providers.events import Provider
 
@@ -209,7 +208,6 @@ def run_explain(args: Any) -> int:
             environment = gateway.find(
                 environment_path(f"{event['provider']}:{event['repository']}:{event['number']}")
             )
-    load_settings()  # the explanation names settings; a broken environment is said here first
     provider = Provider(attempts[0]["provider"]) if attempts else Provider.GITHUB
     secrets = endpoint_for(provider).secret_names()
     lines = explain(delivery, environment, secrets)
