@@ -1,6 +1,6 @@
 """Reconcile benchmark: twenty pull requests opened at once, from webhook to applied environment.
 
-Gateway, worker, Redis and the project's test Kubernetes API server (tests/kubeapi)
+Gateway, worker, Redis and the project's test Kubernetes API server (tests/fakes/kubeapi)
 each run in their own process on this machine; the worker talks to the API server
 over HTTP with the official client, exactly as it talks to a cluster. Twenty signed
 GitHub `pull_request.opened` deliveries are sent at once. Per environment it prints
@@ -91,7 +91,7 @@ def main() -> int:
             )
         )
         kube = subprocess.Popen(
-            [sys.executable, "-m", "tests.kubeapi", "--port", "0"],
+            [sys.executable, "-m", "tests.fakes.kubeapi", "--port", "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,6 +1,6 @@
 """Recovery benchmark: `k8s-ee deliveries recover` over many repositories, against a fake host.
 
-The fake GitHub (or GitLab) of tests/fakehosts serves every repository's hook and its delivery log
+The fake GitHub (or GitLab) of tests/fakes/fakehosts serves every repository's hook and its delivery log
 (each repository with `--failed` deliveries that no attempt delivered and `--ok` that were); the
 command line runs in its own process, exactly as an operator runs it, with the host's default
 pacing (GitHub: a quarter second between requests, a second between writes, as GitHub asks of
@@ -31,7 +31,7 @@ URL = "https://gateway.example.com/webhooks/{}"
 
 def fakes() -> Any:
     # The fake hosts are test code, outside what mypy checks: imported by name, not followed.
-    return importlib.import_module("tests.fakehosts")
+    return importlib.import_module("tests.fakes.fakehosts")
 
 
 def github(repos: int, failed: int, ok: int) -> tuple[Any, dict[str, str], list[str]]:

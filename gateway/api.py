@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from gateway.state import AppState
 from gateway.webhooks import JSON
+from handlers.pages import BadParameter, cursor_param, limit_param
 from handlers.status import EnvironmentStatus
 from handlers.status_webhooks import listing as status_listing
 from providers.events import Provider
@@ -75,22 +76,22 @@ async def list_deliveries(request: Request) -> Response:
     if verdict is not None and verdict not in get_args(Verdict):
         return bad_request(f"verdict must be one of {', '.join(get_args(Verdict))}")
     try:
-        limit = int(query.get("limit", "50"))
-    except ValueError:
-        return bad_request("limit must be a whole number")
-    if not 1 <= limit <= 500:
-        return bad_request("limit must be between 1 and 500")
-    try:
-        page, cursor = await state.store.recent(
-            provider=provider,
-            repository=query.get("repository") or None,
-            verdict=verdict,  # type: ignore[arg-type]
-            limit=limit,
-            cursor=query.get("cursor") or None,
-        )
-    except ValueError as exc:
+        limit, cursor = limit_param(query), cursor_param(query)
+    except BadParameter as exc:
         return bad_request(str(exc))
-    return JSON({"items": [e.model_dump(mode="json") for e in page], "next_cursor": cursor})
+    page, after = await state.store.recent(
+        provider=provider,
+        repository=query.get("repository") or None,
+        verdict=verdict,  # type: ignore[arg-type]
+        limit=limit,
+        cursor=cursor,
+    )
+    return JSON(
+        {
+            "items": [e.model_dump(mode="json") for e in page],
+            "next_cursor": str(after) if after is not None else None,
+        }
+    )
 
 
 @admin

@@ -7,6 +7,7 @@ means as for any event. Its delivery id is the request's `Idempotency-Key` when 
 retried request is then answered `duplicate`), else a fresh `admin-…` id.
 
     POST /api/v1/environments/{provider}/{repository}/{number}/hibernate   (wake, destroy)
+    POST /api/v1/environments/{provider}/{repository}/{number}/preserve    {"hours": 24}; unpreserve
     POST /api/v1/environments/{provider}/{repository}/{number}/sync        the change as its host shows it
     POST /api/v1/deliveries/{delivery_id}/replay?provider=…                 queue a stored event again
 """
@@ -23,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api import admin, bad_request, environment_key, provider_of
-from gateway.endpoints import MAX_DELIVERY_ID
+from gateway.bodies import Held, Overloaded, TooLarge, TooSlow, read_body
 from gateway.state import AppState
-from gateway.webhooks import JSON, TooLarge, accept_event, read_body
-from providers.events import EventType, LifecycleEvent, Provider
-from providers.generic import describe
+from gateway.webhooks import JSON, accept_event
+from providers.events import Comment, EventType, LifecycleEvent, Provider
+from providers.fields import MAX_DELIVERY_ID
+from providers.payload import describe
 from providers.verdicts import Accepted
 
 ACTIONS: dict[str, EventType] = {
@@ -35,10 +37,22 @@ ACTIONS: dict[str, EventType] = {
     "wake": EventType.ENV_WAKE,
     "destroy": EventType.ENV_DESTROY,
 }
+# Preserving is the chat commands' (handlers/chat.py): the same limit per repository, the same
+# expiry. The admin API sends the command, marked as the operator's, so the host is not asked
+# whether its author may run it.
+COMMANDS = {"preserve": "/preserve", "unpreserve": "/unpreserve"}
 SYNC = "sync"
 ACTOR = "admin API"
 # An action's body is small: a sync's change, or nothing.
 MAX_ACTION_BODY = 64 * 1024
+
+
+class PreserveFor(BaseModel):
+    """How long to preserve (the worker's default, 48 h, when left out; it caps what it allows)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hours: int | None = Field(default=None, ge=1, le=100_000, strict=True)
 
 
 class ChangeSeen(BaseModel):
@@ -73,16 +87,33 @@ def _delivery_id(request: Request) -> str:
 async def act_on_environment(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     action = request.path_params["action"]
-    if action not in (*ACTIONS, SYNC):
-        return JSON({"error": f"action must be one of {', '.join((*ACTIONS, SYNC))}"}, status_code=404)
+    if action not in (*ACTIONS, *COMMANDS, SYNC):
+        return JSON(
+            {"error": f"action must be one of {', '.join((*ACTIONS, *COMMANDS, SYNC))}"}, status_code=404
+        )
+    # The body counts against the process's budget until the request is answered, as a webhook's.
+    held = state.bodies.hold()
+    try:
+        return await _act(request, state, action, held)
+    finally:
+        held.release()
+
+
+async def _act(request: Request, state: AppState, action: str, held: Held) -> Response:
     try:
         key = environment_key(request)
         delivery_id = _delivery_id(request)
-        body = await read_body(request, MAX_ACTION_BODY)
+        body = await read_body(request, MAX_ACTION_BODY, state.settings.web.body_read_timeout, held)
     except ValueError as exc:
         return bad_request(str(exc))
     except TooLarge:
         return JSON({"error": f"the body is larger than {MAX_ACTION_BODY} bytes"}, status_code=413)
+    except TooSlow:
+        return JSON({"error": "the body was not received in time"}, status_code=408)
+    except Overloaded:
+        return JSON(
+            {"error": "the gateway is busy; try again"}, status_code=503, headers={"Retry-After": "1"}
+        )
     provider = Provider(request.path_params["provider"])
     repository = request.path_params["repository"]
     number = int(request.path_params["number"])
@@ -114,12 +145,23 @@ async def act_on_environment(request: Request) -> Response:
             occurred_at=seen.updated_at,
         )
     else:
-        if body.strip() not in (b"", b"{}"):
+        command = COMMANDS.get(action)
+        if command == "/preserve":
+            try:
+                hours = PreserveFor.model_validate_json(body or b"{}").hours
+            except ValidationError as exc:
+                return bad_request(describe(exc))
+            command += f" {hours}" if hours is not None else ""
+        elif body.strip() not in (b"", b"{}"):
             return bad_request(f"{action} takes no body")
         # Acting on an environment nobody knows would be queued for nothing: say so now.
         if await state.statuses.get(key) is None:
             return JSON({"error": f"no environment is known for {key}"}, status_code=404)
-        event = LifecycleEvent(**common, type=ACTIONS[action])
+        if command is None:
+            event = LifecycleEvent(**common, type=ACTIONS[action])
+        else:
+            comment = Comment(id=delivery_id, body=command, author=ACTOR)
+            event = LifecycleEvent(**common, type=EventType.COMMENT_CREATED, comment=comment, operator=True)
     return await accept_event(state, Accepted(event), request.headers, body)
 
 

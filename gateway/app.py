@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import api, api_actions, openapi
-from gateway.endpoints import warn_insecure
+from gateway.endpoints import ENDPOINTS, Endpoint, warn_insecure
+from gateway.metrics import MAX_RATE_LIMIT_SERIES
 from gateway.settings import GatewaySettings, load_gateway_settings
 from gateway.state import AppState
 from gateway.webhooks import JSON, endpoint
+from handlers.heartbeat import last_beat, silence
 
 logger = logging.getLogger("k8s_ee.gateway")
 
@@ -29,25 +32,45 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when Redis answers and a worker was seen within K8S_EE_WORKER_HEARTBEAT_TIMEOUT:
+    a gateway whose deliveries nobody would act on is not ready to take them."""
     state: AppState = request.app.state.k8s_ee
+    connection = state.settings.connection
     try:
-        async with asyncio.timeout(state.settings.connection.redis_timeout):
-            await state.redis.ping()
+        async with asyncio.timeout(connection.redis_timeout):
+            last = await last_beat(state.redis, state.settings.keys)
     except (RedisError, TimeoutError) as exc:
         return JSON(
             {"status": "unavailable", "reason": f"Redis unreachable: {type(exc).__name__}"}, status_code=503
+        )
+    quiet = silence(last, time.time())
+    if quiet > connection.worker_heartbeat_timeout:
+        seen = (
+            "no worker has ever been seen" if last is None else f"no worker has been seen for {quiet:.0f} s"
+        )
+        return JSON(
+            {
+                "status": "unavailable",
+                "reason": f"{seen} (K8S_EE_WORKER_HEARTBEAT_TIMEOUT={connection.worker_heartbeat_timeout:g} s): "
+                "start `k8s-ee worker`",
+            },
+            status_code=503,
         )
     return JSON({"status": "ready"})
 
 
 async def metrics(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
+    state.metrics.body_bytes_in_flight.set(state.bodies.in_flight)
     try:
         state.metrics.queue_depth.set(await state.store.queue_depth())
         # Written by the worker after each call to a host (handlers/report.py), per provider/installation.
-        for key, remaining in (await state.store.rate_limits()).items():
+        for key, remaining in sorted((await state.store.rate_limits()).items())[:MAX_RATE_LIMIT_SERIES]:
             state.metrics.rate_limit_remaining.labels(key).set(remaining)
-    except RedisError:
+        async with asyncio.timeout(state.settings.connection.redis_timeout):
+            last = await last_beat(state.redis, state.settings.keys)
+        state.metrics.worker_heartbeat_age.set(silence(last, time.time()))
+    except (RedisError, TimeoutError):
         state.metrics.redis_errors.inc()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -63,9 +86,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return JSON({"error": "internal error"}, status_code=500)
 
 
-def create_app(settings: GatewaySettings | None = None) -> Starlette:
+def create_app(
+    settings: GatewaySettings | None = None, endpoints: tuple[Endpoint, ...] = ENDPOINTS
+) -> Starlette:
+    """The web app; `endpoints` is the table it serves (gateway/endpoints.py), whose secrets
+    the settings hold."""
     settings = settings or load_gateway_settings()
-    state = AppState.build(settings)
+    state = AppState.build(settings, endpoints)
     warn_insecure(state.receivers)
 
     @asynccontextmanager

@@ -1,10 +1,30 @@
-"""Prometheus metrics of the web process."""
+"""Prometheus metrics of the web process.
+
+Every label takes its values from a fixed set, so no sender can make new series: the
+event-type headers are not signed (GitHub's `X-GitHub-Event`, GitLab's `X-Gitlab-Event`),
+and a signed body replayed with random event names must not create thousands of them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from providers.events import EventType, Provider
+from providers.verdicts import Verdict
+
+# `type`: a normalised event type, `-` when the delivery was refused before one was known,
+# `other` for everything else (an ignored event's own name is in the delivery log).
+NO_TYPE = "-"
+OTHER = "other"
+TYPES = frozenset({*(t.value for t in EventType), NO_TYPE})
+PROVIDERS = frozenset(p.value for p in Provider)
+# `key` of the rate-limit gauge: one per host credential the worker used (written by the worker,
+# never by a sender); capped all the same.
+MAX_RATE_LIMIT_SERIES = 100
+# `unavailable`: answered 503 (Redis, or too many bodies in flight), which the log cannot record.
+VERDICTS = frozenset({*get_args(Verdict), "unavailable"})
 
 
 class Metrics:
@@ -39,9 +59,23 @@ class Metrics:
         self.redis_errors = Counter(
             "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
         )
+        self.body_bytes_in_flight = Gauge(
+            "k8s_ee_body_bytes_in_flight",
+            "Request body bytes held by deliveries being read or handled (K8S_EE_MAX_BODY_BYTES_IN_FLIGHT caps it).",
+            registry=self.registry,
+        )
+        self.worker_heartbeat_age = Gauge(
+            "k8s_ee_worker_heartbeat_age_seconds",
+            "Seconds since a worker last wrote its heartbeat (+Inf when none ever has).",
+            registry=self.registry,
+        )
 
-    def count_delivery(self, provider: str, event_type: str, verdict: str) -> None:
-        key = (provider, event_type, verdict)
+    def count_delivery(self, provider: str, event_type: str | None, verdict: str) -> None:
+        key = (
+            provider if provider in PROVIDERS else OTHER,
+            NO_TYPE if event_type is None else event_type if event_type in TYPES else OTHER,
+            verdict if verdict in VERDICTS else OTHER,
+        )
         child = self._delivery_children.get(key)
         if child is None:
             child = self._delivery_children[key] = self.deliveries.labels(*key)

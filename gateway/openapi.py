@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api_actions import ACTIONS, SYNC, ChangeSeen
+from gateway.api_actions import ACTIONS, COMMANDS, SYNC, ChangeSeen, PreserveFor
 from gateway.store import DeliveryEntry
 from gateway.webhooks import JSON
 from handlers.status import AppliedBy, EnvironmentStatus, ReportState
@@ -175,8 +175,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/environments/{provider}/{repository}/{number}/{action}": {
             "post": _operation(
-                "Hibernate, wake or destroy an environment, or tell the gateway what its change looks like now "
-                "(sync): stored and queued as an event, like a webhook's",
+                "Hibernate, wake, destroy, preserve or unpreserve an environment, or tell the gateway what its "
+                "change looks like now (sync): stored and queued as an event, like a webhook's",
                 {
                     "202": _json(_ref("Accepted"), "stored and queued"),
                     "200": _json(
@@ -190,7 +190,7 @@ def _paths() -> dict[str, Any]:
                 },
                 parameters=[
                     *ENVIRONMENT_PATH,
-                    _path("action", "what to do", _enum((*ACTIONS, SYNC))),
+                    _path("action", "what to do", _enum((*ACTIONS, *COMMANDS, SYNC))),
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
@@ -201,8 +201,11 @@ def _paths() -> dict[str, Any]:
                 ],
                 requestBody={
                     "required": False,
-                    "description": "sync only: the change as its host shows it",
-                    "content": {"application/json": {"schema": _ref("ChangeSeen")}},
+                    "description": "sync: the change as its host shows it; preserve: for how many hours "
+                    "(the worker's default when left out); the others take none",
+                    "content": {
+                        "application/json": {"schema": {"anyOf": [_ref("ChangeSeen"), _ref("PreserveFor")]}}
+                    },
                 },
             )
         },
@@ -255,6 +258,7 @@ def _schemas() -> dict[str, Any]:
         LifecycleEvent,
         StatusDelivery,
         ChangeSeen,
+        PreserveFor,
     ]
     _, found = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     schemas: dict[str, Any] = dict(found["$defs"])

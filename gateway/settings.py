@@ -10,21 +10,18 @@ without downtime. The webhook secrets and insecure switches are the endpoints' o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
-from pydantic import Field, SecretStr, create_model, field_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from gateway.endpoints import ENDPOINTS
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
-from handlers.settings import ConnectionSettings
-from providers.settings import SECTION_CONFIG, NameList, SecretList, load_sections, split_commas
+from providers.settings import NameList, SecretList, Section, load_sections, split_commas
 
 
-class WebBase(BaseSettings):
+class WebBase(Section):
     """The web section's own fields; `WebSettings` adds each endpoint's secrets and insecure switch."""
-
-    model_config = SECTION_CONFIG
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -37,6 +34,10 @@ class WebBase(BaseSettings):
     allowlist_repositories: NameList = []
 
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=25 * 1024 * 1024)
+    # Seconds to receive a body once its headers are in; code hosts give up after 10 s anyway.
+    body_read_timeout: float = Field(10.0, gt=0, le=300)
+    # Body bytes the process holds at once, across all requests; beyond it, 503 + Retry-After.
+    max_body_bytes_in_flight: int = Field(32 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024 * 1024)
     delivery_log_max_entries: int = Field(100_000, ge=100)
     delivery_bodies_max: int = Field(10_000, ge=0)
 
@@ -52,6 +53,14 @@ class WebBase(BaseSettings):
             if "/" not in name.strip("/"):
                 raise ValueError(f"{name!r} is not 'owner/repo'")
         return value
+
+    @model_validator(mode="after")
+    def one_body_fits_in_flight(self) -> Self:
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(
+                "K8S_EE_MAX_BODY_BYTES_IN_FLIGHT must be at least K8S_EE_MAX_BODY_BYTES (one whole body)"
+            )
+        return self
 
     def secret_values(self, setting: str) -> tuple[bytes, ...]:
         """An endpoint secret's configured values, as bytes for the HMAC and token checks."""

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from gateway.allowlist import Allowlist
-from gateway.endpoints import Receiver, receivers
+from gateway.bodies import BodyBudget
+from gateway.endpoints import ENDPOINTS, Endpoint, Receiver, receivers
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.store import DeliveryStore
@@ -23,9 +24,11 @@ class AppState:
     metrics: Metrics
     receivers: dict[str, Receiver]
     statuses: StatusStore
+    # Request body bytes held across all requests (K8S_EE_MAX_BODY_BYTES_IN_FLIGHT).
+    bodies: BodyBudget
 
     @classmethod
-    def build(cls, settings: GatewaySettings) -> AppState:
+    def build(cls, settings: GatewaySettings, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> AppState:
         connection, web = settings.connection, settings.web
         # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
         # command) when one is set. Each store call has one deadline instead (store.py).
@@ -42,6 +45,7 @@ class AppState:
                 web.allowlist_mode, web.allowlist_organizations, web.allowlist_repositories
             ),
             metrics=Metrics(),
-            receivers=receivers(web.secret_values, web.insecure),
+            receivers=receivers(web.secret_values, web.insecure, endpoints),
             statuses=StatusStore(redis, settings.keys, connection.retention_ms),
+            bodies=BodyBudget(web.max_body_bytes_in_flight),
         )

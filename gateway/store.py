@@ -23,8 +23,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.batching import ScriptBatcher
 from gateway.settings import GatewaySettings
+from handlers.pages import Cursor
 from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key, replay_job_id
 from providers.events import LifecycleEvent, Provider
+from providers.text import ascii_lower
 from providers.verdicts import Verdict
 
 # Headers that authenticate a delivery: never stored, never shown.
@@ -264,9 +266,9 @@ class DeliveryStore:
         repository: str | None = None,
         verdict: Verdict | None = None,
         limit: int = 50,
-        cursor: str | None = None,
+        cursor: Cursor | None = None,
         scan_limit: int = 5000,
-    ) -> tuple[list[DeliveryEntry], str | None]:
+    ) -> tuple[list[DeliveryEntry], Cursor | None]:
         """Newest first. Returns the page and the cursor of the next one (None at the end)."""
         if repository:
             index = self.keys.deliveries_by_repository(repository)
@@ -276,13 +278,8 @@ class DeliveryStore:
             index = self.keys.deliveries()
         top: str | float = "+inf"
         after_member: bytes | None = None
-        if cursor:
-            score_text, _, cursor_member = cursor.partition(":")
-            try:
-                top = float(score_text)
-            except ValueError:
-                raise ValueError("cursor is not one this API returned") from None
-            after_member = cursor_member.encode()
+        if cursor is not None:
+            top, after_member = cursor.score, cursor.member
         page: list[DeliveryEntry] = []
         scanned = 0
         batch = max(limit * 2, 50)
@@ -304,13 +301,14 @@ class DeliveryStore:
                 entry = self._entry(member.decode(), raw)
                 if (provider and entry.provider != provider) or (verdict and entry.verdict != verdict):
                     continue
-                if repository and (entry.repository or "").lower() != repository.lower():
+                if repository and ascii_lower(entry.repository or "") != ascii_lower(repository):
                     continue
                 page.append(entry)
                 if len(page) == limit:
                     break
-        next_cursor = f"{top!r}:{after_member.decode()}" if after_member is not None else None
-        return page, next_cursor
+        if after_member is None or isinstance(top, str):
+            return page, None
+        return page, Cursor(top, after_member)
 
     async def get(self, delivery_id: str, provider: Provider | None = None) -> list[dict[str, Any]]:
         """Every attempt stored under this delivery id, oldest first, with the stored body if any."""

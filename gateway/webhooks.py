@@ -16,12 +16,14 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.endpoints import MAX_DELIVERY_ID, Receiver, fallback_delivery_id
+from gateway.bodies import Held, Overloaded, TooLarge, TooSlow, read_body
+from gateway.endpoints import Receiver, body_hash_id
 from gateway.state import AppState
 from gateway.store import entry_json
 from providers.events import LifecycleEvent, Provider
+from providers.fields import MAX_DELIVERY_ID
 from providers.logs import delivery_id_var
-from providers.verdicts import Accepted, Ignored, Pong, Refusal, Verdict
+from providers.verdicts import Accepted, Ignored, Pong, Refusal, Unusable, Verdict
 
 logger = logging.getLogger("k8s_ee.gateway")
 
@@ -31,24 +33,6 @@ class JSON(Response):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
-
-
-class TooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def endpoint(receiver: Receiver, state: AppState) -> Callable[[Request], Awaitable[Response]]:
@@ -65,69 +49,154 @@ def endpoint(receiver: Receiver, state: AppState) -> Callable[[Request], Awaitab
 
 async def _receive(request: Request, receiver: Receiver, state: AppState) -> Response:
     received_at = datetime.now(UTC)
+    delivery_id = receiver.guess_delivery_id(request.headers)
+    token = delivery_id_var.set(delivery_id)
+    # The body's bytes count against the process's budget until the delivery is answered.
+    held = state.bodies.hold()
+    try:
+        return await _deliver(request, receiver, state, received_at, held, delivery_id)
+    finally:
+        held.release()
+        delivery_id_var.reset(token)
+
+
+async def _deliver(
+    request: Request,
+    receiver: Receiver,
+    state: AppState,
+    received_at: datetime,
+    held: Held,
+    delivery_id: str | None,
+) -> Response:
+    web = state.settings.web
     headers = request.headers
     provider = receiver.guess_provider(headers)
-    delivery_id = receiver.guess_delivery_id(headers)
-    token = delivery_id_var.set(delivery_id)
+
+    # Before the body: a request that carries no credential at all costs nothing more.
     try:
-        try:
-            body = await read_body(request, state.settings.web.max_body_bytes)
-        except TooLarge:
-            return await _refused(
-                state,
-                provider,
-                delivery_id or "unknown",
-                received_at,
-                Refusal(413, f"body is larger than the limit of {state.settings.web.max_body_bytes} bytes"),
-            )
-        except ClientDisconnect:
-            return JSON({"status": "rejected", "reason": "client disconnected"}, status_code=400)
-
-        refused: LifecycleEvent | None = None
-        try:
-            receiver.verify(headers, body, received_at.timestamp())
-            adapter = receiver.adapter(headers)
-            provider = adapter.provider
-            delivery_id = adapter.delivery_id(headers) or fallback_delivery_id(provider, body)
-            if len(delivery_id) > MAX_DELIVERY_ID or not delivery_id.isprintable():
-                delivery_id = fallback_delivery_id(provider, body)
-                raise Refusal(
-                    400, f"delivery id header is not a printable id of at most {MAX_DELIVERY_ID} chars"
-                )
-            delivery_id_var.set(delivery_id)
-            outcome = adapter.parse(headers, body, delivery_id, received_at)
-            if isinstance(outcome, Accepted):
-                reason = state.allowlist.refusal(outcome.event.repository)
-                if reason is not None:
-                    refused = outcome.event
-                    raise Refusal(403, reason)
-        except Refusal as refusal:
-            if delivery_id is None:
-                delivery_id = fallback_delivery_id(provider, body)
-            # A refused repository is logged under its name, so its owners can find why.
-            repository = refused.repository if refusal.status == 403 and refused else None
-            return await _refused(state, provider, delivery_id, received_at, refusal, repository)
-
-        if isinstance(outcome, Accepted):
-            return await accept_event(state, outcome, headers, body)
-        if isinstance(outcome, Pong):
-            await _log(state, provider, delivery_id, received_at, "pong", 200, "ping received", None, None)
-            return JSON({"status": "pong", "delivery_id": delivery_id})
-        assert isinstance(outcome, Ignored)
-        await _log(
+        receiver.precheck(headers)
+        body = await read_body(request, web.max_body_bytes, web.body_read_timeout, held)
+    except Refusal as refusal:
+        return await _refused(state, provider, delivery_id or "unknown", received_at, refusal)
+    except TooLarge:
+        return await _refused(
             state,
             provider,
-            delivery_id,
+            delivery_id or "unknown",
             received_at,
-            "ignored",
-            200,
-            outcome.reason,
-            outcome.repository,
-            outcome.type,
+            Refusal(413, f"body is larger than the limit of {web.max_body_bytes} bytes"),
         )
-        return JSON({"status": "ignored", "delivery_id": delivery_id, "reason": outcome.reason})
-    finally:
-        delivery_id_var.reset(token)
+    except TooSlow:
+        return await _refused(
+            state,
+            provider,
+            delivery_id or "unknown",
+            received_at,
+            Refusal(408, f"the body was not received within {web.body_read_timeout:g} s"),
+        )
+    except Overloaded:
+        return _overloaded(state, provider)
+    except ClientDisconnect:
+        return JSON({"status": "rejected", "reason": "client disconnected"}, status_code=400)
+
+    try:
+        receiver.verify(headers, body, received_at.timestamp())
+    except Refusal as refusal:
+        return await _refused(
+            state, provider, delivery_id or body_hash_id(provider, body), received_at, refusal
+        )
+    except Exception:
+        # A bug in a check, never the sender's fault to know about: refused all the same, and logged.
+        logger.exception("verifying a delivery failed unexpectedly")
+        failed = Refusal(401, "the delivery could not be verified (an error in the gateway, logged there)")
+        return await _refused(
+            state, provider, delivery_id or body_hash_id(provider, body), received_at, failed
+        )
+
+    refused: LifecycleEvent | None = None
+    try:
+        adapter = receiver.adapter(headers)
+        provider = adapter.provider
+        delivery_id = adapter.delivery_id(headers) or adapter.fallback_id(provider, body)
+        if len(delivery_id) > MAX_DELIVERY_ID or not delivery_id.isprintable():
+            delivery_id = body_hash_id(provider, body)
+            raise Unusable(f"delivery id header is not a printable id of at most {MAX_DELIVERY_ID} chars")
+        delivery_id_var.set(delivery_id)
+        outcome = adapter.parse(headers, body, delivery_id, received_at)
+        if isinstance(outcome, Accepted):
+            receiver.endpoint.check(outcome.event)
+            reason = state.allowlist.refusal(outcome.event.repository)
+            if reason is not None:
+                refused = outcome.event
+                raise Refusal(403, reason)
+    except Unusable as problem:
+        return await _unusable(
+            state, receiver, provider, delivery_id or body_hash_id(provider, body), received_at, problem
+        )
+    except Refusal as refusal:
+        # A refused repository is logged under its name, so its owners can find why.
+        repository = refused.repository if refusal.status == 403 and refused else None
+        return await _refused(
+            state, provider, delivery_id or body_hash_id(provider, body), received_at, refusal, repository
+        )
+    except Exception:
+        # A verified delivery the gateway failed to read (a bug): never a 500, and never a
+        # failure that would make a code host disable its hook.
+        logger.exception("reading a verified delivery failed unexpectedly")
+        unread = Unusable("the gateway could not read this delivery (an error in the gateway, logged there)")
+        return await _unusable(
+            state, receiver, provider, delivery_id or body_hash_id(provider, body), received_at, unread
+        )
+
+    if isinstance(outcome, Accepted):
+        return await accept_event(state, outcome, headers, body)
+    if isinstance(outcome, Pong):
+        await _log(state, provider, delivery_id, received_at, "pong", 200, "ping received", None, None)
+        return JSON({"status": "pong", "delivery_id": delivery_id})
+    assert isinstance(outcome, Ignored)
+    await _log(
+        state,
+        provider,
+        delivery_id,
+        received_at,
+        "ignored",
+        200,
+        outcome.reason,
+        outcome.repository,
+        outcome.type,
+    )
+    return JSON({"status": "ignored", "delivery_id": delivery_id, "reason": outcome.reason})
+
+
+async def _unusable(
+    state: AppState,
+    receiver: Receiver,
+    provider: Provider,
+    delivery_id: str,
+    received_at: datetime,
+    problem: Unusable,
+) -> Response:
+    """A verified delivery of a shape the gateway cannot act on: 200 `unusable` for a code
+    host (which would disable a failing hook), 400 for the generic trigger."""
+    if receiver.endpoint.refuses_unusable:
+        return await _refused(state, provider, delivery_id, received_at, problem)
+    await _log(state, provider, delivery_id, received_at, "unusable", 200, problem.reason, None, None)
+    logger.warning("delivery unusable: %s", problem.reason, extra={"provider": provider.value})
+    return JSON({"status": "unusable", "delivery_id": delivery_id, "reason": problem.reason})
+
+
+def _overloaded(state: AppState, provider: Provider) -> Response:
+    # Shedding load: nothing is written anywhere, so the answer stays as cheap as it can be.
+    state.metrics.count_delivery(provider.value, None, "unavailable")
+    logger.warning("body bytes in flight at the limit (K8S_EE_MAX_BODY_BYTES_IN_FLIGHT): answered 503")
+    return JSON(
+        {
+            "status": "unavailable",
+            "reason": "the gateway is receiving too many request bodies at once; retry shortly",
+        },
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def accept_event(
@@ -204,7 +273,7 @@ async def _log(
     repository: str | None,
     event_type: str | None,
 ) -> None:
-    state.metrics.count_delivery(provider.value, event_type or "-", verdict)
+    state.metrics.count_delivery(provider.value, event_type, verdict)
     entry = entry_json(
         provider=provider,
         delivery_id=delivery_id,

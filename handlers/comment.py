@@ -2,7 +2,15 @@
 
 Pure: the text is a function of the environment's status. Everything that came
 from a payload or a repository (branch names, error messages that quote a
-config) is escaped, so it can neither break the Markdown nor inject HTML.
+config) is escaped for where it goes, so it can neither break the Markdown, nor
+inject HTML, nor ping anyone:
+
+- as text, `escape`: Markdown punctuation backslash-escaped, `<`, `>`, `&`, `"` as
+  entities, one line, and every `@` followed by a zero-width space, so `@org/team`
+  or `@all` in a branch name is shown, never notified;
+- in a code span, `code`: nothing is escaped inside one (a backslash shows as typed),
+  so only text with no Markdown, HTML or mention meaning at all goes in a span
+  (names and hashes); anything else is shown as escaped text instead.
 """
 
 from __future__ import annotations
@@ -27,14 +35,26 @@ HEADLINES = {
 # Markdown's punctuation, backslash-escaped; HTML's three, as entities.
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+# GitHub, GitLab and Bitbucket all notify on `@name` (and `@org/team`, `@all`); a
+# zero-width space after the `@` keeps the text as it reads and notifies no one.
+_MENTION = "@\u200b"
+# What a code span may hold: characters with no meaning to Markdown, HTML, a table or a mention.
+_CODE_SAFE = re.compile(r"[A-Za-z0-9._/=+,-]+")
 
 
 def escape(text: str) -> str:
-    """Inert in GitHub, GitLab and Bitbucket Markdown: no link, no emphasis, no tag, no table break."""
-    text = "".join(_HTML.get(c, c) for c in text)
-    text = _MARKDOWN.sub(r"\\\1", text)
+    """Inert in GitHub, GitLab and Bitbucket Markdown: no link, no emphasis, no tag, no
+    table break, no mention. Control and other invisible characters are dropped."""
+    text = "".join(_HTML.get(c, c) for c in text if c.isprintable() or c.isspace())
+    text = _MARKDOWN.sub(r"\\\1", text).replace("@", _MENTION)
     # A newline would end the table cell: keep the text on one line.
     return " ".join(text.split())
+
+
+def code(text: str) -> str:
+    """`text` in a code span when it is safe there as typed; otherwise as escaped text."""
+    line = " ".join(text.split())
+    return f"`{line}`" if _CODE_SAFE.fullmatch(line) else escape(line)
 
 
 def _time(moment: datetime | None) -> str:
@@ -59,13 +79,15 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
     if status.state == "deployed" and status.preview_url:
         rows.append(("Preview", _url(status.preview_url)))
     if status.namespace:
-        rows.append(("Namespace", f"`{escape(status.namespace)}`"))
+        rows.append(("Namespace", code(status.namespace)))
     if status.head_sha:
-        rows.append(("Commit", f"`{escape(status.head_sha[:12])}`"))
+        rows.append(("Commit", code(status.head_sha[:12])))
     if status.head_ref:
         rows.append(("Branch", escape(status.head_ref)))
     if status.databases and status.state in ("deployed", "deploying", "hibernated"):
         rows.append(("Databases", ", ".join(escape(db) for db in status.databases)))
+    if status.preserved_until and status.state in ("deployed", "hibernated", "preserved"):
+        rows.append(("Preserved until", _time(status.preserved_until)))
     rows.append(("Updated", _time(status.updated_at)))
     if dashboard_url and status.namespace:
         rows.append(("Dashboard", _url(dashboard_link(dashboard_url, status.namespace))))
@@ -79,12 +101,15 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
             "",
         ]
         lines += [f"**What to do**: {_advice(status.last_error)}", ""]
-    elif status.state == "skipped" and status.note:
+    elif status.state in ("skipped", "queued") and status.note:
         lines += [escape(status.note), ""]
     elif status.state == "hibernated":
         lines += ["Scaled to zero after being idle; its data is kept. Push a commit to wake it.", ""]
     elif status.state == "preserved":
         lines += ["Kept after the change closed, because it is preserved.", ""]
+    if status.approved_sha and status.note and status.state in ("deploying", "deployed", "hibernated"):
+        # A fork's change: which commit was approved, and that a push needs a new approval.
+        lines += [escape(status.note), ""]
     lines.append("<sub>k8s-ee gateway · this comment is updated in place</sub>")
     return "\n".join(lines)
 

@@ -14,9 +14,8 @@ import re
 import types
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +32,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from handlers import quota
+from providers.fields import IMAGE_REPOSITORY
+
+if TYPE_CHECKING:
+    import yaml
 
 FILE_NAME = "k8s-ee.yaml"
 
@@ -52,11 +55,6 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _ANNOTATION_KEY = re.compile(
     rf"^(?:(?P<prefix>{_DNS_LABEL}(?:\.{_DNS_LABEL})*)/)?(?P<name>[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$"
 )
-# docker/distribution's reference grammar, without tag or digest.
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)"
-_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
-IMAGE_REPOSITORY = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 
 
 class Trigger(StrEnum):
@@ -539,6 +537,10 @@ class ConfigError(Exception):
 
 def load_config(text: str) -> RepoConfig:
     """Parse and validate the text of `k8s-ee.yaml`."""
+    # Imported here: the web process checks inline configs (config_from_mapping) and never
+    # parses YAML, so it does not carry the parser.
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -61,6 +61,14 @@ class Desired(BaseModel):
     # Deployment was asked for explicitly (the generic trigger, later `/deploy-preview`):
     # what an on-demand repository waits for.
     requested: bool = False
+    # A fork's change deploys only the commit someone with write access approved
+    # (`/deploy-preview`, or an explicit deploy naming it); a later push needs a new approval.
+    approved_sha: str | None = None
+    approved_by: str | None = None
+    # Preserved (`/preserve`) until then: the namespace carries `preserve=true` and
+    # `k8s-ee/preserve-until`, and a close leaves it standing. None, or a time past, is not
+    # preserved. handlers.preserve keeps the index the per-repository limit is counted in.
+    preserved_until: datetime | None = None
     # The change was closed (not only destroyed on request): only a reopen brings it back.
     closed: bool = False
     closed_at: datetime | None = None
@@ -73,6 +81,9 @@ class Desired(BaseModel):
     @property
     def key(self) -> EnvKey:
         return EnvKey(provider=self.provider, repository=self.repository, number=self.number)
+
+    def preserved(self, now: datetime) -> bool:
+        return self.preserved_until is not None and self.preserved_until > now
 
 
 # Compare-and-set of the record and its generation; the generation is a key of

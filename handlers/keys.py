@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from providers.events import Provider
+from providers.text import ascii_lower
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ class Keys:
         return self._key("deliveries", "provider", provider)
 
     def deliveries_by_repository(self, repository: str) -> str:
-        return self._key("deliveries", "repository", repository.lower())
+        # ASCII-only, as deliver.lua's string.lower, so both build the same key.
+        return self._key("deliveries", "repository", ascii_lower(repository))
 
     def seen(self, ident: str) -> str:
         """Set when a delivery id was first accepted: the dedup key."""
@@ -83,6 +85,10 @@ class Keys:
         """Bumped by every write of the desired state; the reconcile's finish check reads it."""
         return self._key("gen", env)
 
+    def generation_stem(self) -> str:
+        """What the admission script appends an environment to for `generation`."""
+        return self.generation("")
+
     def lock(self, env: str) -> str:
         """Held by the one reconcile of the environment that runs."""
         return self._key("lock", env)
@@ -110,6 +116,57 @@ class Keys:
     def applied(self, provider: Provider, delivery_id: str) -> str:
         """Where an accepted delivery ended up: the reconcile that applied it, or why none did."""
         return self._key("applied", provider.value, delivery_id)
+
+    # -- chat commands: written by the worker (handlers.chat, handlers.permissions) --
+
+    def permission(self, provider: Provider, repository: str, user: str) -> str:
+        """What the host last said `user` may do in the repository (cached briefly)."""
+        return self._key("permission", provider.value, repository.lower(), user.lower())
+
+    def answered(self, provider: Provider, repository: str, comment_id: str) -> str:
+        """Set once a comment's commands were answered: a retried job does not answer twice."""
+        return self._key("answered", provider.value, repository.lower(), comment_id)
+
+    # -- preserved environments (handlers.preserve): environment -> preserved-until, epoch s --
+
+    def preserved(self) -> str:
+        """Every preserved environment, by when its preservation ends."""
+        return self._key("preserved")
+
+    def preserved_in(self, provider: Provider, repository: str) -> str:
+        """The preserved environments of one repository (its limit is counted here)."""
+        return self._key("preserved", provider.value, repository)
+
+    # -- admission (handlers.admission): which environments are awake, which wait --
+
+    def awake(self) -> str:
+        """Environments holding a slot, by when they got it."""
+        return self._key("admission", "awake")
+
+    def awake_in(self, provider: Provider, repository: str) -> str:
+        """The environments of one repository that hold a slot."""
+        return self._key("admission", "awake", provider.value, repository)
+
+    def awake_stem(self) -> str:
+        """What the admission script appends `{provider}:{repository}` to for `awake_in`."""
+        return self._key("admission", "awake", "")
+
+    def admission_queue(self) -> str:
+        """Environments waiting for a slot, first come first served (score: arrival number)."""
+        return self._key("admission", "queue")
+
+    def admission_arrivals(self) -> str:
+        """Counter numbering the arrivals in the admission queue."""
+        return self._key("admission", "arrivals")
+
+    def admission_promoted(self) -> str:
+        """Environments given a slot whose reconcile may not be queued yet (score: when)."""
+        return self._key("admission", "promoted")
+
+    def worker_heartbeat(self) -> str:
+        """When a worker last said it was alive (epoch ms): written by every worker
+        (handlers/heartbeat.py), read by the gateway's /readyz and /metrics."""
+        return self._key("worker-heartbeat")
 
     # -- reporting back --
 

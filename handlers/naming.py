@@ -36,6 +36,8 @@ ANNOTATION_CREATED_AT = "k8s-ee/created-at"
 ANNOTATION_LAST_UPDATED = "k8s-ee/last-updated"
 ANNOTATION_REPOSITORY = "k8s-ee/repository"
 ANNOTATION_CREATED_BY = "k8s-ee/created-by"
+# When the gateway's preservation of the namespace ends (with `preserve=true`; handlers.preserve).
+ANNOTATION_PRESERVE_UNTIL = "k8s-ee/preserve-until"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -136,6 +138,18 @@ def namespace_labels(
         LABEL_COMMIT_SHA: commit_sha[:LABEL_VALUE_MAX],
         LABEL_PROVIDER: provider.value,
     }
+
+
+def preserve_metadata(until: datetime | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The label and annotation of a namespace the gateway preserves, or none."""
+    if until is None:
+        return {}, {}
+    return {LABEL_PRESERVE: "true"}, {ANNOTATION_PRESERVE_UNTIL: timestamp(until)}
+
+
+def preserved_by_gateway(labels: dict[str, str], annotations: dict[str, str]) -> bool:
+    """`preserve=true` that the gateway set (it came with its preserve-until); one set by hand has none."""
+    return labels.get(LABEL_PRESERVE) == "true" and ANNOTATION_PRESERVE_UNTIL in annotations
 
 
 def namespace_annotations(*, repository: str, created_at: datetime, now: datetime) -> dict[str, str]:

@@ -2,17 +2,18 @@
 
 The gateway hands each accepted delivery to the worker as an arq job, written by its
 delivery script in the same round trip that stores the delivery (gateway/deliver.lua).
-What it writes is decided here: the job's name, its id, its key, and its bytes,
-encoded with arq's own `serialize_job`, so arq's worker reads the job as one it had
-queued itself. The worker registers its functions under these same names.
+What it writes is decided here: the job's name, its id, its key, and its bytes, in
+arq's own format (the dict `arq.jobs.serialize_job` pickles, under arq's `arq:job:`
+prefix), so arq's worker reads the job as one it had queued itself; a test reads them
+back with arq's own code. Written out rather than imported: importing arq would load
+its whole worker into the web process. The worker registers its functions under these
+same names.
 """
 
 from __future__ import annotations
 
+import pickle
 from typing import Final
-
-from arq.constants import job_key_prefix
-from arq.jobs import serialize_job
 
 from providers.events import LifecycleEvent
 
@@ -32,11 +33,13 @@ class Job:
 
 # arq drops a job not started within this long; a day is arq's own default.
 JOB_EXPIRES_MS: Final = 86_400_000
+# arq.constants.job_key_prefix
+JOB_KEY_PREFIX: Final = "arq:job:"
 
 
 def job_key(job_id: str) -> str:
     """Where arq keeps a queued job (`arq:job:<id>`); its id goes into the queue's sorted set."""
-    return job_key_prefix + job_id
+    return JOB_KEY_PREFIX + job_id
 
 
 def event_job_id(event: LifecycleEvent) -> str:
@@ -50,5 +53,12 @@ def replay_job_id(event: LifecycleEvent, replay: str) -> str:
 
 
 def encode_event_job(event_json: bytes, enqueued_at_ms: int) -> bytes:
-    """The `process_event` job of an event, as arq's worker reads it."""
-    return serialize_job(Job.PROCESS_EVENT, (event_json.decode(),), {}, None, enqueued_at_ms)
+    """The `process_event` job of an event, as arq's worker reads it (arq.jobs.serialize_job)."""
+    job: dict[str, object] = {
+        "t": None,
+        "f": Job.PROCESS_EVENT,
+        "a": (event_json.decode(),),
+        "k": {},
+        "et": enqueued_at_ms,
+    }
+    return pickle.dumps(job)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from handlers import naming
+from handlers.admission import Admission
 from handlers.cluster import (
     Cluster,
     OwnershipError,
@@ -24,7 +25,10 @@ from handlers.cluster import (
 )
 from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
 from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.forks import without_secrets
 from handlers.hibernate import hibernate
+from handlers.policy import deploy_commit, fork_note, gate
+from handlers.preserve import PreserveIndex
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -60,6 +64,10 @@ class Reconciler:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Told of every state change (report back, status webhooks).
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
+    # How many environments may be awake at once; None: no limit, nothing counted.
+    admission: Admission | None = None
+    # The preserved environments' index; a destroyed environment leaves it.
+    preserved: PreserveIndex | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
         token = uuid.uuid4().hex
@@ -138,6 +146,8 @@ class Reconciler:
                 update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
             )
             await self._put(status)
+            if not status.namespace:
+                await self.release_slot(want.key)
         await self.statuses.link(
             want.provider,
             want.deliveries,
@@ -170,12 +180,15 @@ class Reconciler:
         update: dict[str, object] = {
             "head_sha": truth.head_sha,
             "head_ref": truth.head_ref,
+            "base_ref": truth.base_ref or want.base_ref,
             "draft": truth.draft,
+            "fork": truth.fork,
         }
         if want.action == "destroy" and want.closed:
             # A close we saw is not what the host says now (reopened since): the host wins.
             update |= {"action": "deploy", "closed": False}
-        return want.model_copy(update=update)
+        # The host may say for the first time that the change comes from a fork.
+        return gate(want.model_copy(update=update))
 
     async def _read_config(self, want: Desired) -> RepoConfig:
         if want.config is not None:
@@ -183,14 +196,19 @@ class Reconciler:
         host = self.hosts.get(want.provider)
         if host is not None:
             assert want.head_sha is not None
+            # A fork's own k8s-ee.yaml is never read: its base branch's is (SPEC 3, issue 12).
+            if want.fork and not want.base_ref:
+                raise config_problem(f"cannot read {FILE_NAME} for a fork: its base branch is not known")
+            ref = want.base_ref if want.fork and want.base_ref else want.head_sha
+            where = f"branch {ref}" if want.fork else f"commit {want.head_sha[:12]}"
             try:
-                text = await asyncio.to_thread(host.read_file, want.repository, FILE_NAME, want.head_sha)
+                text = await asyncio.to_thread(host.read_file, want.repository, FILE_NAME, ref)
             except HostUnavailable as exc:
                 raise RetryLater(f"could not read {FILE_NAME}: {exc}") from exc
             except HostError as exc:
-                raise config_problem(f"could not read {FILE_NAME} at {want.head_sha[:12]}: {exc}") from exc
+                raise config_problem(f"could not read {FILE_NAME} at {where}: {exc}") from exc
             if text is None:
-                raise config_problem(f"{FILE_NAME} not found at commit {want.head_sha[:12]}")
+                raise config_problem(f"{FILE_NAME} not found at {where}")
             return load_config(text)
         if self.default_config is not None:
             return load_config(self.default_config.read_text())
@@ -200,28 +218,42 @@ class Reconciler:
         )
 
     async def _deploy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
-        assert want.head_sha is not None
+        sha = deploy_commit(want)
+        assert sha is not None
         now = self.clock()
-        status = status.model_copy(
-            update={
-                "state": "deploying",
-                "head_sha": want.head_sha,
-                "head_ref": want.head_ref,
-                "updated_at": now,
-            }
-        )
-        await self._put(status)
         try:
             config = await self._read_config(want)
         except ConfigError as exc:
-            return await self._failed(status, str(exc))
+            failed = status.model_copy(update={"head_sha": sha, "head_ref": want.head_ref})
+            return await self._failed(failed, str(exc))
+        if want.fork:
+            # A fork's code never gets the repository's secrets.
+            config = without_secrets(config)
         if config.trigger == "on-demand" and not want.requested:
-            return await self._settle(
+            skipped = await self._settle(
                 status,
                 "skipped",
                 note="trigger is on-demand: comment /deploy-preview to deploy",
                 namespace=None,
             )
+            if not status.namespace:
+                await self.release_slot(want.key)
+            return skipped
+        ticket = await self._admit(want, status)
+        if ticket is not None:
+            return ticket
+        status = status.model_copy(
+            update={
+                "state": "deploying",
+                "head_sha": sha,
+                "head_ref": want.head_ref,
+                "approved_sha": want.approved_sha if want.fork else None,
+                "preserved_until": want.preserved_until if want.preserved(now) else None,
+                "note": fork_note(want),
+                "updated_at": now,
+            }
+        )
+        await self._put(status)
         namespace = naming.namespace_name(config.project_id, want.number)
         if status.namespace and status.namespace != namespace:
             # projectId changed: the old namespace goes, the new one comes.
@@ -234,12 +266,16 @@ class Reconciler:
             provider=want.provider,
             repository=want.repository,
             number=want.number,
-            head_sha=want.head_sha,
+            head_sha=sha,
             head_ref=want.head_ref or "unknown",
             image=want.image,
             created_at=status.created_at or now,
             now=now,
-            app_version=want.built_sha[:12] if want.built_sha else None,
+            # A fork's build of a commit not approved is not what runs.
+            app_version=want.built_sha[:12]
+            if want.built_sha and (not want.fork or want.built_sha == sha)
+            else None,
+            preserved_until=status.preserved_until,
         )
         try:
             passwords = await self.cluster.read_credentials(namespace)
@@ -251,7 +287,7 @@ class Reconciler:
             await self.cluster.apply(namespace, want.repository, manifests)
         except (PermanentClusterError, OwnershipError, ValueError) as exc:
             return await self._failed(status, str(exc))
-        return await self._settle(
+        settled = await self._settle(
             status,
             "hibernated" if want.hibernated else "deployed",
             namespace=namespace,
@@ -259,25 +295,74 @@ class Reconciler:
             databases=[db.name for db in config.enabled_databases()],
             created_at=status.created_at or now,
             deployed_at=now,
+            note=status.note,
         )
+        if want.hibernated and not (self.admission and self.admission.counts_hibernated):
+            await self.release_slot(want.key)
+        return settled
+
+    async def _admit(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus | None:
+        """Take a slot for the environment, or settle it queued (or refused): None when admitted."""
+        if self.admission is None or (want.hibernated and not self.admission.counts_hibernated):
+            return None
+        running = bool(status.namespace) and status.state in ("deployed", "deploying", "failed", "preserved")
+        if status.state == "hibernated" and self.admission.counts_hibernated:
+            running = True
+        ticket = await self.admission.admit(want.key, running=running)
+        if ticket.state == "admitted":
+            return None
+        state: State = "queued" if ticket.state == "queued" else "skipped"
+        return await self._settle(status, state, note=ticket.note(), head_sha=deploy_commit(want))
+
+    async def release_slot(self, key: EnvKey) -> None:
+        """The environment holds no slot: whoever fits is promoted (their reconciles are queued),
+        and the comments of those still waiting show their new places.
+
+        The one promotion entry point. A destroy, a hibernation or a TTL expiry that goes through
+        the desired state and a reconcile calls it by itself; anything that frees a slot another
+        way (a sweep that deletes a namespace directly, say) calls it too."""
+        if self.admission is None:
+            return
+        await self.admission.release(key)
+        for waiting, ticket in await self.admission.tickets():
+            status = await self.statuses.get(str(waiting))
+            if status is None or status.state != "queued" or status.note == ticket.note():
+                continue
+            moved = status.model_copy(update={"note": ticket.note(), "updated_at": self.clock()})
+            if (
+                await self.statuses.update_waiting(moved, self.admission.keys.admission_queue())
+                and self.on_change
+            ):
+                await self.on_change(moved, "queued")
 
     async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
         namespace = status.namespace
         if not namespace:
             settled = await self._settle(status, "destroyed", namespace=None)
             await self.desired.retire(want.key, RETIRED_TTL_S)
+            await self.release_slot(want.key)
             return settled
-        status = status.model_copy(update={"updated_at": self.clock()})
+        now = self.clock()
+        status = status.model_copy(update={"updated_at": now})
+        preserved = want.preserved(now)
         try:
-            result = await self.cluster.destroy(namespace, want.repository)
+            # Once the gateway's own preservation is over, its label protects the namespace no more.
+            result = await self.cluster.destroy(namespace, want.repository, release_preserve=not preserved)
         except (PermanentClusterError, OwnershipError) as exc:
             return await self._failed(status, str(exc))
         if result.preserved:
             return await self._settle(
-                status, "preserved", namespace=status.namespace, note="preserved: not deleted"
+                status,
+                "preserved",
+                namespace=status.namespace,
+                preserved_until=want.preserved_until if preserved else None,
+                note="preserved: not deleted",
             )
         settled = await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
         await self.desired.retire(want.key, RETIRED_TTL_S)
+        if self.preserved is not None:
+            await self.preserved.release(want.key)
+        await self.release_slot(want.key)
         return settled
 
     async def _settle(self, status: EnvironmentStatus, state: State, **fields: object) -> EnvironmentStatus:

@@ -1,4 +1,5 @@
-"""The worker's configuration: the connection, worker and render sections, from `K8S_EE_*` variables.
+"""The worker's configuration: the connection, worker, render, command and admission sections, from
+`K8S_EE_*` variables.
 
 The connection section is shared with the gateway (both use one Redis, one key prefix, one
 queue). The worker never reads the web section, so it never holds the webhook secrets or
@@ -12,51 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, field_validator, model_validator
 
+from handlers.connection import ConnectionSettings
 from handlers.keys import Keys
 from handlers.render.models import RenderSettings
 from handlers.status_webhooks.config import Subscribers
-from providers.settings import SECTION_CONFIG, load_sections
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+from providers.settings import Section, load_sections
 
 
-class ConnectionSettings(BaseSettings):
-    """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
-
-    model_config = SECTION_CONFIG
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
-    redis_timeout: float = Field(2.0, gt=0, le=9)
-    key_prefix: str = Field("k8s-ee:", min_length=1)
-    queue_name: str = Field("k8s-ee:queue", min_length=1)
-    log_level: LogLevel = "INFO"
-    # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
-    delivery_retention_hours: float = Field(72.0, gt=0)
-
-    @field_validator("redis_url")
-    @classmethod
-    def redis_url_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-
-    @property
-    def retention_ms(self) -> int:
-        return int(self.delivery_retention_hours * 3_600_000)
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.key_prefix)
-
-
-class WorkerSettings(BaseSettings):
+class WorkerSettings(Section):
     """How the worker runs: where environments go, what it deploys, its limits and its subscribers."""
-
-    model_config = SECTION_CONFIG
 
     # `kubernetes` or `directory`; unset: kubernetes when in a cluster or a kubeconfig exists.
     cluster: Literal["kubernetes", "directory"] | None = None
@@ -65,8 +32,8 @@ class WorkerSettings(BaseSettings):
     # A k8s-ee.yaml for repositories whose host cannot be read (no credentials).
     default_config: Path | None = None
 
+    # Forks are never deployed without an approval (`/deploy-preview` from someone with write access).
     deploy_drafts: bool = False
-    deploy_forks: bool = False
     # A reconcile that runs longer is abandoned by arq and retried (also after a worker dies).
     reconcile_timeout: int = Field(300, ge=5, le=3600)
     reconcile_max_tries: int = Field(8, ge=1, le=100)
@@ -91,11 +58,46 @@ class WorkerSettings(BaseSettings):
         return value
 
 
+class CommandSettings(Section):
+    """Chat commands in pull request comments (handlers.chat) and what they may ask for."""
+
+    # How long a host's answer about a user's permission is trusted before it is asked again.
+    permission_cache_seconds: int = Field(60, ge=0, le=3600)
+    # `/preserve` without hours, and the most hours `/preserve <hours>` may ask for.
+    preserve_hours: int = Field(48, ge=1, le=8760)
+    preserve_max_hours: int = Field(168, ge=1, le=8760)
+    # Environments of one repository preserved at once.
+    max_preserved_per_repository: int = Field(3, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> CommandSettings:
+        if self.preserve_hours > self.preserve_max_hours:
+            raise ValueError("K8S_EE_PRESERVE_HOURS must not exceed K8S_EE_PRESERVE_MAX_HOURS")
+        return self
+
+
+class AdmissionSettings(Section):
+    """How many environments may be awake at once (handlers.admission); 0 is no limit."""
+
+    max_environments: int = Field(0, ge=0, le=100_000)
+    max_environments_per_repository: int = Field(0, ge=0, le=100_000)
+    # Hibernated environments hold no slot unless this is set.
+    admission_count_hibernated: bool = False
+    # Environments that may wait for a slot; past it a deploy is refused (and says why).
+    admission_queue_size: int = Field(100, ge=1, le=100_000)
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.max_environments or self.max_environments_per_repository)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     connection: ConnectionSettings
     worker: WorkerSettings
     render: RenderSettings
+    commands: CommandSettings
+    admission: AdmissionSettings
 
     @property
     def keys(self) -> Keys:
@@ -105,6 +107,13 @@ class WorkerConfig:
 def load_worker_config(**overrides: object) -> WorkerConfig:
     """Read every section; `SettingsError` names each bad variable, never its value."""
     sections = load_sections(
-        {"connection": ConnectionSettings, "worker": WorkerSettings, "render": RenderSettings}, overrides
+        {
+            "connection": ConnectionSettings,
+            "worker": WorkerSettings,
+            "render": RenderSettings,
+            "commands": CommandSettings,
+            "admission": AdmissionSettings,
+        },
+        overrides,
     )
     return WorkerConfig(**sections)  # type: ignore[arg-type]

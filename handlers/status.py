@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from handlers.keys import Keys
 from providers.events import Provider
@@ -32,8 +33,13 @@ class EnvironmentStatus(BaseModel):
     databases: list[str] = []
     # What went wrong last (a config error with its field path, an API error's message).
     last_error: str | None = None
-    # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand).
+    # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand, the queue),
+    # or what to know about what is (a fork's approved commit).
     note: str | None = None
+    # A fork's change: the commit that was approved (and is the one deployed).
+    approved_sha: str | None = None
+    # Preserved until then (handlers.preserve).
+    preserved_until: datetime | None = None
     generation: int = 0
     reconciles: int = 0
     last_reconcile: str | None = None
@@ -106,6 +112,28 @@ class StatusStore:
         if not await self.redis.set(self._status_key(status.key), status.model_dump_json(), nx=True):
             return False
         await self.redis.zadd(self.keys.statuses(), {status.key: stamp})
+        return True
+
+    async def update_waiting(self, status: EnvironmentStatus, queue: str) -> bool:
+        """Write a queued environment's record (its new place in the queue) only while it is
+        still queued and still in `queue`: never over what its own reconcile wrote meanwhile."""
+        key = self._status_key(status.key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key, queue)
+                raw = await pipe.get(key)
+                current = EnvironmentStatus.model_validate_json(raw) if raw else None
+                if (
+                    current is None
+                    or current.state != "queued"
+                    or await pipe.zscore(queue, status.key) is None
+                ):
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, status.model_dump_json())
+                await pipe.execute()
+            except WatchError:
+                return False
         return True
 
     async def by_namespace(self, namespace: str) -> EnvironmentStatus | None:

@@ -9,9 +9,12 @@ duplicates, reordering and bursts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +23,14 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
+from handlers.admission import Admission
+from handlers.chat import Chat, Guard
 from handlers.cluster import Cluster, TransientClusterError, detect_cluster
 from handlers.desired import Desired, DesiredStore, EnvKey
-from handlers.policy import Rules, decide, same_commit
+from handlers.heartbeat import keep_beating
+from handlers.permissions import PermissionCache
+from handlers.policy import Decision, Rules, decide, same_commit
+from handlers.preserve import PreserveIndex
 from handlers.queue import Job
 from handlers.reconcile import Reconciler, RetryLater
 from handlers.report import ReportBusy, Reporter
@@ -30,7 +38,7 @@ from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
 from providers.events import EventType, LifecycleEvent, Provider
-from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.logs import delivery_id_var
@@ -41,6 +49,8 @@ logger = logging.getLogger("k8s_ee.worker")
 MAX_CAS_ATTEMPTS = 50
 # Reports retry with backoff up to ten minutes apart: about a day in all.
 REPORT_MAX_TRIES = 150
+# A comment's answer is tried this often (its job's tries) before it is given up.
+COMMAND_MAX_TRIES = 5
 
 
 @dataclass
@@ -51,6 +61,8 @@ class Deps:
     reconciler: Reconciler
     reporter: Reporter
     rules: Rules
+    chat: Chat
+    admission: Admission
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
@@ -67,6 +79,10 @@ async def process_event(ctx: dict[str, Any], event_json: str) -> str:
     event = LifecycleEvent.model_validate_json(event_json)
     token = delivery_id_var.set(event.delivery_id)
     try:
+        if event.type == EventType.COMMENT_CREATED:
+            handled = await _commands(ctx, deps, event)
+            if handled is not None:
+                return handled
         if event.number is not None:
             numbers = [event.number]
         else:
@@ -79,18 +95,68 @@ async def process_event(ctx: dict[str, Any], event_json: str) -> str:
         delivery_id_var.reset(token)
 
 
+async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str | None:
+    """A comment's commands (handlers.chat); None when it holds none."""
+    try:
+        handled = await deps.chat.handle(event)
+    except HostUnavailable as exc:
+        # The answer could not be written: run the comment again (its commands are idempotent,
+        # and an answer that got through is not written twice).
+        tries = int(ctx.get("job_try", 1))
+        if tries >= COMMAND_MAX_TRIES:
+            logger.warning("giving up answering the commands of %s: %s", event.key, exc)
+            return f"commands not answered: {exc}"
+        delay = max(exc.retry_after or 0.0, random.uniform(0.5, 2.0**tries))
+        raise Retry(defer=min(delay, 60.0)) from exc
+    except HostError as exc:
+        logger.warning("could not answer the commands of %s: %s", event.key, exc)
+        return f"commands not answered: {exc}"
+    if handled is not None:
+        await deps.statuses.link(
+            event.provider, [event.delivery_id], AppliedBy(note=handled[:1000], at=event.received_at)
+        )
+        logger.info("comment %s: %s", event.key, handled, extra={"repository": event.repository})
+    return handled
+
+
 async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
     key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+
+    def decide_next(current: Desired | None) -> Decision | None:
+        if event.number is None and not _concerns(current, event):
+            return None
+        return decide(current, event, deps.rules)
+
+    decision = await apply_decision(ctx, key, event, decide_next)
+    return f"{key}: {decision.reason if decision else 'not concerned'}"
+
+
+async def apply_decision(
+    ctx: dict[str, Any],
+    key: EnvKey,
+    event: LifecycleEvent,
+    decide_next: Callable[[Desired | None], Decision | None],
+    guard: Guard | None = None,
+) -> Decision | None:
+    """Save what `decide_next` makes of the environment's current desired state (compare-and-set,
+    decided again on a race) and queue its reconcile; answers the decision that was applied (its
+    `desired` None when nothing changed), or None when `decide_next` said the event does not
+    concern the environment. `guard` may refuse a decision before it is saved."""
+    deps: Deps = ctx["deps"]
     for _ in range(MAX_CAS_ATTEMPTS):
         generation, current = await deps.desired.load(key)
-        if event.number is None and not _concerns(current, event):
-            return f"{key}: not concerned"
-        decision = decide(current, event, deps.rules)
+        decision = decide_next(current)
+        if decision is None:
+            return None
+        if decision.desired is not None and guard is not None:
+            refusal = await guard(decision.desired)
+            if refusal is not None:
+                decision = Decision(None, False, refusal)
         if decision.desired is None:
             await deps.statuses.link(
                 event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
-            return f"{key}: {decision.reason}"
+            return decision
         new_generation = await deps.desired.save(decision.desired, generation)
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
@@ -106,14 +172,16 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
             )
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
-            await ctx["redis"].enqueue_job(
-                Job.RECONCILE,
-                str(key),
-                _job_id=f"reconcile:{key}:{new_generation}",
-                _queue_name=deps.settings.connection.queue_name,
-            )
-        return f"{key}: {decision.reason}"
+            await enqueue_reconcile(ctx, key, f"reconcile:{key}:{new_generation}")
+        return decision
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
+
+
+async def enqueue_reconcile(ctx: dict[str, Any], key: EnvKey, job_id: str) -> None:
+    deps: Deps = ctx["deps"]
+    await ctx["redis"].enqueue_job(
+        Job.RECONCILE, str(key), _job_id=job_id, _queue_name=deps.settings.connection.queue_name
+    )
 
 
 async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
@@ -184,6 +252,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
 
+    async def promoted(key: EnvKey, job_id: str) -> None:
+        await enqueue_reconcile(ctx, key, job_id)
+
+    rules = Rules(deploy_drafts=worker.deploy_drafts, preserve_hours=settings.commands.preserve_hours)
+    admission = Admission(redis, settings.keys, settings.admission, promoted)
+    preserved = PreserveIndex(redis, settings.keys, settings.commands.max_preserved_per_repository)
     ctx["deps"] = Deps(
         settings=settings,
         desired=desired,
@@ -198,13 +272,41 @@ async def startup(ctx: dict[str, Any]) -> None:
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
+            admission=admission,
+            preserved=preserved,
         ),
-        rules=Rules(deploy_drafts=worker.deploy_drafts, deploy_forks=worker.deploy_forks),
+        rules=rules,
+        chat=Chat(
+            redis=redis,
+            keys=settings.keys,
+            hosts=hosts,
+            settings=settings.commands,
+            rules=rules,
+            permissions=PermissionCache(redis, settings.keys, settings.commands.permission_cache_seconds),
+            preserved=preserved,
+            apply=functools.partial(apply_decision, ctx),
+        ),
+        admission=admission,
+    )
+    # A worker that stopped between promoting an environment and queuing its reconcile left it in
+    # the outbox; limits may have been raised since the last worker ran.
+    await admission.recover(older_than=0)
+    await admission.promote()
+    connection = settings.connection
+    # The gateway's /readyz says "not ready" when no worker has been seen for the timeout.
+    ctx["heartbeat"] = asyncio.create_task(
+        keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
+        name="k8s-ee-heartbeat",
     )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Release the connections this worker opened (tests pass their own cluster and hosts, and keep them)."""
+    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     deps: Deps | None = ctx.get("deps")
     if deps is None:
         return
@@ -261,5 +363,13 @@ def worker_settings(
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
-    Worker(**worker_settings(settings, host_settings=host_settings)).run()
+    """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
+    reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
+    worker = settings.worker
+    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    logger.info(explanation)
+    try:
+        Worker(**worker_settings(settings, cluster=cluster, host_settings=host_settings)).run()
+    finally:
+        cluster.close()
     return 0

@@ -26,7 +26,7 @@ from providers.bitbucket import (
 )
 from providers.bitbucket import verify as verify
 from providers.events import Comment, EventType, LifecycleEvent, Provider
-from providers.payload import branch_from_ref, field, load_json_object, optional, require_json
+from providers.payload import adapter, branch_from_ref, field, load_json_object, optional, require_json
 from providers.verdicts import Accepted, Ignored, Outcome, Pong, bad_request
 
 PROVIDER = Provider.BITBUCKET_SERVER
@@ -64,6 +64,7 @@ class _Delivery:
 Handler = Callable[[_Delivery], Outcome]
 
 
+@adapter
 def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at: datetime) -> Outcome:
     key = event_key(headers)
     require_json(headers)

@@ -7,10 +7,21 @@ downstream looks at a provider's raw payload again.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from providers.fields import (
+    BranchName,
+    ChangeNumber,
+    CommitSha,
+    DeliveryId,
+    EventTime,
+    ImageReference,
+    Repository,
+)
 
 
 class Provider(StrEnum):
@@ -46,45 +57,95 @@ class BuildStatus(StrEnum):
 
 
 class Comment(BaseModel):
+    """A new comment on a change: where chat commands come from."""
+
     model_config = ConfigDict(frozen=True)
 
     id: str
     body: str
+    # Who wrote it, as the host is asked about permissions: GitHub's login, GitLab's username,
+    # Bitbucket Cloud's account id, Data Center's user name.
     author: str
+    # The host's own id of the author where it asks by id (GitLab's user id, Bitbucket Cloud's uuid).
+    author_id: str | None = None
+    # What people see (Cloud's nickname), for answers that name the author; `author` when None.
+    author_name: str | None = None
+    # The thread to reply in (GitLab's discussion id).
+    thread_id: str | None = None
+
+
+# Events about one change: they must say which.
+NUMBERED = frozenset(
+    {
+        EventType.CHANGE_OPENED,
+        EventType.CHANGE_REOPENED,
+        EventType.CHANGE_UPDATED,
+        EventType.CHANGE_READY,
+        EventType.CHANGE_CLOSED,
+        EventType.COMMENT_CREATED,
+        EventType.ENV_DEPLOY,
+        EventType.ENV_DESTROY,
+        EventType.ENV_HIBERNATE,
+        EventType.ENV_WAKE,
+    }
+)
 
 
 class LifecycleEvent(BaseModel):
-    """A verified, normalised delivery: what happened to which change, and when."""
+    """A verified, normalised delivery: what happened to which change, and when.
+
+    Every field is checked here, once, by its shape in providers/fields.py: the gateway
+    builds this model before it accepts a delivery, so nothing reaches the worker that
+    the worker could not use.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     provider: Provider
-    delivery_id: str
+    delivery_id: DeliveryId
     type: EventType
     # GitHub `owner/repo`; GitLab the full path with subgroups; Bitbucket Cloud
     # `workspace/repo_slug`; Bitbucket Data Center `PROJECTKEY/repo-slug`.
-    repository: str
+    repository: Repository
     # Pull request / merge request number; None for pushes and builds that the
     # sender did not tie to a change.
-    number: int | None = None
-    head_sha: str | None = None
-    head_ref: str | None = None
-    base_ref: str | None = None
+    number: ChangeNumber | None = None
+    head_sha: CommitSha | None = None
+    head_ref: BranchName | None = None
+    base_ref: BranchName | None = None
     actor: str | None = None
     fork: bool = False
     draft: bool = False
     merged: bool = False
     comment: Comment | None = None
     build_status: BuildStatus | None = None
-    image: str | None = None
+    image: ImageReference | None = None
     # The generic trigger may carry the repository's k8s-ee.yaml inline, as JSON.
     config: dict[str, object] | None = None
     # When the sender says it happened (from the payload), if it says so.
-    occurred_at: datetime | None = None
-    received_at: datetime
+    occurred_at: EventTime | None = None
+    received_at: EventTime
     # The change's title and web page, for reporting back (escaped before use).
     title: str | None = None
     url: str | None = None
+    # Sent by the gateway's operator through the admin API, not by a code host: the chat commands
+    # it carries run without asking the host about their author, as the generic trigger's do.
+    # Left out of the event's JSON when false, so every host's events read as they always have.
+    operator: bool = Field(default=False, exclude_if=lambda value: not value)
+
+    @model_validator(mode="after")
+    def _what_the_type_needs(self) -> Self:
+        if self.type in NUMBERED and self.number is None:
+            raise PydanticCustomError(
+                "number_missing", "number: required for {type} events", {"type": self.type.value}
+            )
+        if self.type in (EventType.PUSH, EventType.ENV_DEPLOY) and (
+            self.head_sha is None or self.head_ref is None
+        ):
+            raise PydanticCustomError(
+                "head_missing", "head_sha and head_ref: required for {type} events", {"type": self.type.value}
+            )
+        return self
 
     @property
     def key(self) -> str:

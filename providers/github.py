@@ -15,7 +15,7 @@ from typing import Any
 
 from providers import payload, signing
 from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
-from providers.payload import NULL_SHA, branch_from_ref, field, optional
+from providers.payload import NULL_SHA, adapter, branch_from_ref, field, optional
 from providers.verdicts import (
     Accepted,
     Ignored,
@@ -74,6 +74,7 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
     return headers.get(DELIVERY_HEADER) or None
 
 
+@adapter
 def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at: datetime) -> Outcome:
     event = headers.get(EVENT_HEADER, "").strip()
     if not event:
@@ -319,7 +320,7 @@ def _push_time(data: dict[str, Any]) -> datetime | None:
     pushed_at = optional(data, "repository.pushed_at", object)
     if isinstance(pushed_at, int) and not isinstance(pushed_at, bool):
         try:
-            return datetime.fromtimestamp(pushed_at, tz=UTC)
+            return payload.within_bounds(datetime.fromtimestamp(pushed_at, tz=UTC), "repository.pushed_at")
         except (OverflowError, OSError, ValueError):
             raise bad_request("field repository.pushed_at is out of range") from None
     if isinstance(pushed_at, str):

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
 from providers.payload import (
     NULL_SHA,
+    adapter,
     branch_from_ref,
     field,
     load_json_object,
@@ -40,6 +41,8 @@ from providers.verdicts import Accepted, Ignored, Outcome, bad_request, unauthor
 EVENT_HEADER = "X-Gitlab-Event"
 TOKEN_HEADER = "X-Gitlab-Token"
 SIGNATURE_HEADER = "webhook-signature"
+# Signed with the body when the hook has a signing token; equal to `Idempotency-Key`.
+WEBHOOK_ID_HEADER = "webhook-id"
 # The same for every retry of one event (GitLab 17.4+), so it is the dedup key.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Older GitLab (16.2+) only: unique per request, so retries are not recognised.
@@ -83,7 +86,12 @@ def _expected_credentials(has_tokens: bool, has_signing_tokens: bool) -> str:
 
 
 def delivery_id(headers: Mapping[str, str]) -> str | None:
-    for name in (IDEMPOTENCY_HEADER, WEBHOOK_UUID_HEADER):
+    """The dedup key. A signed delivery's `webhook-id` is covered by its signature, so a
+    replay cannot pass for a new delivery by changing an unsigned header; otherwise
+    `Idempotency-Key` (kept across GitLab's retries), else the webhook UUID."""
+    signed = (headers.get(SIGNATURE_HEADER) or "").strip()
+    names = (WEBHOOK_ID_HEADER,) if signed else ()
+    for name in (*names, IDEMPOTENCY_HEADER, WEBHOOK_UUID_HEADER):
         value = (headers.get(name) or "").strip()
         if value:
             return value
@@ -99,8 +107,11 @@ class _Delivery(NamedTuple):
 
 
 _Handler = Callable[[dict[str, Any], _Delivery], Outcome]
+# Event names and actions come from the sender; a reason quotes at most this much of them.
+_QUOTE_LIMIT = 64
 
 
+@adapter
 def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at: datetime) -> Outcome:
     require_json(headers)
     event = (headers.get(EVENT_HEADER) or "").strip()
@@ -111,9 +122,9 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
     handler = _HANDLERS.get(event)
     if handler is None:
         return Ignored(
-            reason=f"GitLab event {event!r} does not affect environments",
+            reason=f"GitLab event {event[:_QUOTE_LIMIT]!r} does not affect environments",
             repository=_repository_if_any(data),
-            type=event,
+            type=event[:_QUOTE_LIMIT],
         )
     return handler(data, delivery)
 
@@ -126,9 +137,19 @@ _DRAFT_TITLE = re.compile(r"\s*(\[(draft|wip)\]|\((draft|wip)\)|(draft|wip):)", 
 _BOOKKEEPING_CHANGES = frozenset({"updated_at", "updated_by_id", "last_edited_at", "last_edited_by_id"})
 
 
+# A system hook's merge request event may come without `action`; its state says what to do.
+_STATE_EVENTS = {
+    "opened": (EventType.CHANGE_UPDATED, False),
+    "closed": (EventType.CHANGE_CLOSED, False),
+    "merged": (EventType.CHANGE_CLOSED, True),
+}
+
+
 def _merge_request(data: dict[str, Any], delivery: _Delivery) -> Outcome:
-    action = field(data, "object_attributes.action", str)
     iid = field(data, "object_attributes.iid", int)
+    if delivery.event == "System Hook" and optional(data, "object_attributes.action", str) is None:
+        return _merge_request_state(data, delivery, iid)
+    action = field(data, "object_attributes.action", str)[:_QUOTE_LIMIT]
     kind = f"{delivery.event}/{action}"
     merged = False
     match action:
@@ -170,6 +191,12 @@ def _merge_request(data: dict[str, Any], delivery: _Delivery) -> Outcome:
                 repository=_repository_if_any(data),
                 type=kind,
             )
+    return _merge_request_event(data, delivery, iid, event_type, merged)
+
+
+def _merge_request_event(
+    data: dict[str, Any], delivery: _Delivery, iid: int, event_type: EventType, merged: bool
+) -> Outcome:
     # A closed change needs no head to tear its environment down; everything else does.
     if event_type is EventType.CHANGE_CLOSED:
         head_sha = optional(data, "object_attributes.last_commit.id", str)
@@ -195,6 +222,24 @@ def _merge_request(data: dict[str, Any], delivery: _Delivery) -> Outcome:
             url=optional(data, "object_attributes.url", str),
         )
     )
+
+
+def _merge_request_state(data: dict[str, Any], delivery: _Delivery, iid: int) -> Outcome:
+    """A system hook's merge request without `action`: act on the state it is in.
+
+    The worker is level-triggered, so an open merge request is "deploy its head" (an
+    update), a closed or merged one "tear down", whatever edit caused the hook.
+    """
+    state = field(data, "object_attributes.state", str)[:_QUOTE_LIMIT]
+    found = _STATE_EVENTS.get(state)
+    if found is None:
+        return Ignored(
+            reason=f"merge request !{iid} is {state!r}, which does not affect environments",
+            repository=_repository_if_any(data),
+            type=f"{delivery.event}/{state}",
+        )
+    event_type, merged = found
+    return _merge_request_event(data, delivery, iid, event_type, merged)
 
 
 def _became_ready(data: dict[str, Any]) -> bool:
@@ -275,6 +320,11 @@ def _note(data: dict[str, Any], delivery: _Delivery) -> Outcome:
                 id=str(field(data, "object_attributes.id", int)),
                 body=field(data, "object_attributes.note", str),
                 author=field(data, "user.username", str),
+                # Permissions are asked by user id; `user.id` only exists in newer GitLab.
+                author_id=_text(
+                    optional(data, "object_attributes.author_id", int) or optional(data, "user.id", int)
+                ),
+                thread_id=optional(data, "object_attributes.discussion_id", str),
             ),
             occurred_at=_time(data, "object_attributes.created_at"),
             received_at=delivery.received_at,
@@ -431,6 +481,10 @@ def _repository_if_any(data: dict[str, Any]) -> str | None:
     project = data.get("project")
     path = project.get("path_with_namespace") if isinstance(project, dict) else None
     return path if isinstance(path, str) and path.strip() else None
+
+
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _is_fork(data: dict[str, Any], prefix: str) -> bool:

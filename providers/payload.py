@@ -1,21 +1,29 @@
 """Reading provider payloads: JSON decoding and field access that names what is missing.
 
-Every failure here is a `Refusal(400)` whose reason names the field by its dotted
-path, so that the sender's "recent deliveries" page says what was wrong.
+Every failure here is a 400 whose reason names the field by its dotted path, so that
+the sender's "recent deliveries" page says what was wrong: `unreadable` when the body is
+not JSON (or form) at all, `Unusable` (verdicts.py) when it is but a field is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
-from providers.verdicts import bad_request, unsupported_media_type
+from providers.fields import event_time
+from providers.verdicts import Outcome, Unusable, bad_request, unreadable, unsupported_media_type
 
 T = TypeVar("T")
+
+# A body with many mistakes gets the first few named, not a reason the size of the body.
+_MAX_REPORTED_ERRORS = 5
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -39,7 +47,7 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise unreadable(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(data, dict):
         raise bad_request(f"body must be a JSON object, got {type(data).__name__}")
     return data
@@ -50,7 +58,7 @@ def load_form_payload(body: bytes) -> dict[str, Any]:
     try:
         fields = parse_qs(body.decode("utf-8"), strict_parsing=False, max_num_fields=16)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise bad_request(f"form body could not be decoded: {exc}") from None
+        raise unreadable(f"form body could not be decoded: {exc}") from None
     values = fields.get("payload")
     if not values:
         raise bad_request("form body has no 'payload' field")
@@ -108,7 +116,10 @@ def _json_name(kind: type) -> str:
 
 
 def parse_time(value: object, path: str) -> datetime | None:
-    """ISO-8601 text (with `Z` or an offset) or epoch milliseconds, as UTC; None when absent."""
+    """ISO-8601 text (with `Z` or an offset) or epoch milliseconds, as UTC; None when absent.
+
+    A time outside the event's bounds (providers/fields.py) is refused here, by its payload path.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -116,7 +127,7 @@ def parse_time(value: object, path: str) -> datetime | None:
     if isinstance(value, int | float):
         # Bitbucket Data Center sends epoch milliseconds.
         try:
-            return datetime.fromtimestamp(value / 1000, tz=UTC)
+            return within_bounds(datetime.fromtimestamp(value / 1000, tz=UTC), path)
         except (OverflowError, OSError, ValueError):
             raise bad_request(f"field {path} is not a time in epoch milliseconds") from None
     if not isinstance(value, str):
@@ -129,12 +140,15 @@ def parse_time(value: object, path: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise bad_request(f"field {path} is not an ISO-8601 time: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+    return within_bounds(parsed, path)
+
+
+def within_bounds(moment: datetime, path: str) -> datetime:
+    """`moment` as UTC, or `Unusable` naming `path` when it is outside the event's bounds."""
     try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise bad_request(f"field {path} is out of range: {value[:40]!r}") from None
+        return event_time(moment)
+    except PydanticCustomError as exc:
+        raise bad_request(f"field {path} {exc.message()}") from None
 
 
 def branch_from_ref(ref: str) -> str | None:
@@ -144,3 +158,35 @@ def branch_from_ref(ref: str) -> str | None:
 
 
 NULL_SHA = "0" * 40
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line: `field number: Input should be a valid integer; ...`.
+
+    Input values are left out: the reason is shown and logged, and the body is the sender's.
+    """
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    parts = []
+    for error in errors[:_MAX_REPORTED_ERRORS]:
+        location = ".".join(str(part) for part in error["loc"])
+        parts.append(f"field {location}: {error['msg']}" if location else str(error["msg"]))
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
+    return "; ".join(parts)
+
+
+Parse = Callable[[Mapping[str, str], bytes, str, datetime], Outcome]
+
+
+def adapter(parse: Parse) -> Parse:
+    """Marks an adapter's `parse`: a value the event model refuses (providers/fields.py) makes
+    the delivery `Unusable`, named by the event's field, like any other field in the wrong shape."""
+
+    @functools.wraps(parse)
+    def checked(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at: datetime) -> Outcome:
+        try:
+            return parse(headers, body, delivery_id, received_at)
+        except ValidationError as exc:
+            raise Unusable(describe(exc)) from None
+
+    return checked

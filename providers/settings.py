@@ -8,11 +8,15 @@ start-up with one message naming every bad variable, never its value.
 
 from __future__ import annotations
 
+import enum
+import types
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from providers.text import ascii_lower
 
 ENV_PREFIX = "K8S_EE_"
 
@@ -26,6 +30,42 @@ SecretList = Annotated[list[SecretStr], NoDecode]
 NameList = Annotated[list[str], NoDecode]
 # `a=b,c=d`: labels and annotations in one environment variable.
 KeyValues = Annotated[dict[str, str], NoDecode]
+
+
+def choices(annotation: Any) -> tuple[str, ...]:
+    """The values an enumerated setting may take (a `Literal` of strings or a string enum,
+    optional or not); empty for any other type."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return tuple(arg for arg in get_args(annotation) if isinstance(arg, str))
+    if origin in (Union, types.UnionType):
+        return tuple(value for arg in get_args(annotation) for value in choices(arg))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return tuple(member.value for member in annotation if isinstance(member.value, str))
+    return ()
+
+
+class Section(BaseSettings):
+    """A settings section. Enumerated settings ignore case and surrounding spaces
+    (`K8S_EE_LOG_LEVEL=debug`, `K8S_EE_CLUSTER=Kubernetes`): the value is what is meant,
+    whatever the shift key did."""
+
+    model_config = SECTION_CONFIG
+
+    @model_validator(mode="before")
+    @classmethod
+    def _enumerations_ignore_case(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, field in cls.model_fields.items():
+            allowed = choices(field.annotation)
+            value = data.get(name)
+            if not allowed or not isinstance(value, str):
+                continue
+            wanted = ascii_lower(value.strip())
+            data[name] = next((choice for choice in allowed if ascii_lower(choice) == wanted), value)
+        return data
 
 
 def env_name(field: str) -> str:

@@ -13,6 +13,21 @@ from providers.verdicts import unauthorized
 # Standard Webhooks (and GitLab's signing token) accept a timestamp this far
 # from our clock, either way; outside it the delivery is refused as a replay.
 TIMESTAMP_TOLERANCE_S = 300
+# Epoch seconds have 10 digits until the year 2286; 12 reach far past any clock.
+MAX_TIMESTAMP_DIGITS = 12
+
+
+def epoch_seconds(text: str, name: str) -> int:
+    """A signed timestamp header: ASCII digits only, of a sane length; anything else is a 401.
+
+    `int()` alone would take a sign, underscores, spaces, other scripts' digits, and
+    hundreds of digits (whose arithmetic then overflows): none of those is a timestamp.
+    """
+    if not (0 < len(text) <= MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()):
+        raise unauthorized(
+            f"{name} must be whole seconds since the epoch (at most {MAX_TIMESTAMP_DIGITS} digits)"
+        )
+    return int(text)
 
 
 def verify_hub_signature(header: str | None, body: bytes, secrets: Iterable[bytes], name: str) -> None:
@@ -81,10 +96,7 @@ def verify_standard_webhook(
         if not value:
             raise unauthorized(f"missing {name} header")
     assert msg_id is not None and timestamp is not None and signature is not None
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise unauthorized("webhook-timestamp must be whole seconds since the epoch") from None
+    sent_at = epoch_seconds(timestamp, "webhook-timestamp")
     if abs(now - sent_at) > TIMESTAMP_TOLERANCE_S:
         raise unauthorized(
             f"webhook-timestamp is more than {TIMESTAMP_TOLERANCE_S} s from the gateway's clock"

@@ -3,6 +3,13 @@
 The sans-I/O adapters in `providers/` return an `Outcome` (or raise `Refusal`);
 the web layer turns it into an HTTP answer, the queue, and a `Verdict` in the
 delivery log. Nothing here does I/O.
+
+A payload of a shape the gateway cannot use (a missing field, a wrong type, a field
+that contradicts the event key, a value the event model refuses) raises `Unusable`.
+How that is answered is the endpoint's choice (gateway/endpoints.py): a code host gets
+200 `unusable`, because a host disables a hook whose deliveries keep failing; the
+generic trigger gets 400, because its caller is a script that should fail loudly.
+A body that is not JSON (or form) at all is a plain 400 everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Literal
 from providers.events import LifecycleEvent
 
 # What the delivery log records of each delivery: what the gateway answered it with.
-Verdict = Literal["accepted", "duplicate", "ignored", "pong", "rejected"]
+Verdict = Literal["accepted", "duplicate", "ignored", "pong", "rejected", "unusable"]
 
 
 class Refusal(Exception):
@@ -28,11 +35,24 @@ class Refusal(Exception):
         self.reason = reason
 
 
+class Unusable(Refusal):
+    """The delivery is of a shape the gateway cannot act on (its reason names the field)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, reason)
+
+
 def unauthorized(reason: str) -> Refusal:
     return Refusal(401, reason)
 
 
 def bad_request(reason: str) -> Refusal:
+    """A payload field is missing, of the wrong type, or contradicts another: `Unusable`."""
+    return Unusable(reason)
+
+
+def unreadable(reason: str) -> Refusal:
+    """The body is not JSON (or form) at all: 400 whoever sent it."""
     return Refusal(400, reason)
 
 

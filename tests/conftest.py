@@ -8,6 +8,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import load_gateway_settings
+from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SECRET_SETTINGS
@@ -23,10 +24,19 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[Any]:
     client = redis_server.client()
-    # This Redis was started by this test session: emptying it between tests is ours to do.
+    # This Redis was started by this test session: emptying it between tests is ours to do,
+    # and its command statistics too, which a test may count (whatever ran before it).
     client.flushall()
+    client.config_resetstat()
     yield client
     client.close()
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPIServer]:
+    """The test Kubernetes API server (tests/fakes/kubeapi), on a free loopback port."""
+    with KubeAPIServer() as server:
+        yield server
 
 
 Gateway = Callable[..., httpx.Client]

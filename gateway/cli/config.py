@@ -143,7 +143,7 @@ def run_render(args: Any) -> int:
             now=now,
         )
     except ValidationError as exc:
-        from providers.generic import describe
+        from providers.payload import describe
 
         raise UsageError(describe(exc)) from None
     passwords = {name: new_password() for name in required_passwords(config)}

@@ -1,4 +1,4 @@
-"""`k8s-ee envs list|show|hibernate|wake|destroy`: environments, through the gateway's admin API.
+"""`k8s-ee envs list|show|hibernate|wake|destroy|preserve|unpreserve`: environments, through the admin API.
 
 An environment is named by its namespace (`web-pr-42`) or by its change, `provider:repository:number`
 (`github:acme/web:42`). Acting on one stores and queues an event, as a webhook would; `--wait`
@@ -22,7 +22,22 @@ from gateway.cli.output import (
     table,
 )
 
-ACTIONS = {"hibernate": "env.hibernate", "wake": "env.wake", "destroy": "env.destroy"}
+ACTIONS = {
+    "hibernate": "env.hibernate",
+    "wake": "env.wake",
+    "destroy": "env.destroy",
+    "preserve": "comment.created",
+    "unpreserve": "comment.created",
+}
+DESCRIPTIONS = {
+    "preserve": "Keep an environment standing, even after its change closes, for --hours (the worker's "
+    "default, 48, when left out; at most K8S_EE_MAX_PRESERVED_PER_REPOSITORY per repository). Sent as the "
+    "operator's /preserve command, stored and queued like any event; the worker's rules decide.",
+    "unpreserve": "Stop preserving an environment (sent as the operator's /unpreserve command): a closed "
+    "change's environment then goes.",
+}
+# The states that mean a preserve or unpreserve went as asked: the environment as its change is.
+STANDING = {"deployed", "hibernated", "preserved", "destroyed"}
 STATES = ("queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped")
 PROVIDERS = ("github", "gitlab", "bitbucket-cloud", "bitbucket-server", "generic")
 
@@ -66,11 +81,18 @@ def register(commands: Command) -> None:
             sub,
             action,
             f"{action} an environment",
-            f"Ask the worker to {action} an environment: the request is stored and queued as an {event} event "
-            "(listed in the delivery log), and the worker's policy decides.",
-            examples(f"k8s-ee envs {action} web-pr-42 --wait"),
+            DESCRIPTIONS.get(
+                action,
+                f"Ask the worker to {action} an environment: the request is stored and queued as an {event} "
+                "event (listed in the delivery log), and the worker's policy decides.",
+            ),
+            examples(
+                f"k8s-ee envs {action} web-pr-42 --wait" + (" --hours 24" if action == "preserve" else "")
+            ),
         )
         parser.add_argument("environment", help="a namespace, or provider:repository:number")
+        if action == "preserve":
+            parser.add_argument("--hours", type=int, help="for how long (default: the worker's, 48)")
         parser.add_argument("--wait", action="store_true", help="follow it until the worker is done")
         parser.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (default 600)")
         _gateway_option(parser)
@@ -131,6 +153,7 @@ def run_show(args: Any) -> int:
             ("head", env.get("head_sha")),
             ("branch", env.get("head_ref")),
             ("databases", env.get("databases")),
+            ("preserved until", env.get("preserved_until")),
             ("note", env.get("note")),
             ("last error", env.get("last_error")),
             ("reconciles", env.get("reconciles")),
@@ -145,13 +168,15 @@ def run_show(args: Any) -> int:
 
 def run_action(args: Any) -> int:
     from gateway.cli.client import environment_path
-    from gateway.cli.follow import follow, show
+    from gateway.cli.follow import Outcome, follow, show
 
     with _gateway(args) as gateway:
         env = gateway.environment(args.environment)
         key = f"{env['provider']}:{env['repository']}:{env['number']}"
         sent_at = datetime.now(UTC)
-        _, answer = gateway.request("POST", f"{environment_path(key)}/{args.action}")
+        hours = getattr(args, "hours", None)
+        body = {"hours": hours} if hours is not None else None
+        _, answer = gateway.request("POST", f"{environment_path(key)}/{args.action}", json=body)
         if not args.wait:
             if args.json:
                 print_json(answer)
@@ -170,5 +195,14 @@ def run_action(args: Any) -> int:
                 sent_at,
                 timeout=args.timeout,
                 progress=progress,
+                goal=STANDING if args.action in DESCRIPTIONS else None,
+            )
+    if outcome.ok and args.action in DESCRIPTIONS:
+        # The command may have been refused (the repository's limit): the environment says.
+        preserved = bool((outcome.environment or {}).get("preserved_until"))
+        if preserved != (args.action == "preserve"):
+            why = (outcome.applied or {}).get("note") or "the worker did not take it"
+            outcome = Outcome(
+                False, outcome.state, f"{key} is not {args.action}d: {why}", outcome.environment
             )
     return show(outcome, answer, args.json)

@@ -32,8 +32,17 @@ POLL_SECONDS = 1.0
 
 
 class Outcome:
-    def __init__(self, ok: bool, state: str | None, message: str, environment: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        ok: bool,
+        state: str | None,
+        message: str,
+        environment: dict[str, Any] | None,
+        applied: dict[str, Any] | None = None,
+    ) -> None:
         self.ok, self.state, self.message, self.environment = ok, state, message, environment
+        # What the delivery log says the worker did with it.
+        self.applied = applied
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "state": self.state, "message": self.message, "environment": self.environment}
@@ -64,9 +73,11 @@ def follow(
     *,
     timeout: float,
     progress: Progress,
+    goal: set[str] | None = None,
 ) -> Outcome:
-    """Wait until the worker is done with the delivery (or `timeout` seconds pass)."""
-    goal = GOALS.get(event_type, {"deployed"})
+    """Wait until the worker is done with the delivery (or `timeout` seconds pass); `goal` the
+    states that mean it went as asked (by default, what the event's type asks for)."""
+    goal = goal or GOALS.get(event_type, {"deployed"})
     path = environment_path(key)
     deadline = time.monotonic() + timeout
     last_state = None
@@ -77,15 +88,15 @@ def follow(
         if applied is not None:
             state = applied.get("state") or state
             if state in goal:
-                return Outcome(True, state, _done(key, state, environment), environment)
+                return Outcome(True, state, _done(key, state, environment), environment, applied)
             why = (
                 applied.get("note")
                 or (environment or {}).get("last_error")
                 or (environment or {}).get("note")
             )
-            return Outcome(
-                False, state, f"{key} is {state or 'unknown'}" + (f": {why}" if why else ""), environment
-            )
+            said = "failed" if state == "failed" else f"is {state or 'unknown'}"
+            message = f"{key} {said}" + (f": {why}" if why else "")
+            return Outcome(False, state, message, environment, applied)
         updated = _time((environment or {}).get("updated_at"))
         if state == "failed" and updated is not None and updated >= accepted_at:
             why = (environment or {}).get("last_error") or "no reason recorded"
@@ -114,4 +125,9 @@ def show(outcome: Outcome, answer: dict[str, Any], as_json: bool) -> int:
 
 def _done(key: str, state: str, environment: dict[str, Any] | None) -> str:
     url = (environment or {}).get("preview_url")
-    return f"{key} is {state}" + (f": {url}" if url and state == "deployed" else "")
+    until = (environment or {}).get("preserved_until")
+    return (
+        f"{key} is {state}"
+        + (f": {url}" if url and state == "deployed" else "")
+        + (f", preserved until {until}" if until else "")
+    )

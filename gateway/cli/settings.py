@@ -11,15 +11,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pydantic import field_validator
-from pydantic_settings import BaseSettings
 
 from gateway.settings import WebBase, WebSettings
-from providers.settings import SECTION_CONFIG, load_sections
+from providers.settings import Section, load_sections
 
 
-class CliSettings(BaseSettings):
-    model_config = SECTION_CONFIG
-
+class CliSettings(Section):
     # The gateway's base URL (`https://gateway.example.com`): its admin API and generic trigger,
     # and the webhook URLs `hooks` registers (`{gateway_url}/webhooks/{provider}`).
     gateway_url: str | None = None

@@ -114,7 +114,13 @@ class Cluster(Protocol):
         """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left."""
         ...
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult: ...
+    async def destroy(
+        self, namespace: str, repository: str, *, release_preserve: bool = False
+    ) -> DestroyResult:
+        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`.
+        `release_preserve`: the gateway's own preservation is over, so a label it set (the one
+        with a `k8s-ee/preserve-until` annotation) no longer protects it; one set by hand does."""
+        ...
 
     def close(self) -> None:
         """Release connections; the cluster is not used afterwards."""

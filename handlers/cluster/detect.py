@@ -3,6 +3,10 @@
 K8S_EE_CLUSTER=kubernetes or directory decides. Unset, a pod (KUBERNETES_SERVICE_HOST) or
 a kubeconfig that exists ($KUBECONFIG, ~/.kube/config, or the one given) means Kubernetes;
 with neither the manifests go to the directory, so the gateway runs anywhere.
+
+A Kubernetes back-end that cannot be set up (no usable kubeconfig, no service account) is
+a `ClusterSetupError`: one line naming the setting that chose it, said before the worker
+starts, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +14,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from handlers.cluster import ClusterChoice
+from handlers.cluster import ClusterChoice, ClusterError
 from handlers.cluster.directory import DirectoryCluster
 from handlers.cluster.kubernetes import KubernetesCluster
+from providers.settings import SettingsError
 
 SETTING = "K8S_EE_CLUSTER"
+KUBECONFIG_SETTING = "K8S_EE_KUBECONFIG"
 CHOICES = ("kubernetes", "directory")
+
+
+class ClusterSetupError(SettingsError):
+    """The chosen back-end cannot be set up; the message names the setting behind the choice."""
+
+
+def _kubernetes(kubeconfig: str | None, why: str) -> KubernetesCluster:
+    try:
+        return KubernetesCluster.from_environment(kubeconfig)
+    except Exception as exc:
+        # The client's loader raises what it meets (its own errors, YAML's, a KeyError for a
+        # missing entry): whatever it is, this configuration cannot be used.
+        reason = exc.message if isinstance(exc, ClusterError) else f"{type(exc).__name__}: {exc}"
+        where = (
+            f"{KUBECONFIG_SETTING}={kubeconfig}"
+            if kubeconfig
+            else "$KUBECONFIG, ~/.kube/config or the pod's service account"
+        )
+        raise ClusterSetupError(
+            f"{why}, but no usable cluster configuration ({where}): {' '.join(reason.split())}; "
+            f"set {KUBECONFIG_SETTING} to a working kubeconfig, or {SETTING}=directory"
+        ) from None
 
 
 def detect_cluster(
@@ -28,16 +56,16 @@ def detect_cluster(
     if choice == "directory":
         return _directory(directory, f"{SETTING}=directory")
     if choice == "kubernetes":
-        cluster = KubernetesCluster.from_environment(kubeconfig)
+        cluster = _kubernetes(kubeconfig, f"{SETTING}=kubernetes")
         return ClusterChoice(
             cluster, f"cluster back-end: kubernetes ({SETTING}=kubernetes), {cluster.source}"
         )
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and kubeconfig is None:
-        cluster = KubernetesCluster.from_environment(None)
+        cluster = _kubernetes(None, f"{SETTING} unset and running in a pod")
         return ClusterChoice(cluster, f"cluster back-end: kubernetes (running in a pod), {cluster.source}")
     if _kubeconfig_exists(kubeconfig):
-        cluster = KubernetesCluster.from_environment(kubeconfig)
+        cluster = _kubernetes(kubeconfig, f"{SETTING} unset and a kubeconfig was found")
         return ClusterChoice(cluster, f"cluster back-end: kubernetes (found a kubeconfig), {cluster.source}")
     return _directory(directory, f"{SETTING} unset, not in a pod and no kubeconfig found")
 

@@ -101,8 +101,10 @@ class DirectoryCluster:
     async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
         return await asyncio.to_thread(self._apply, namespace, repository, manifests)
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult:
-        return await asyncio.to_thread(self._destroy, namespace, repository)
+    async def destroy(
+        self, namespace: str, repository: str, *, release_preserve: bool = False
+    ) -> DestroyResult:
+        return await asyncio.to_thread(self._destroy, namespace, repository, release_preserve)
 
     def close(self) -> None:
         pass  # nothing held open between calls
@@ -151,13 +153,14 @@ class DirectoryCluster:
         return result
 
     @_file_errors
-    def _destroy(self, namespace: str, repository: str) -> DestroyResult:
+    def _destroy(self, namespace: str, repository: str, release_preserve: bool = False) -> DestroyResult:
         folder = self._folder(namespace)
         if not folder.is_dir():
             return DestroyResult(namespace=namespace, already_gone=True)
         _check_folder_owner(folder, namespace, repository)
-        labels, _ = _namespace_metadata(folder, namespace)
-        if labels.get(naming.LABEL_PRESERVE) == "true":
+        labels, annotations = _namespace_metadata(folder, namespace)
+        released = release_preserve and naming.preserved_by_gateway(labels, annotations)
+        if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
         # Renamed away first, so a GitOps tool never syncs a half-deleted folder.
         doomed = self.root / f".deleting-{namespace}-{uuid.uuid4().hex[:8]}"

@@ -168,14 +168,17 @@ class KubernetesCluster:
 
     # -- destroy -------------------------------------------------------------------------------
 
-    async def destroy(self, namespace: str, repository: str) -> DestroyResult:
+    async def destroy(
+        self, namespace: str, repository: str, *, release_preserve: bool = False
+    ) -> DestroyResult:
         check_namespace_name(namespace)
         current = await self._read_namespace(namespace)
         if current is None:
             return DestroyResult(namespace=namespace, already_gone=True)
-        labels = _labels(current)
-        check_owner(namespace, labels, _annotations(current), repository)
-        if labels.get(naming.LABEL_PRESERVE) == "true":
+        labels, annotations = _labels(current), _annotations(current)
+        check_owner(namespace, labels, annotations, repository)
+        released = release_preserve and naming.preserved_by_gateway(labels, annotations)
+        if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
         if not _terminating(current):
             answer = await self._transport.request(

@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 from handlers import naming
-from handlers.config import IMAGE_REPOSITORY, DatabaseConfig
+from handlers.config import DatabaseConfig
 from handlers.render import pods
 from handlers.render.context import Context, Manifest, selector
 from handlers.render.databases import ENDPOINTS, database_env
+from providers.fields import IMAGE_REPOSITORY
 
 APP_CONTAINER = "app"
 # Changes with the ConfigMap's content, so a new commit (COMMIT_SHA) or a changed

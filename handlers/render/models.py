@@ -7,10 +7,10 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode
+from pydantic_settings import NoDecode
 
 from providers.events import Provider
-from providers.settings import SECTION_CONFIG, KeyValues, key_values, split_commas
+from providers.settings import KeyValues, Section, key_values, split_commas
 
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _REGISTRY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -45,6 +45,8 @@ class RenderTarget(BaseModel):
     now: AwareDatetime
     # What the app sees as APP_VERSION; the short commit SHA when not given.
     app_version: str | None = None
+    # Preserved until then: the namespace is labelled `preserve=true` (handlers.preserve).
+    preserved_until: AwareDatetime | None = None
 
     @field_validator("head_sha", mode="before")
     @classmethod
@@ -52,13 +54,11 @@ class RenderTarget(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
 
-class RenderSettings(BaseSettings):
+class RenderSettings(Section):
     """How this gateway's cluster is set up (gateway configuration, not the repository's).
 
     The render section of the worker's settings: every field is `K8S_EE_<FIELD>`; maps are
     `key=value,…` and lists comma-separated."""
-
-    model_config = SECTION_CONFIG
 
     # Preview URLs are https://{namespace}.{preview_domain}.
     preview_domain: str = "preview.localhost"

@@ -28,6 +28,7 @@ from pydantic_settings import NoDecode
 
 from handlers.keys import Keys
 from providers.states import State
+from providers.text import ascii_lower
 
 # Standard Webhooks asks for 24 to 64 random bytes; fewer than this is a password, not a key.
 MIN_KEY_BYTES = 16
@@ -97,7 +98,7 @@ class Subscriber(BaseModel):
         for pattern in value:
             if "/" not in pattern.strip("/"):
                 raise ValueError(f"{pattern!r} is not 'owner/repo' or a pattern like 'owner/*'")
-        return tuple(p.strip("/").lower() for p in value)
+        return tuple(ascii_lower(p.strip("/")) for p in value)
 
     @property
     def key(self) -> str:
@@ -113,7 +114,7 @@ class Subscriber(BaseModel):
             return False
         if self.repositories is None:
             return True
-        name = repository.lower()
+        name = ascii_lower(repository)
         # fnmatchcase: the patterns were lowercased above; `*` also spans GitLab's subgroups.
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.repositories)
 

@@ -12,6 +12,7 @@ from typing import Any, cast, get_args
 from redis.asyncio import Redis
 
 from handlers.keys import Keys
+from handlers.pages import BadParameter, cursor_param, limit_param
 from handlers.status_webhooks.store import RETENTION_MS, DeliveryRecords, DeliveryState
 
 Answer = tuple[int, dict[str, Any]]
@@ -23,20 +24,18 @@ async def list_deliveries(redis: Redis, keys: Keys, query: Mapping[str, str]) ->
     if state is not None and state not in STATES:
         return 400, {"error": f"state must be one of {', '.join(STATES)}"}
     try:
-        limit = int(query.get("limit", "50"))
-    except ValueError:
-        return 400, {"error": "limit must be a whole number"}
-    if not 1 <= limit <= 500:
-        return 400, {"error": "limit must be between 1 and 500"}
-    try:
-        page, cursor = await DeliveryRecords(redis, keys).page(
-            state=cast(DeliveryState | None, state),  # checked against STATES above
-            limit=limit,
-            cursor=query.get("cursor") or None,
-        )
-    except ValueError as exc:
+        limit, cursor = limit_param(query), cursor_param(query)
+    except BadParameter as exc:
         return 400, {"error": str(exc)}
-    return 200, {"items": [record.shown() for record in page], "next_cursor": cursor}
+    page, after = await DeliveryRecords(redis, keys).page(
+        state=cast(DeliveryState | None, state),  # checked against STATES above
+        limit=limit,
+        cursor=cursor,
+    )
+    return 200, {
+        "items": [record.shown() for record in page],
+        "next_cursor": str(after) if after is not None else None,
+    }
 
 
 async def get_delivery(redis: Redis, keys: Keys, delivery_id: str) -> Answer:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from handlers.keys import Keys
+from handlers.pages import Cursor
 from providers.states import State
 
 DeliveryState = Literal["pending", "delivered", "dead"]
@@ -118,18 +119,13 @@ class DeliveryRecords:
             await pipe.execute()
 
     async def page(
-        self, *, state: DeliveryState | None = None, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[StatusDelivery], str | None]:
+        self, *, state: DeliveryState | None = None, limit: int = 50, cursor: Cursor | None = None
+    ) -> tuple[list[StatusDelivery], Cursor | None]:
         """Newest first. Returns the page and the cursor of the next one (None at the end)."""
         top: str | float = "+inf"
         after: bytes | None = None
-        if cursor:
-            score_text, _, last = cursor.partition(":")
-            try:
-                top = float(score_text)
-            except ValueError:
-                raise ValueError("cursor is not one this API returned") from None
-            after = last.encode()
+        if cursor is not None:
+            top, after = cursor.score, cursor.member
         found: list[StatusDelivery] = []
         while len(found) < limit:
             rows: list[tuple[bytes, float]] = await self.redis.zrevrangebyscore(
@@ -153,4 +149,4 @@ class DeliveryRecords:
                 found.append(record)
                 if len(found) == limit:
                     break
-        return found, (f"{top!r}:{after.decode()}" if after is not None else None)
+        return found, (Cursor(top, after) if after is not None and not isinstance(top, str) else None)

@@ -2,6 +2,9 @@
 
 The worker asks a host what state a change is in and what a file holds at a commit, and it reports
 back on the change: one comment, edited in place, and the host's native status for the environment.
+For chat commands it asks what a user may do in a repository (`permission`), who the gateway
+itself is there (`identity`, so that its own comments never command anything), and answers a
+command with a reaction (`react`, where the host has them) or a reply.
 Each client module (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_server`) does this through its
 host's SDK (PyGithub, python-gitlab, atlassian-python-api) and answers in these types. `http` holds
 the HTTP policy that bounds every SDK's retries and timeouts, `pacer` each host's rate-limit
@@ -37,14 +40,47 @@ class ChangeState(BaseModel):
     updated_at: datetime | None
     title: str | None
     url: str | None
+    # The source branch is in another repository (a fork); or the fork was deleted.
+    fork: bool = False
+
+
+Level = Literal["none", "read", "write", "admin"]
+
+
+class Permission(BaseModel):
+    """What a user may do in a repository, as the host reported it at the time it was asked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    level: Level
+    # The host's own words, for the log and for a refusal: "write (role maintain)",
+    # "access level 20 (Reporter)", "REPO_READ", "no access".
+    reported: str
+
+    @property
+    def can_write(self) -> bool:
+        """Chat commands need write access: GitHub write or admin, GitLab Developer or above,
+        Bitbucket repository write or admin."""
+        return self.level in ("write", "admin")
+
+
+class Identity(BaseModel):
+    """Who the gateway's credentials act as on a host: its comments are written as this account."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Every name the host may put on a comment of ours (login, username, uuid, account id).
+    names: frozenset[str]
+
+    def is_self(self, *who: str | None) -> bool:
+        known = {name.casefold() for name in self.names}
+        return any(name is not None and name.casefold() in known for name in who)
 
 
 class ListedChange(ChangeState):
     """An open change as the host lists it (for recovering missed deliveries)."""
 
     number: int
-    # From another repository than the one it targets.
-    fork: bool = False
 
 
 class HostError(Exception):
@@ -79,6 +115,10 @@ class HostUnavailable(HostError):
 
 class Host(Protocol):
     provider: Provider
+    # The host's name as people know it ("GitHub", "Bitbucket Data Center").
+    name: str
+    # Whether `react` works here (Bitbucket Cloud has no reactions: commands are answered by reply).
+    can_react: bool
 
     def change(self, repository: str, number: int) -> ChangeState: ...
 
@@ -100,6 +140,27 @@ class Host(Protocol):
     def report_status(self, repository: str, number: int, report: StatusReport) -> None:
         """Show the environment's state with the host's own status (deployment, environment,
         commit or build status) at the report's head commit."""
+        ...
+
+    def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
+        """What `user` (a comment's author; `user_id` the host's id of them, where it asks by id)
+        may do in the repository, counting every grant the host counts (teams, groups, projects).
+        A user the host does not know, or who is no member, has `none`."""
+        ...
+
+    def identity(self) -> Identity:
+        """Who these credentials act as (read once, then remembered)."""
+        ...
+
+    def react(self, repository: str, number: int, comment_id: str) -> None:
+        """Mark a comment on the change with a thumbs-up: its command was accepted."""
+        ...
+
+    def reply(
+        self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
+    ) -> str:
+        """Answer a comment on the change with `body` (in its thread where the host has threads);
+        return the reply's id."""
         ...
 
     def rate_limits(self) -> dict[str, float]:

@@ -9,6 +9,12 @@ Reporting back: the environment's comment is a pull request comment found again 
 (every page searched; deleted comments, which Bitbucket keeps with their text emptied, and inline
 comments and replies are skipped); the native status is the build status `k8s-ee-preview` of the
 head commit, tied to the pull request by its source branch (`refname`).
+
+Chat commands: a user's permission is the effective repository permission the workspace
+permissions API reports for their uuid (`admin`, `write`, `read`: the highest of user, group and
+project grants; no entry means no access). That API answers only to a repository admin, so the
+credentials need admin on the repository for commands to be obeyed. The gateway is the account of
+`GET /user`. Bitbucket Cloud has no reactions: every command is answered by a reply to its comment.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from atlassian.bitbucket.cloud import Cloud
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, Identity, NotFound, Permission
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -48,6 +54,8 @@ _BUILD_STATES = {
 
 class BitbucketCloudHost:
     provider: Provider = Provider.BITBUCKET_CLOUD
+    name = NAME
+    can_react = False
 
     def __init__(
         self,
@@ -62,6 +70,7 @@ class BitbucketCloudHost:
         self.per_page = per_page
         self._secrets = (token.get_secret_value(),)
         self._pacer = Pacer(Provider.BITBUCKET_CLOUD.value, NAME, policy)
+        self._identity: Identity | None = None
         # A user name means HTTP Basic (an API token or app password); without one the token is a
         # workspace, project or repository access token, sent as a Bearer token.
         credentials: dict[str, Any] = (
@@ -108,6 +117,7 @@ class BitbucketCloudHost:
                 "updated_at": pull.get("updated_on"),
                 "title": pull.get("title"),
                 "url": ((pull.get("links") or {}).get("html") or {}).get("href"),
+                "fork": _from_fork(pull),
             }
         )
 
@@ -173,6 +183,45 @@ class BitbucketCloudHost:
 
         self._request(write, f"the build status of pull request {repository}#{number}", write=True)
 
+    def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
+        workspace, slug = owner_and_name(repository, "workspace/repo_slug")
+        endpoint = f"workspaces/{quote(workspace, safe='')}/permissions/repositories/{quote(slug, safe='')}"
+        # BBQL: the uuid (braces included) is what the API documents; an account id otherwise.
+        query = f'user.uuid="{user_id}"' if user_id else f'user.account_id="{user}"'
+        what = f"the permission of {user} on {repository}"
+        found = self._request(lambda: list(self._pages(endpoint, {"q": query})), what)
+        levels = [str(value.get("permission")) for value in found]
+        for level in ("admin", "write", "read"):
+            if level in levels:
+                return Permission(level=level, reported=level)
+        return Permission(level="none", reported="no access")
+
+    def identity(self) -> Identity:
+        if self._identity is None:
+            user = self._get_json("user", "the gateway's own account")
+            names = {str(user[name]) for name in ("uuid", "account_id", "nickname") if user.get(name)}
+            self._identity = Identity(names=frozenset(names))
+        return self._identity
+
+    def react(self, repository: str, number: int, comment_id: str) -> None:
+        raise HostError(f"{NAME} has no reactions: answer with a reply")
+
+    def reply(
+        self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
+    ) -> str:
+        if not comment_id.isdigit():
+            raise HostError(f"{NAME}: {comment_id!r} is not a comment id")
+        comments = f"{_repository_path(repository)}/pullrequests/{number}/comments"
+        data = {"content": {"raw": body}, "parent": {"id": int(comment_id)}}
+
+        def write() -> str:
+            created = self._cloud.post(comments, data=data)
+            if not isinstance(created, dict) or "id" not in created:
+                raise HostError(f"{NAME}: unexpected answer replying on {repository}#{number}")
+            return str(created["id"])
+
+        return self._request(write, f"a reply on pull request {repository}#{number}", write=True)
+
     def rate_limits(self) -> dict[str, float]:
         return self._pacer.budgets()
 
@@ -212,6 +261,17 @@ class BitbucketCloudHost:
                 ) from exc
 
         return self._pacer.run("token", attempt, write=write)
+
+
+def _from_fork(pull: dict[str, Any]) -> bool:
+    """The source repository is not the destination one; a deleted fork leaves none."""
+    source = (pull.get("source") or {}).get("repository") or {}
+    target = (pull.get("destination") or {}).get("repository") or {}
+    if not source:
+        return True
+    if source.get("uuid") and target.get("uuid"):
+        return bool(source["uuid"] != target["uuid"])
+    return str(source.get("full_name")).casefold() != str(target.get("full_name")).casefold()
 
 
 def _is_marked(comment: dict[str, Any], marker: str) -> bool:

@@ -9,6 +9,15 @@ at its current `version`, so an edit reads the comment first (and reads it again
 have changed in between). The native status is the build status `k8s-ee-preview` of the head
 commit (the repository builds API of Data Center 7.14 and later, whose states include CANCELLED,
 its word for Cloud's STOPPED).
+
+Chat commands: a user has write access when the users API lists them among the users holding
+REPO_WRITE on the repository (`GET /users?permission=REPO_WRITE&permission.projectKey=…&
+permission.repositorySlug=…`: any authenticated user may ask, and the permission counts every
+grant that implies it: the repository's, the project's, groups', global ones). Its `filter`
+matches parts of names, so the user is picked out by exact name. The gateway is the user Data
+Center names in the `X-AUSERNAME` header of every authenticated answer. An accepted command gets
+a `thumbsup` reaction (the comment-likes API of Data Center 7.0 and later); a reply is a comment
+under the command's comment.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from atlassian import Bitbucket
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, Identity, NotFound, Permission
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -48,12 +57,15 @@ _BUILD_STATES = {
 
 class BitbucketServerHost:
     provider: Provider = Provider.BITBUCKET_SERVER
+    name = NAME
+    can_react = True
 
     def __init__(self, url: str, token: SecretStr, policy: HttpPolicy, *, per_page: int = 100) -> None:
         self.url = url.rstrip("/")
         self.per_page = per_page
         self._secrets = (token.get_secret_value(),)
         self._pacer = Pacer(Provider.BITBUCKET_SERVER.value, NAME, policy)
+        self._identity: Identity | None = None
         session = policy.session()
         session.hooks["response"].append(self._observe)
         self._server = _Client(
@@ -90,6 +102,7 @@ class BitbucketServerHost:
                 else None,
                 "title": pull.get("title"),
                 "url": links[0].get("href"),
+                "fork": _from_fork(pull),
             }
         )
 
@@ -143,6 +156,73 @@ class BitbucketServerHost:
             self._server.post(endpoint, data=status)
 
         self._request(write, f"the build status of pull request {repository}#{number}", write=True)
+
+    def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
+        key, slug = owner_and_name(repository, "PROJECTKEY/repo-slug")
+        what = f"the permission of {user} on {repository}"
+        for permission, level in (("REPO_WRITE", "write"), ("REPO_READ", "read")):
+            params = {
+                "filter": user,
+                "permission": permission,
+                "permission.projectKey": key,
+                "permission.repositorySlug": slug,
+                "limit": self.per_page,
+            }
+            found = self._request(
+                lambda params=params: list(self._server._get_paged("rest/api/1.0/users", params=params)),  # type: ignore[misc]
+                what,
+            )
+            if any(_named(candidate, user) for candidate in found):
+                return Permission(level=level, reported=permission)
+        return Permission(level="none", reported="no repository permission")
+
+    def identity(self) -> Identity:
+        if self._identity is None:
+
+            def read() -> str | None:
+                answer = self._server.get("rest/api/1.0/application-properties", advanced_mode=True)
+                answer.raise_for_status()
+                return answer.headers.get("X-AUSERNAME")  # type: ignore[no-any-return]
+
+            name = self._request(read, "the gateway's own account")
+            if not name:
+                raise HostError(f"{NAME} did not say which user the token belongs to")
+            self._identity = Identity(names=frozenset({name}))
+        return self._identity
+
+    def react(self, repository: str, number: int, comment_id: str) -> None:
+        key, slug = _key_and_slug(repository)
+        path = (
+            f"rest/comment-likes/latest/projects/{key}/repos/{slug}/pull-requests/{number}"
+            f"/comments/{quote(comment_id, safe='')}/reactions/thumbsup"
+        )
+
+        def write() -> None:
+            try:
+                self._server.put(path)
+            except requests.HTTPError as exc:
+                # 409: reacted with it already (a retried answer).
+                if exc.response is None or exc.response.status_code != 409:
+                    raise
+
+        self._request(write, f"a reaction on comment {comment_id} of {repository}#{number}", write=True)
+
+    def reply(
+        self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
+    ) -> str:
+        key, slug = _key_and_slug(repository)
+        if not comment_id.isdigit():
+            raise HostError(f"{NAME}: {comment_id!r} is not a comment id")
+
+        def write() -> str:
+            created = self._server.add_pull_request_comment(
+                key, slug, number, body, parent_id=int(comment_id)
+            )
+            if not isinstance(created, dict) or "id" not in created:
+                raise HostError(f"{NAME}: unexpected answer replying on {repository}#{number}")
+            return str(created["id"])
+
+        return self._request(write, f"a reply on pull request {repository}#{number}", write=True)
 
     def rate_limits(self) -> dict[str, float]:
         return self._pacer.budgets()
@@ -210,6 +290,24 @@ def _key_and_slug(repository: str) -> tuple[str, str]:
     # Data Center does not serve; `%7E` keeps it on `/projects/~USER/repos` (requests turns it
     # back into `~` on the wire).
     return quote(key, safe="").replace("~", "%7E"), quote(slug, safe="")
+
+
+def _named(user: object, name: str) -> bool:
+    if not isinstance(user, dict):
+        return False
+    return name.casefold() in (str(user.get("name")).casefold(), str(user.get("slug")).casefold())
+
+
+def _from_fork(pull: dict[str, Any]) -> bool:
+    source = (pull.get("fromRef") or {}).get("repository") or {}
+    target = (pull.get("toRef") or {}).get("repository") or {}
+    if source.get("id") is not None and target.get("id") is not None:
+        return bool(source["id"] != target["id"])
+    return _identity(source) != _identity(target)
+
+
+def _identity(repository: dict[str, Any]) -> str:
+    return f"{(repository.get('project') or {}).get('key')}/{repository.get('slug')}".casefold()
 
 
 def _branch(ref: dict[str, Any]) -> str:

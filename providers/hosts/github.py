@@ -10,6 +10,12 @@ page searched, oldest first); the native status is a Deployment for environment 
 the head commit (one per commit, found again before one is created) with deployment statuses, and
 a commit status `k8s-ee/preview`. Each credential's remaining budget is read from the
 `X-RateLimit-*` headers PyGithub keeps per client.
+
+Chat commands: a user's permission is the collaborator permission (`admin`, `write`, `read`,
+`none`: the highest of every grant, teams and organisation included; `maintain` reads as write
+and `triage` as read), a 404 meaning no access. The gateway is the token's user (`GET /user`),
+or as an app `{slug}[bot]` (`GET /app`). An accepted command gets a `+1` reaction; a reply is an
+issue comment (pull request conversations have no threads).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import base64
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
@@ -28,7 +35,7 @@ from github.Repository import Repository
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, HostUnavailable, NotFound
+from providers.hosts.base import ChangeState, HostError, HostUnavailable, Identity, NotFound, Permission
 from providers.hosts.http import (
     USER_AGENT,
     HttpPolicy,
@@ -72,6 +79,21 @@ _COMMIT_STATES = {
 }
 
 
+def _from_fork(pull: dict[str, Any]) -> bool:
+    """A deleted fork leaves `head.repo` null; otherwise the head repository is not the base's."""
+    head = (pull.get("head") or {}).get("repo")
+    base = (pull.get("base") or {}).get("repo") or {}
+    if not isinstance(head, dict):
+        return True
+    return head.get("id") != base.get("id")
+
+
+def _comment_id(comment_id: str) -> int:
+    if not comment_id.isdigit():
+        raise HostError(f"{NAME}: {comment_id!r} is not a comment id")
+    return int(comment_id)
+
+
 class _Retry(WaitCappedMixin, GithubRetry):
     """PyGithub's retry (it knows GitHub's 403 rate-limit answers), bounded like every host's."""
 
@@ -89,6 +111,8 @@ def _retry(policy: HttpPolicy) -> _Retry:
 
 class GitHubHost:
     provider: Provider = Provider.GITHUB
+    name = NAME
+    can_react = True
 
     def __init__(
         self,
@@ -118,6 +142,7 @@ class GitHubHost:
         self._lock = threading.Lock()
         self._github: Github | None = None
         self._integration: GithubIntegration | None = None
+        self._identity: Identity | None = None
         self._installations: dict[str, int] = {}  # "owner/repo" -> installation id
         self._clients: dict[int, Github] = {}  # installation id -> client holding its token
         if token is not None:
@@ -166,6 +191,7 @@ class GitHubHost:
                 updated_at=pull.updated_at,
                 title=pull.title,
                 url=pull.html_url,
+                fork=_from_fork(pull.raw_data),
             )
 
         return self._call(repository, what, read)
@@ -240,6 +266,64 @@ class GitHubHost:
             )
 
         self._call(repository, f"the status of pull request {repository}#{number}", write, write=True)
+
+    def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
+        what = f"the permission of {user} on {repository}"
+
+        def read(repo: Repository) -> Permission:
+            try:
+                _, data = repo.requester.requestJsonAndCheck(
+                    "GET", f"{repo.url}/collaborators/{quote(user, safe='')}/permission"
+                )
+            except GithubException as exc:
+                if exc.status == 404:
+                    return Permission(level="none", reported="no access (not a collaborator)")
+                raise
+            permission = str(data.get("permission") or "none")
+            role = data.get("role_name")
+            level = permission if permission in ("admin", "write", "read") else "none"
+            reported = permission + (f" (role {role})" if role and role != permission else "")
+            return Permission(level=level, reported=reported)
+
+        return self._call(repository, what, read)
+
+    def identity(self) -> Identity:
+        with self._lock:
+            if self._identity is not None:
+                return self._identity
+
+        def read() -> Identity:
+            if self._github is not None:
+                login = self._github.get_user().login
+                return Identity(names=frozenset({login}))
+            assert self._integration is not None
+            # An app's comments are written by its bot user.
+            slug = self._integration.get_app().slug
+            return Identity(names=frozenset({f"{slug}[bot]"}))
+
+        found = self._pacer.run(
+            "token" if self._github is not None else "app",
+            lambda: self._guarded(read, "the gateway's own account", "reading"),
+        )
+        with self._lock:
+            self._identity = found
+        return found
+
+    def react(self, repository: str, number: int, comment_id: str) -> None:
+        def write(repo: Repository) -> None:
+            repo.get_issue(number).get_comment(_comment_id(comment_id)).create_reaction("+1")
+
+        self._call(
+            repository, f"a reaction on comment {comment_id} of {repository}#{number}", write, write=True
+        )
+
+    def reply(
+        self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
+    ) -> str:
+        def write(repo: Repository) -> str:
+            return str(repo.get_issue(number).create_comment(body).id)
+
+        return self._call(repository, f"a reply on pull request {repository}#{number}", write, write=True)
 
     def rate_limits(self) -> dict[str, float]:
         return self._pacer.budgets()

@@ -8,6 +8,12 @@ Reporting back: the environment's comment is a merge request note found again by
 (every page searched, oldest first, system notes skipped); the native status is an environment
 `pr-{number}` with the preview as its `external_url` (stopped when the preview is destroyed) and a
 commit status `k8s-ee/preview`. GitLab answers `RateLimit-*` headers where rate limits are on.
+
+Chat commands: a user's permission is their membership of the project as `members/all` reports
+it (direct, inherited from any ancestor group, or through an invited group: the highest access
+level), Developer (30) or above counting as write; no membership answers 404, which is no access.
+The gateway is the token's user (`GET /user`). An accepted command gets a `thumbsup` award emoji
+on its note; a reply goes into the note's discussion.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, NotFound
+from providers.hosts.base import ChangeState, HostError, Identity, Level, NotFound, Permission
 from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
@@ -47,10 +53,27 @@ _COMMIT_STATES = {
 }
 # Review environments, in GitLab's words.
 TIER = "development"
+# `gitlab.const.AccessLevel`'s names, for the log and for refusals.
+ACCESS_LEVELS = {
+    0: "No access",
+    5: "Minimal access",
+    10: "Guest",
+    15: "Planner",
+    20: "Reporter",
+    25: "Security Manager",
+    30: "Developer",
+    40: "Maintainer",
+    50: "Owner",
+    60: "Admin",
+}
+DEVELOPER = 30
+MAINTAINER = 40
 
 
 class GitLabHost:
     provider: Provider = Provider.GITLAB
+    name = NAME
+    can_react = True
 
     def __init__(self, url: str, token: SecretStr, policy: HttpPolicy, *, per_page: int = 100) -> None:
         self.url = url.rstrip("/")
@@ -60,6 +83,7 @@ class GitLabHost:
         # python-gitlab's errors carry no headers: the last error answer's are kept (per thread)
         # for the wait a 429 asks for.
         self._last = threading.local()
+        self._identity: Identity | None = None
         session = policy.session()
         session.hooks["response"].append(self._remember)
         self._gitlab = gitlab.Gitlab(
@@ -144,11 +168,93 @@ class GitLabHost:
 
         self._call(repository, f"the status of merge request {repository}!{number}", write, write=True)
 
+    def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
+        what = f"the membership of {user} in {repository}"
+
+        def read(project: Project) -> Permission:
+            member_id = int(user_id) if user_id and user_id.isdigit() else self._user_id(user)
+            if member_id is None:
+                return Permission(level="none", reported="no such user")
+            try:
+                member = project.members_all.get(member_id, **_CALL).attributes
+            except GitlabError as exc:
+                if exc.response_code == 404:
+                    return Permission(level="none", reported="not a member (404)")
+                raise
+            access = int(member.get("access_level") or 0)
+            reported = f"access level {access} ({ACCESS_LEVELS.get(access, 'unknown')})"
+            if member.get("state") not in (None, "active"):
+                return Permission(level="none", reported=f"{reported}, account {member.get('state')}")
+            return Permission(level=_level(access), reported=reported)
+
+        return self._call(repository, what, read)
+
+    def identity(self) -> Identity:
+        if self._identity is None:
+            user = self._request("/user", "the gateway's own account")
+            self._identity = Identity(names=frozenset({str(user.get("username")), str(user.get("id"))}))
+        return self._identity
+
+    def react(self, repository: str, number: int, comment_id: str) -> None:
+        def write(project: Project) -> None:
+            note = project.mergerequests.get(number, lazy=True).notes.get(_note_id(comment_id), lazy=True)
+            try:
+                note.awardemojis.create({"name": "thumbsup"}, **_CALL)
+            except GitlabError as exc:
+                # Awarded already (a retried answer): GitLab says the name "has already been taken".
+                if "already been taken" not in str(exc.error_message):
+                    raise
+
+        self._call(repository, f"an award on note {comment_id} of {repository}!{number}", write, write=True)
+
+    def reply(
+        self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
+    ) -> str:
+        def write(project: Project) -> str:
+            mr = project.mergerequests.get(number, lazy=True)
+            if thread_id:
+                discussion = mr.discussions.get(thread_id, lazy=True)
+                return str(discussion.notes.create({"body": body}, **_CALL).get_id())
+            return str(mr.notes.create({"body": body}, **_CALL).get_id())
+
+        return self._call(repository, f"a reply on merge request {repository}!{number}", write, write=True)
+
     def rate_limits(self) -> dict[str, float]:
         return self._pacer.budgets()
 
     def close(self) -> None:
         self._gitlab.session.close()
+
+    def _user_id(self, username: str) -> int | None:
+        """Older GitLab sends no author id with a note: look the username up."""
+        found = self._gitlab.users.list(username=username, get_all=False, **_CALL)
+        for user in found:
+            if str(user.attributes.get("username")).casefold() == username.casefold():
+                return int(user.get_id())
+        return None
+
+    def _request(self, path: str, what: str) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            self._last.headers = None
+            try:
+                answer = self._gitlab.http_get(path, **_CALL)
+            except GitlabError as exc:
+                detail = redact(str(exc.error_message), self._secrets)
+                raise status_error(
+                    NAME,
+                    exc.response_code or 0,
+                    detail,
+                    what,
+                    headers=getattr(self._last, "headers", None),
+                    credentials="K8S_EE_GITLAB_API_TOKEN",
+                ) from exc
+            except requests.RequestException as exc:
+                raise unreachable(NAME, self.url, exc) from exc
+            if not isinstance(answer, dict):
+                raise HostError(f"{NAME}: unexpected answer reading {what}")
+            return answer
+
+        return self._pacer.run("token", call)
 
     def _environment(self, project: Project, report: StatusReport) -> None:
         """Create, update or stop environment `pr-{number}`. A stopped environment cannot be made
@@ -209,6 +315,20 @@ class GitLabHost:
             raise unreachable(NAME, self.url, exc) from exc
 
 
+def _level(access: int) -> Level:
+    if access >= MAINTAINER:
+        return "admin"
+    if access >= DEVELOPER:
+        return "write"
+    return "read" if access >= 10 else "none"
+
+
+def _note_id(comment_id: str) -> int:
+    if not comment_id.isdigit():
+        raise HostError(f"{NAME}: {comment_id!r} is not a note id")
+    return int(comment_id)
+
+
 def change_state(mr: Mapping[str, Any], what: str) -> ChangeState:
     """A merge request's JSON as `ChangeState`; `locked` (being merged) still counts as open."""
     head_sha = mr.get("sha") or (mr.get("diff_refs") or {}).get("head_sha")
@@ -224,5 +344,6 @@ def change_state(mr: Mapping[str, Any], what: str) -> ChangeState:
             "updated_at": mr.get("updated_at"),
             "title": mr.get("title"),
             "url": mr.get("web_url"),
+            "fork": mr.get("source_project_id") != mr.get("target_project_id"),
         }
     )

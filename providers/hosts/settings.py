@@ -10,9 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings
 
-from providers.settings import SECTION_CONFIG, settings_error
+from providers.settings import Section, settings_error
 
 _PEM_START = "-----BEGIN"
 
@@ -28,9 +27,7 @@ def _base_url(value: str) -> str:
     return value
 
 
-class HostSettings(BaseSettings):
-    model_config = SECTION_CONFIG
-
+class HostSettings(Section):
     # GitHub or GitHub Enterprise Server (`https://ghe.example.com/api/v3`): a token, or a GitHub App
     # (which wins when both are set).
     github_api_url: str = "https://api.github.com"

@@ -95,7 +95,7 @@ def test_trigger_wait_exits_1_when_the_environment_fails(
         capsys, f"trigger deploy --repo acme/bad. --number 7 --sha {'b' * 40} --branch main --wait"
     )
     assert code == 1
-    assert "generic:acme/bad.:7 is failed" in out and "image.repository" in out
+    assert "generic:acme/bad.:7 failed: " in out and "image.repository" in out
 
 
 def test_trigger_refuses_an_invalid_config_before_sending(
@@ -265,3 +265,35 @@ def test_recover_syncs_bitbucket_pull_requests_the_gateway_has_out_of_date(
 
         assert wait_for(state) == "destroyed"
         assert stale.id == 12
+
+
+def test_envs_preserve_and_unpreserve_an_environment_of_a_code_host(
+    running: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    made = httpx.post(
+        f"{running}/api/v1/environments/github/acme/web/77/sync",
+        headers=admin,
+        json={"state": "open", "head_sha": "f" * 40, "head_ref": "feature"},
+    )
+    assert made.status_code == 202
+    from tests.support.worker import wait_for
+
+    wait_for(
+        lambda: (
+            httpx.get(f"{running}/api/v1/environments/github/acme/web/77", headers=admin).json().get("state")
+            == "deployed"
+        )
+    )
+
+    code, out, err = run(capsys, "envs preserve github:acme/web:77 --hours 5 --wait")
+    assert code == 0, err
+    assert "preserved until" in out
+    code, out, _ = run(capsys, "envs show github:acme/web:77 --json")
+    shown = json.loads(out)
+    assert shown["preserved_until"] is not None and shown["state"] == "deployed"
+
+    code, out, err = run(capsys, "envs unpreserve github:acme/web:77 --wait")
+    assert code == 0, err
+    code, out, _ = run(capsys, "envs show github:acme/web:77 --json")
+    assert json.loads(out)["preserved_until"] is None

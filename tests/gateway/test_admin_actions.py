@@ -131,6 +131,31 @@ def test_a_sync_becomes_the_event_the_missed_webhook_would_have_been(gateway: An
     assert len(queued(redis_client)) == 2
 
 
+def test_preserve_is_the_operators_command_stored_and_queued(
+    gateway: Any, redis_server: Any, redis_client: Any
+) -> None:
+    client = gateway()
+    seed(redis_server.url)
+    answer = client.post(f"{BASE}/preserve", headers=ADMIN, json={"hours": 5})
+    assert answer.status_code == 202, answer.text
+    event = answer.json()["event"]
+    assert (event["type"], event["comment"]["body"], event["operator"]) == (
+        "comment.created",
+        "/preserve 5",
+        True,
+    )
+    default = client.post(f"{BASE}/preserve", headers=ADMIN).json()["event"]
+    assert default["comment"]["body"] == "/preserve"
+    assert (
+        client.post(f"{BASE}/unpreserve", headers=ADMIN).json()["event"]["comment"]["body"] == "/unpreserve"
+    )
+    assert client.post(f"{BASE}/preserve", headers=ADMIN, json={"hours": 0}).status_code == 400
+    assert client.post(f"{BASE}/unpreserve", headers=ADMIN, json={"hours": 3}).status_code == 400
+    assert len(queued(redis_client)) == 3
+    # An event from a code host never carries the mark: it is left out of the JSON when false.
+    assert "operator" not in client.post(f"{BASE}/hibernate", headers=ADMIN).json()["event"]
+
+
 def test_actions_need_the_admin_token(gateway: Any, redis_server: Any, redis_client: Any) -> None:
     client = gateway()
     seed(redis_server.url)

@@ -77,6 +77,8 @@ def test_every_command_has_help_with_an_example() -> None:
         ("envs", "hibernate"),
         ("envs", "wake"),
         ("envs", "destroy"),
+        ("envs", "preserve"),
+        ("envs", "unpreserve"),
         ("trigger",),
         ("deliveries", "list"),
         ("deliveries", "show"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from arq.connections import RedisSettings, create_pool
+from arq.constants import job_key_prefix
 from arq.jobs import Job as ArqJob
 from arq.jobs import JobStatus, deserialize_job
 from arq.worker import Worker, func
@@ -32,6 +33,10 @@ EVENT = LifecycleEvent(
     head_sha="0123456789abcdef0123456789abcdef01234567",
     received_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
 )
+
+
+def test_the_job_key_is_arqs() -> None:
+    assert job_key("x") == job_key_prefix + "x"
 
 
 def test_the_encoded_job_is_what_arq_decodes() -> None:

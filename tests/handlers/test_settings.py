@@ -8,8 +8,9 @@ import pytest
 
 from gateway.endpoints import ENDPOINTS
 from gateway.settings import WebSettings, load_gateway_settings
+from handlers.connection import ConnectionSettings
 from handlers.render.models import RenderSettings
-from handlers.settings import ConnectionSettings, WorkerSettings, load_worker_config
+from handlers.settings import AdmissionSettings, CommandSettings, WorkerSettings, load_worker_config
 from providers.hosts.settings import HostSettings
 from providers.settings import SettingsError
 
@@ -52,12 +53,44 @@ def test_every_render_setting_is_read_from_the_environment(
 
 
 def test_no_field_is_declared_by_two_sections() -> None:
-    sections = [ConnectionSettings, WebSettings, WorkerSettings, RenderSettings, HostSettings]
+    sections = [
+        ConnectionSettings,
+        WebSettings,
+        WorkerSettings,
+        RenderSettings,
+        CommandSettings,
+        AdmissionSettings,
+        HostSettings,
+    ]
     seen: dict[str, str] = {}
     for section in sections:
         for field in section.model_fields:
             assert field not in seen, f"{field} is in {seen.get(field)} and {section.__name__}"
             seen[field] = section.__name__
+
+
+def test_command_and_admission_settings_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "MAX_ENVIRONMENTS": "5",
+        "MAX_ENVIRONMENTS_PER_REPOSITORY": "2",
+        "ADMISSION_COUNT_HIBERNATED": "true",
+        "ADMISSION_QUEUE_SIZE": "7",
+        "PERMISSION_CACHE_SECONDS": "5",
+        "PRESERVE_HOURS": "24",
+        "PRESERVE_MAX_HOURS": "72",
+        "MAX_PRESERVED_PER_REPOSITORY": "1",
+    }.items():
+        monkeypatch.setenv(f"K8S_EE_{name}", value)
+    config = load_worker_config()
+    assert (config.admission.max_environments, config.admission.max_environments_per_repository) == (5, 2)
+    assert config.admission.admission_count_hibernated and config.admission.admission_queue_size == 7
+    assert config.commands.permission_cache_seconds == 5 and config.commands.preserve_hours == 24
+    assert config.commands.preserve_max_hours == 72 and config.commands.max_preserved_per_repository == 1
+    monkeypatch.setenv("K8S_EE_PRESERVE_HOURS", "100")
+    with pytest.raises(SettingsError, match="K8S_EE_PRESERVE_HOURS"):
+        load_worker_config()
 
 
 def test_the_worker_holds_no_webhook_secret_and_no_admin_token() -> None:
@@ -98,3 +131,47 @@ def test_a_bad_value_in_each_section_is_named_at_once(monkeypatch: pytest.Monkey
     for name in ("K8S_EE_REDIS_URL", "K8S_EE_MAX_JOBS", "K8S_EE_API_SERVER_CIDRS"):
         assert name in message
     assert "http://nope" not in message
+
+
+ALL_SECTIONS = (ConnectionSettings, WorkerSettings, RenderSettings, HostSettings, WebSettings)
+
+
+def enumerated_fields() -> list[tuple[type, str, tuple[str, ...]]]:
+    from providers.settings import choices
+
+    return [
+        (section, name, choices(field.annotation))
+        for section in ALL_SECTIONS
+        for name, field in section.model_fields.items()
+        if choices(field.annotation)
+    ]
+
+
+def test_the_enumerated_settings_are_found() -> None:
+    names = {name for _, name, _ in enumerated_fields()}
+    assert {"log_level", "allowlist_mode", "cluster"} <= names
+
+
+@pytest.mark.parametrize(("section", "name", "allowed"), enumerated_fields())
+def test_enumerated_settings_ignore_case(
+    monkeypatch: pytest.MonkeyPatch, section: type, name: str, allowed: tuple[str, ...]
+) -> None:
+    for value in allowed:
+        for spelt in (value.lower(), value.upper(), f" {value.title()} "):
+            monkeypatch.setenv(f"K8S_EE_{name.upper()}", spelt)
+            assert getattr(section(), name) == value
+    # ASCII only: the Kelvin sign is not a `k`.
+    if any("k" in value for value in allowed):
+        value = next(v for v in allowed if "k" in v)
+        monkeypatch.setenv(f"K8S_EE_{name.upper()}", value.replace("k", "\u212a"))
+        with pytest.raises(Exception, match=name):
+            section()
+
+
+def test_log_level_in_lower_case_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K8S_EE_LOG_LEVEL", "debug")
+    monkeypatch.setenv("K8S_EE_ALLOWLIST_MODE", "AllowList")
+    settings = load_gateway_settings()
+    assert (settings.connection.log_level, settings.web.allowlist_mode) == ("DEBUG", "allowlist")
+    monkeypatch.setenv("K8S_EE_CLUSTER", "Directory")
+    assert load_worker_config().worker.cluster == "directory"

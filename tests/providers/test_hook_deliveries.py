@@ -11,7 +11,7 @@ import pytest
 from providers.events import Provider
 from providers.hosts.base import HostError
 from providers.hosts.hooks import EVENTS, HookScope, unanswered
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts.github import app_key_pair
 from tests.support.hook_hosts import hooked
 
 URL = "https://gateway.example.com/webhooks/x"

@@ -24,7 +24,7 @@ from providers.hosts.hooks import (
     same_url,
     unanswered,
 )
-from tests.fakehosts.github import app_key_pair
+from tests.fakes.fakehosts.github import app_key_pair
 from tests.support.hook_hosts import HOOK_PROVIDERS, HookedHost, hooked
 
 URL = "https://gateway.example.com/webhooks/hooked"

@@ -11,7 +11,7 @@ from providers.events import Provider
 from providers.hosts.build import build_hook_host
 from providers.hosts.hooks import HookHost, HookScope
 from providers.hosts.settings import load_host_settings
-from tests.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab, FakeHost
+from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab, FakeHost
 
 TOKEN = "hook-admin-token"
 REPOSITORIES = {

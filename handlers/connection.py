@@ -1,0 +1,47 @@
+"""The connection section: where the web process and the worker meet (Redis, keys, queue).
+
+Its own module, so that the web process reads it without loading the worker's settings
+(and what they import: the renderer, the status webhooks' HTTP client).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from handlers.keys import Keys
+from providers.settings import Section
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ConnectionSettings(Section):
+    """Where both processes meet: Redis, the key prefix, the queue; and how long records are kept."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds to wait on Redis before answering 503: well inside the providers' 10 s timeout.
+    redis_timeout: float = Field(2.0, gt=0, le=9)
+    key_prefix: str = Field("k8s-ee:", min_length=1)
+    queue_name: str = Field("k8s-ee:queue", min_length=1)
+    log_level: LogLevel = "INFO"
+    # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
+    delivery_retention_hours: float = Field(72.0, gt=0)
+    # The gateway is not ready (/readyz 503) when no worker has written its heartbeat for this
+    # long; workers write it every quarter of it (handlers/heartbeat.py).
+    worker_heartbeat_timeout: float = Field(60.0, ge=4, le=3600)
+
+    @field_validator("redis_url")
+    @classmethod
+    def redis_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.delivery_retention_hours * 3_600_000)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
