@@ -287,13 +287,13 @@ def test_envs_preserve_and_unpreserve_an_environment_of_a_code_host(
     )
 
     code, out, err = run(capsys, "envs preserve github:acme/web:77 --hours 5 --wait")
-    assert code == 0, err
+    assert code == 0, out + err
     assert "preserved until" in out
     code, out, _ = run(capsys, "envs show github:acme/web:77 --json")
     shown = json.loads(out)
     assert shown["preserved_until"] is not None and shown["state"] == "deployed"
 
     code, out, err = run(capsys, "envs unpreserve github:acme/web:77 --wait")
-    assert code == 0, err
+    assert code == 0, out + err
     code, out, _ = run(capsys, "envs show github:acme/web:77 --json")
     assert json.loads(out)["preserved_until"] is None

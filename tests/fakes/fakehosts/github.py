@@ -415,7 +415,7 @@ class FakeGitHub(GitHubHooks, GitHubWrites, FakeHost):
                 "created_at": iso(datetime.now(UTC)),
                 "updated_at": iso(datetime.now(UTC)),
                 "permissions": {"contents": "read", "metadata": "read", "pull_requests": "write"},
-                "events": ["pull_request", "issue_comment"],
+                "events": list(self.app_events),
             },
         )
 

@@ -112,6 +112,7 @@ class GitHubHooks:
         self.app_hook = HookSet(
             "App", "app", {0: GitHubHook(0, {"url": "", "content_type": "form"}, [], True)}
         )
+        # The events the App is subscribed to (`GET /app` answers them).
         self.app_events: list[str] = ["pull_request", "issue_comment"]
         self.receiver: Receiver = lambda url, headers, body: 200
         super().__init__(*args, **kwargs)
@@ -128,7 +129,6 @@ class GitHubHooks:
             add("GET", f"{base}/hooks/{{hook_id}}/deliveries/{{delivery_id}}", self.get_delivery)
             add("POST", f"{base}/hooks/{{hook_id}}/deliveries/{{delivery_id}}/attempts", self.redeliver)
         add("GET", "/orgs/{org}", self.get_organisation)
-        add("GET", "/app", self.get_app)
         add("GET", "/app/hook/config", self.get_app_hook_config)
         add("PATCH", "/app/hook/config", self.update_app_hook_config)
         add("GET", "/app/hook/deliveries", self.list_deliveries)
@@ -322,19 +322,6 @@ class GitHubHooks:
         if name.lower() not in self.organisations:
             raise Failure(404, "Not Found")
         return Response(200, {"login": name, "id": sum(map(ord, name)), "url": f"{self.url}/orgs/{name}"})
-
-    def get_app(self, request: Request) -> Response:
-        self._app_only(request)
-        return Response(
-            200,
-            {
-                "id": 4242,
-                "slug": "k8s-ee",
-                "name": "k8s-ee",
-                "events": list(self.app_events),
-                "permissions": {"contents": "read", "pull_requests": "write"},
-            },
-        )
 
     def get_app_hook_config(self, request: Request) -> Response:
         self._app_only(request)
