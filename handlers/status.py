@@ -74,10 +74,28 @@ class AppliedBy(BaseModel):
     at: datetime
 
 
+# Record where each delivery ended up. The first reconcile that applied it stays its answer, so
+# later reconciles, which list the environment's deliveries again, change nothing. What came
+# before it is not an answer yet and gives way to it: a decision's note (a chat command's, the
+# reconcile it asked for still to come), or a reconcile that only queued it for a slot.
+_LINK = """
+for _, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local provisional = current and (string.find(current, '"reconcile":null', 1, true)
+    or string.find(current, '"state":"queued"', 1, true))
+  if not current or (provisional and ARGV[3] == '1') then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  end
+end
+return 0
+"""
+
+
 class StatusStore:
     def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
         self.redis = redis
         self.keys = keys
+        self._link = redis.register_script(_LINK)
         self.retention_ms = retention_ms
 
     def _status_key(self, key: str) -> str:
@@ -175,22 +193,13 @@ class StatusStore:
         await self.redis.set(self.keys.report(key), state.model_dump_json())
 
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
-        """Record where each delivery ended up: the first reconcile (or decision) that dealt with it.
-
-        An environment's desired state keeps naming the deliveries that shaped it, so later
-        reconciles list them again; the first record is kept (NX), and a replay clears it
-        (`forget_applied`) to record anew."""
+        """Record where each delivery ended up (see `_LINK`); a replay clears the record first
+        (`forget_applied`), to record anew."""
         if not delivery_ids:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in delivery_ids:
-                pipe.set(
-                    self.keys.applied(provider, delivery_id),
-                    applied.model_dump_json(),
-                    px=self.retention_ms,
-                    nx=True,
-                )
-            await pipe.execute()
+        keys = [self.keys.applied(provider, delivery_id) for delivery_id in delivery_ids]
+        applies = "1" if applied.reconcile is not None else "0"
+        await self._link(keys=keys, args=[applied.model_dump_json(), self.retention_ms, applies])
 
     async def forget_applied(self, provider: Provider, delivery_id: str) -> None:
         await self.redis.delete(self.keys.applied(provider, delivery_id))

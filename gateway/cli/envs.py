@@ -38,6 +38,8 @@ DESCRIPTIONS = {
 }
 # The states that mean a preserve or unpreserve went as asked: the environment as its change is.
 STANDING = {"deployed", "hibernated", "preserved", "destroyed"}
+# How long `--wait` waits, after the command's answer, for the reconcile it asked for.
+COMMAND_GRACE = 30.0
 STATES = ("queued", "deploying", "deployed", "failed", "destroyed", "hibernated", "preserved", "skipped")
 PROVIDERS = ("github", "gitlab", "bitbucket-cloud", "bitbucket-server", "generic")
 
@@ -196,6 +198,7 @@ def run_action(args: Any) -> int:
                 timeout=args.timeout,
                 progress=progress,
                 goal=STANDING if args.action in DESCRIPTIONS else None,
+                reconcile_grace=COMMAND_GRACE if args.action in DESCRIPTIONS else 0.0,
             )
     if outcome.ok and args.action in DESCRIPTIONS:
         # The command may have been refused (the repository's limit): the environment says.

@@ -74,17 +74,29 @@ def follow(
     timeout: float,
     progress: Progress,
     goal: set[str] | None = None,
+    reconcile_grace: float = 0.0,
 ) -> Outcome:
     """Wait until the worker is done with the delivery (or `timeout` seconds pass); `goal` the
-    states that mean it went as asked (by default, what the event's type asks for)."""
+    states that mean it went as asked (by default, what the event's type asks for).
+
+    A chat command's delivery is first recorded with the command's answer, and then, when the
+    command asked for one, with the reconcile that applied it: `reconcile_grace` is how long an
+    answer alone is waited past for that reconcile (a refused command has none)."""
     goal = goal or GOALS.get(event_type, {"deployed"})
     path = environment_path(key)
     deadline = time.monotonic() + timeout
     last_state = None
+    noted_at: float | None = None
     while True:
         applied = _applied(gateway, provider, delivery_id)
         environment = gateway.find(path)
         state = (environment or {}).get("state")
+        if applied is not None and applied.get("reconcile") is None and reconcile_grace > 0:
+            noted_at = noted_at if noted_at is not None else time.monotonic()
+            if time.monotonic() - noted_at < reconcile_grace and time.monotonic() < deadline:
+                progress.update(f"waiting for {key}: {applied.get('note')}")
+                time.sleep(POLL_SECONDS)
+                continue
         if applied is not None:
             state = applied.get("state") or state
             if state in goal:
