@@ -93,6 +93,26 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def redis_binary() -> str | None:
+    """The redis-server the benchmarks run (K8S_EE_REDIS_SERVER, else PATH's); says so when none."""
+    found = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    if not found:
+        print(
+            "a redis-server is needed (run through scripts/bootstrap.sh, or set K8S_EE_REDIS_SERVER)",
+            file=sys.stderr,
+        )
+    return found
+
+
+def redis_command(binary: str, port: int, workdir: str | os.PathLike[str]) -> list[str]:
+    """A throwaway redis-server on loopback: no snapshots, no append-only file."""
+    return [
+        binary,
+        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *("--dir", str(workdir)),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,12 +123,8 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    redis_bin = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    redis_bin = redis_binary()
     if not redis_bin:
-        print(
-            "a redis-server is needed (run through scripts/bootstrap.sh, or set K8S_EE_REDIS_SERVER)",
-            file=sys.stderr,
-        )
         return 2
 
     body = PAYLOAD.read_bytes()
@@ -117,24 +133,7 @@ def main() -> int:
     redis_port, gateway_port, bare_port = free_port(), free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(
-            start(
-                [
-                    redis_bin,
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    workdir,
-                ],
-                {},
-            )
-        )
+        processes.append(start(redis_command(redis_bin, redis_port, workdir), {}))
         gateway_env = {
             "K8S_EE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "K8S_EE_GITHUB_WEBHOOK_SECRET": SECRET,

@@ -1,14 +1,20 @@
-"""Reconcile benchmark: twenty pull requests opened at once, from webhook to applied environment.
+"""Reconcile benchmark: pull requests opened at once, from webhook to applied and to ready environment.
 
-Gateway, worker, Redis and the project's test Kubernetes API server (tests/fakes/kubeapi)
-each run in their own process on this machine; the worker talks to the API server
-over HTTP with the official client, exactly as it talks to a cluster. Twenty signed
-GitHub `pull_request.opened` deliveries are sent at once. Per environment it prints
-the time from the gateway's 202 to the last object applied (and to the namespace
-step: namespace, quota, limits and network policies applied), and the number of API
-requests, against the number of objects applied. Figures are printed, never asserted.
+Gateway, worker, Redis and the project's test Kubernetes API server (tests/fakes/kubeapi, with
+its Deployment controller) each run in their own process on this machine; the worker talks to
+the API server over HTTP with the official client, exactly as it talks to a cluster. Signed
+GitHub `pull_request.opened` deliveries are sent at once. Per environment it prints the time
+from the gateway's 202 to the last object applied (and to the namespace step: namespace, quota,
+limits and network policies applied), and to the environment found ready (`deployed_at`, the
+app's pods available; `--ready-delay 0`: as soon as they exist), and the number of API
+requests, against the number of objects applied.
 
-    .venv/bin/python -m bench.reconcile [--prs 20] [--config bench/k8s-ee.bench.yaml]
+With a ready delay (`--prs 200 --ready-delay 30`) every environment waits for its pods at
+once: it prints the worker's memory while they all wait and at its peak, and the Redis
+commands per environment, from the webhook to ready (gateway and worker). Figures are
+printed, never asserted.
+
+    .venv/bin/python -m bench.reconcile [--prs 20] [--ready-delay 0] [--config bench/k8s-ee.bench.yaml]
 """
 
 from __future__ import annotations
@@ -27,9 +33,13 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from bench.ingest import free_port, start, wait_http
+import redis
+
+from bench.ingest import free_port, peak_rss_mib, redis_binary, redis_command, start, wait_http
+from handlers.keys import Keys
+from handlers.status import EnvironmentStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = ROOT / "tests" / "fixtures" / "github" / "pull_request.opened.json"
@@ -55,43 +65,59 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def statuses(client: redis.Redis, keys: Keys) -> dict[str, EnvironmentStatus]:
+    """Every environment's status record, by namespace."""
+    found: dict[str, EnvironmentStatus] = {}
+    for name in client.scan_iter(match=keys.status("*"), count=1000):
+        raw = cast(bytes | None, client.get(name))
+        if raw:
+            status = EnvironmentStatus.model_validate_json(raw)
+            if status.namespace:
+                found[status.namespace] = status
+    return found
+
+
+def commands(client: redis.Redis) -> int:
+    stats = cast(dict[str, Any], client.info("stats"))
+    return int(stats["total_commands_processed"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--prs", type=int, default=20)
+    parser.add_argument(
+        "--ready-delay", type=float, default=0.0, help="seconds until the test API server's pods are ready"
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "k8s-ee.bench.yaml")
     args = parser.parse_args()
-    redis_bin = os.environ.get("K8S_EE_REDIS_SERVER") or shutil.which("redis-server")
+    redis_bin = redis_binary()
     if not redis_bin:
-        print(
-            "a redis-server is needed (scripts/bootstrap.sh finds one, or set K8S_EE_REDIS_SERVER)",
-            file=sys.stderr,
-        )
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="k8s-ee-bench-"))
     redis_port, gateway_port = free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(
-            start(
-                [
-                    redis_bin,
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                ],
-                {},
-            )
-        )
+        processes.append(start(redis_command(redis_bin, redis_port, workdir), {}))
         kube = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.kubeapi", "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.kubeapi",
+                "--port",
+                "0",
+                "--ready-delay",
+                str(args.ready_delay),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -114,12 +140,19 @@ def main() -> int:
             "K8S_EE_KUBECONFIG": str(kubeconfig),
             "K8S_EE_DEFAULT_CONFIG": str(args.config),
             "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
-            "K8S_EE_MAX_JOBS": str(max(10, args.prs)),
+            "K8S_EE_MAX_JOBS": str(min(max(10, args.prs), 50)),
+            # The bench's API server has no `kubernetes` Service: say where it is.
+            "K8S_EE_API_SERVER_CIDRS": "127.0.0.1/32",
         }
         processes.append(start([sys.executable, "-m", "gateway.cli", "serve"], env))
-        processes.append(start([sys.executable, "-m", "gateway.cli", "worker"], env))
+        worker = start([sys.executable, "-m", "gateway.cli", "worker"], env)
+        processes.append(worker)
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
         time.sleep(1.0)  # the worker connects to Redis
+        store = redis.Redis(port=redis_port)
+        keys = Keys("k8s-ee:")
+        commands_before = commands(store)
+        rss_idle = rss_mib(worker.pid)
 
         template = json.loads(PAYLOAD.read_text())
         project_id = "bench"
@@ -149,32 +182,44 @@ def main() -> int:
         for thread in threads:
             thread.join()
 
-        # Done when every environment's app Deployment and Service are applied and nothing moved for a while.
-        deadline = time.time() + 120
+        # Done when every environment is deployed (or failed); sampled once all of them are applied.
+        deadline = time.time() + 120 + args.ready_delay
+        waiting_rss = waiting_count = 0.0
+        seen: dict[str, EnvironmentStatus] = {}
         while time.time() < deadline:
-            requests = control(kube_url, "/_test/requests")["items"]
-            done = {
-                ns
-                for ns in sent
-                if any(r["path"].endswith(f"/namespaces/{ns}/services/{ns}-app") for r in requests)
-            }
-            if len(done) == len(sent):
-                time.sleep(1.0)
-                requests = control(kube_url, "/_test/requests")["items"]
+            seen = statuses(store, keys)
+            ours = [seen[ns] for ns in sent if ns in seen]
+            applied_now = [s for s in ours if s.applied_at is not None]
+            settled = [s for s in ours if s.state in ("deployed", "failed")]
+            if len(applied_now) == len(sent) and not waiting_count:
+                waiting_count = float(len(applied_now) - len(settled))
+                waiting_rss = rss_mib(worker.pid)
+            if len(settled) == len(sent):
                 break
             time.sleep(0.2)
         else:
-            print("not every environment was applied within 120 s", file=sys.stderr)
+            print("not every environment was ready in time", file=sys.stderr)
             return 1
+        commands_used = commands(store) - commands_before
+        requests = control(kube_url, "/_test/requests")["items"]
+        failed = [ns for ns in sent if seen[ns].state != "deployed"]
+        if failed:
+            print(
+                f"{len(failed)} environments failed, e.g. {failed[0]}: {seen[failed[0]].last_error}",
+                file=sys.stderr,
+            )
 
-        totals, steps, counts, applied = [], [], [], []
+        totals, steps, readies, counts, applied = [], [], [], [], []
         for ns, at in sent.items():
+            deployed_at = seen[ns].deployed_at
+            if deployed_at is not None:
+                readies.append(deployed_at.timestamp() - at)
             mine = [
                 r
                 for r in requests
                 if f"/namespaces/{ns}/" in r["path"] or r["path"].endswith(f"/namespaces/{ns}")
             ]
-            patches = [r for r in mine if r["method"] == "PATCH"]
+            patches = [r for r in mine if r["method"] == "PATCH" and "fieldManager" in r["query"]]
             totals.append(max(r["at"] for r in patches) - at)
             step = [
                 r
@@ -191,7 +236,8 @@ def main() -> int:
                 if ns in r["path"]:
                     print(f"  {(r['at'] - at) * 1000:7.1f} ms {r['method']} {r['path']}")
         print(
-            f"{len(sent)} pull requests opened at once; config {args.config.name}; worker max_jobs {env['K8S_EE_MAX_JOBS']}"
+            f"{len(sent)} pull requests opened at once; config {args.config.name}; worker max_jobs "
+            f"{env['K8S_EE_MAX_JOBS']}; pods ready {args.ready_delay:g} s after they are created"
         )
         print(
             f"202 -> last object applied:   median {statistics.median(totals) * 1000:7.1f} ms   "
@@ -201,9 +247,21 @@ def main() -> int:
             f"202 -> namespace step done:   median {statistics.median(steps) * 1000:7.1f} ms   "
             f"p95 {percentile(steps, 0.95) * 1000:7.1f} ms   (namespace, quota, limits, network policies)"
         )
+        if readies:
+            print(
+                f"202 -> ready (deployed):      median {statistics.median(readies) * 1000:7.1f} ms   "
+                f"p95 {percentile(readies, 0.95) * 1000:7.1f} ms   (the app's pods available, databases ready)"
+            )
         print(
             f"API requests per environment: {min(counts)}-{max(counts)} for {min(applied)}-{max(applied)} objects applied"
-            f"   (target: at most objects + 3)"
+            f"   (applying, then reading its readiness)"
+        )
+        print(
+            f"worker memory: {rss_idle:.1f} MiB idle, {waiting_rss:.1f} MiB with {waiting_count:.0f} environments "
+            f"waiting at once, peak {peak_rss_mib(worker.pid):.1f} MiB"
+        )
+        print(
+            f"Redis commands per environment, webhook to ready (gateway and worker): {commands_used / len(sent):.0f}"
         )
         return 0
     finally:

@@ -134,6 +134,7 @@ async def list_environments(request: Request) -> Response:
 
 @admin
 async def get_environment(request: Request) -> Response:
+    """By namespace: the environment that owns it (one per namespace, whoever sent the news)."""
     state: AppState = request.app.state.k8s_ee
     namespace = request.path_params["namespace"]
     status = await state.statuses.by_namespace(namespace)
@@ -143,15 +144,20 @@ async def get_environment(request: Request) -> Response:
 
 
 def environment_key(request: Request) -> str:
-    """`{provider}:{repository}:{number}` from a path `…/{provider}/{repository}/{number}`;
-    ValueError names what is wrong."""
-    provider = provider_of(request.path_params["provider"])
-    assert provider is not None
-    return f"{provider.value}:{request.path_params['repository']}:{request.path_params['number']}"
+    """`{provider}:{repository}:{number}` of a path `…/{provider}/{repository}/{number}`; ValueError
+    says what is wrong with it."""
+    params = request.path_params
+    provider = provider_of(params["provider"])
+    number = str(params["number"])
+    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+        raise ValueError("number must be a whole number")
+    return f"{provider}:{params['repository']}:{int(number)}"
 
 
 @admin
 async def get_environment_by_key(request: Request) -> Response:
+    """By key (provider, repository, number): also the environments that have no namespace
+    (skipped, failed before one was chosen, refused one another environment owns)."""
     state: AppState = request.app.state.k8s_ee
     try:
         key = environment_key(request)
@@ -159,7 +165,10 @@ async def get_environment_by_key(request: Request) -> Response:
         return bad_request(str(exc))
     status = await state.statuses.get(key)
     if status is None:
-        return JSON({"error": f"no environment is known for {key}"}, status_code=404)
+        return JSON(
+            {"error": f"no environment {key} (a destroyed one is kept for the retention period)"},
+            status_code=404,
+        )
     return await _environment(state, status)
 
 

@@ -115,11 +115,12 @@ def create_app(
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
         Route(
-            "/api/v1/environments/{provider}/{repository:path}/{number:int}/{action}",
+            "/api/v1/environments/{provider}/{repository:path}/{number}/{action}",
             api_actions.act_on_environment,
             methods=["POST"],
         ),
-        Route("/api/v1/environments/{provider}/{repository:path}/{number:int}", api.get_environment_by_key),
+        # The repository URL-encoded (acme%2Fweb) or not: it is the path between provider and number.
+        Route("/api/v1/environments/{provider}/{repository:path}/{number}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
     ]

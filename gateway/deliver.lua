@@ -13,9 +13,10 @@ local repository_index_stem, seen_stem = {repository_index_stem}, {seen_stem}
 local bodies, body_stem, job_stem = {bodies_key}, {body_stem}, {job_stem}
 local retention, max_entries = {retention}, {max_entries}
 local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
--- Indexes are refreshed and trimmed every `period` writes rather than on each one: a
--- script's cost is mostly its calls, and this halves them. An index may so exceed its
--- bound by fewer than `period` members (store.py keeps that under 1% of the bound).
+-- Indexes are trimmed every `period` writes rather than on each one: a script's cost is
+-- mostly its calls, and this halves them. An index may so exceed its bound by fewer than
+-- `period` members (store.py keeps that under 1% of the bound). Every key gets its expiry
+-- when it is written, so none outlives the retention once writes stop.
 local period = {period}
 --
 -- ARGV:
@@ -32,9 +33,14 @@ local provider, delivery_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local repository, mode = ARGV[4], ARGV[5]
 local ident = provider .. ':' .. delivery_id
 local cutoff = now - retention
-local housekeeping = period <= 1 or redis.call('INCR', writes) % period == 0
-if housekeeping and period > 1 then
-  redis.call('PEXPIRE', writes, retention)
+local housekeeping = true
+if period > 1 then
+  local count = redis.call('INCR', writes)
+  housekeeping = count % period == 0
+  -- A new counter expires too (nothing here outlives the retention without writes).
+  if housekeeping or count == 1 then
+    redis.call('PEXPIRE', writes, retention)
+  end
 end
 
 -- Keep an index to its retention window and its size; delete the entries that fall out.
@@ -64,12 +70,10 @@ local function log(entry)
   end
   for i, index in ipairs(indexes) do
     redis.call('ZADD', index, now, member)
-    -- A repository's index expires from its own last write (it may see one write a week).
-    if i == 3 and not housekeeping then
-      redis.call('PEXPIRE', index, retention)
-    end
+    -- Each index expires from its own last write: one that stops being written (a repository
+    -- seen once a week, a provider no longer used) goes with its newest member.
+    redis.call('PEXPIRE', index, retention)
     if housekeeping then
-      redis.call('PEXPIRE', index, retention)
       -- Only the main index deletes entries; the others just forget their members.
       trim(index, max_entries, i == 1 and delivery_stem or nil)
     end
@@ -105,8 +109,8 @@ redis.call('ZADD', queue, now, ARGV[7])
 if ARGV[9] ~= '' then
   redis.call('SET', body_stem .. ident, ARGV[9], 'PX', retention)
   redis.call('ZADD', bodies, now, ident)
+  redis.call('PEXPIRE', bodies, retention)
   if housekeeping then
-    redis.call('PEXPIRE', bodies, retention)
     trim(bodies, max_bodies, body_stem)
   end
 end

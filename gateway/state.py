@@ -46,6 +46,8 @@ class AppState:
             ),
             metrics=Metrics(),
             receivers=receivers(web.secret_values, web.insecure, endpoints),
-            statuses=StatusStore(redis, settings.keys, connection.retention_ms),
+            statuses=StatusStore(
+                redis, settings.keys, connection.retention_ms, connection.environment_retention_ms
+            ),
             bodies=BodyBudget(web.max_body_bytes_in_flight),
         )

@@ -86,12 +86,17 @@ def render_comment(status: EnvironmentStatus, dashboard_url: str | None = None) 
         rows.append(("Branch", escape(status.head_ref)))
     if status.databases and status.state in ("deployed", "deploying", "hibernated"):
         rows.append(("Databases", ", ".join(escape(db) for db in status.databases)))
+    if status.state == "deploying" and status.progress:
+        # The URL is not shown until the app answers; this is how far it got.
+        rows.append(("Progress", escape(status.progress)))
     if status.preserved_until and status.state in ("deployed", "hibernated", "preserved"):
         rows.append(("Preserved until", _time(status.preserved_until)))
     rows.append(("Updated", _time(status.updated_at)))
     if dashboard_url and status.namespace:
         rows.append(("Dashboard", _url(dashboard_link(dashboard_url, status.namespace))))
     lines += ["| | |", "|---|---|", *(f"| **{name}** | {value} |" for name, value in rows), ""]
+    if status.warnings and status.state in ("deployed", "deploying"):
+        lines += [*(f"⚠️ {escape(warning)}" for warning in status.warnings[:10]), ""]
 
     if status.state == "failed" and status.last_error:
         lines += [

@@ -337,8 +337,25 @@ class _Database(_Section):
     )
 
 
+def _claim_bounds(value: str) -> str:
+    """A volume outside the LimitRange's claim bounds (SPEC 2) is refused by the cluster when the
+    operator creates it, long after the apply: say so here."""
+    size = quota.mebibytes(value)
+    low, high = quota.mebibytes(quota.PVC_MIN_STORAGE), quota.mebibytes(quota.PVC_MAX_STORAGE)
+    if not low <= size <= high:
+        raise PydanticCustomError(
+            "limit_range",
+            "must be between {low} and {high}, the namespace's LimitRange for a volume (got {got})",
+            {"low": quota.PVC_MIN_STORAGE, "high": quota.PVC_MAX_STORAGE, "got": _show(value)},
+        )
+    return value
+
+
 class _DatabaseWithStorage(_Database):
-    storage: Storage = Field(default=DEFAULT_STORAGE, description="Its volume's size (`1Gi`, `500Mi`).")
+    storage: Annotated[Storage, AfterValidator(_claim_bounds)] = Field(
+        default=DEFAULT_STORAGE,
+        description="Its volume's size (`1Gi`, `500Mi`), within the LimitRange's 100Mi to 5Gi.",
+    )
 
 
 class PostgresqlBootstrap(_Section):
@@ -533,6 +550,29 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(problem) for problem in self.problems)
+
+
+def check_live_storage(config: RepoConfig, live: Mapping[Engine, tuple[str, int]]) -> None:
+    """Refuse a storage smaller than a volume the environment already has: a volume cannot
+    shrink (the API answers 422, CloudNativePG refuses too), so the deploy would fail for good.
+
+    `live` is, per engine, the largest live volume's name and size in MiB."""
+    problems = []
+    for db in config.enabled_databases():
+        if db.storage is None or db.engine not in live:
+            continue
+        name, size = live[db.engine]
+        if quota.mebibytes(db.storage) < size:
+            problems.append(
+                Problem(
+                    path=f"databases.{db.name}.storage",
+                    message=f"must be at least {quota.show_mebibytes(size)}, the size of the live volume "
+                    f"{name} (a volume cannot shrink; delete the environment to start smaller) "
+                    f"(got {_show(db.storage)})",
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_config(text: str) -> RepoConfig:

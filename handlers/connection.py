@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from handlers.keys import Keys
 from providers.settings import Section
@@ -27,6 +27,8 @@ class ConnectionSettings(Section):
     log_level: LogLevel = "INFO"
     # How long the delivery log, the dedup keys and the delivery-to-reconcile links are kept.
     delivery_retention_hours: float = Field(72.0, gt=0)
+    # How long a destroyed environment's records (its status, its tombstone) are kept.
+    environment_retention_hours: float = Field(720.0, gt=0)
     # The gateway is not ready (/readyz 503) when no worker has written its heartbeat for this
     # long; workers write it every quarter of it (handlers/heartbeat.py).
     worker_heartbeat_timeout: float = Field(60.0, ge=4, le=3600)
@@ -38,9 +40,22 @@ class ConnectionSettings(Section):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("environment_retention_hours")
+    @classmethod
+    def outlives_deliveries(cls, value: float, info: ValidationInfo) -> float:
+        # A redelivery is accepted again once its dedup key is gone: the tombstone must still be there.
+        deliveries = info.data.get("delivery_retention_hours")
+        if deliveries is not None and value < deliveries:
+            raise ValueError("must be at least K8S_EE_DELIVERY_RETENTION_HOURS")
+        return value
+
     @property
     def retention_ms(self) -> int:
         return int(self.delivery_retention_hours * 3_600_000)
+
+    @property
+    def environment_retention_ms(self) -> int:
+        return int(self.environment_retention_hours * 3_600_000)
 
     @property
     def keys(self) -> Keys:

@@ -93,24 +93,37 @@ class Keys:
         """Held by the one reconcile of the environment that runs."""
         return self._key("lock", env)
 
-    def repository_envs(self, provider: Provider, repository: str) -> str:
-        """The change numbers of a repository that have a desired state."""
-        return self._key("repo-envs", provider.value, repository)
+    def applied_generation(self, env: str) -> str:
+        """The generation the environment's last finished reconcile applied."""
+        return self._key("applied-gen", env)
 
-    def envs(self) -> str:
-        """Every environment with a desired state, by last update."""
-        return self._key("envs")
+    def branch_envs(self, provider: Provider, repository: str, branch: str) -> str:
+        """The change numbers of a repository whose head branch is `branch` (what a push concerns)."""
+        return self._key("branch-envs", provider.value, repository, branch)
+
+    def commit_envs(self, provider: Provider, repository: str, sha_prefix: str) -> str:
+        """The change numbers whose head commit starts with `sha_prefix` (what a build concerns)."""
+        return self._key("commit-envs", provider.value, repository, sha_prefix)
 
     def status(self, env: str) -> str:
         """The environment's status record (handlers.status), read by the admin API."""
         return self._key("status", env)
 
     def statuses(self) -> str:
-        """Every status record, by last update."""
+        """Every live environment's status record, by last update."""
         return self._key("statuses")
 
+    def retired_statuses(self) -> str:
+        """Destroyed environments' status records, by when they were destroyed (kept for the
+        retention period, then trimmed; the whole index expires with its newest member)."""
+        return self._key("statuses-retired")
+
+    def readiness(self, env: str) -> str:
+        """The rollout an environment's readiness checks are following (handlers.readiness)."""
+        return self._key("ready", env)
+
     def namespace(self, namespace: str) -> str:
-        """Which environment a namespace belongs to."""
+        """The environment that owns a namespace (handlers.status.StatusStore.claim)."""
         return self._key("namespace", namespace)
 
     def applied(self, provider: Provider, delivery_id: str) -> str:

@@ -1,9 +1,15 @@
 """What an event means for an environment. The one place that decides it.
 
-Pure: `decide(current, event, rules)` returns the next desired state and whether
-the cluster needs a reconcile, or says why nothing changes. Ordering comes from
-the payloads' own timestamps; the reconcile later checks the provider itself
-where it can (the webhook is a doorbell, the provider is the truth).
+Pure: `decide(current, event, rules)` (and `decide_command` for chat commands) returns the next desired state and whether
+the cluster needs a reconcile, or says why nothing changes.
+
+Order comes from the events themselves: each is placed at its payload's own time,
+or at the time it was received when the payload has none (handlers.desired.Stamp).
+An event sets only the fields it is newer than, so the desired state is the same
+whatever order the events arrive in, and however many times each arrives. A close
+or a destroy of a change nobody has seen yet leaves a tombstone; the newest head is
+kept while a change is closed, so the reopen deploys it. The reconcile later asks
+the provider itself where it can (the webhook is a doorbell, the provider the truth).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.commands import Command, Name
-from handlers.desired import Desired
-from providers.events import BuildStatus, EventType, LifecycleEvent
+from handlers.desired import Action, DeliveryRef, Desired, Intent, Stamp
+from providers.events import BuildStatus, EventType, LifecycleEvent, Provider
 
 # Deliveries remembered per environment between two reconciles (for the delivery log's links).
 MAX_PENDING_DELIVERIES = 50
@@ -25,9 +31,30 @@ DEPLOYING = {
     EventType.CHANGE_READY,
     EventType.ENV_DEPLOY,
 }
+DESTROYING = {EventType.CHANGE_CLOSED, EventType.ENV_DESTROY}
 # Only these may bring back an environment whose change was closed.
 REOPENING = {EventType.CHANGE_REOPENED, EventType.ENV_DEPLOY}
+# Events that describe the change as the code host sees it (its head, draft, fork).
+CHANGE_EVENTS = {
+    EventType.CHANGE_OPENED,
+    EventType.CHANGE_REOPENED,
+    EventType.CHANGE_UPDATED,
+    EventType.CHANGE_READY,
+    EventType.CHANGE_CLOSED,
+}
+# Two events stamped with the same second: the one a change's life puts later wins (a
+# reopen follows its close, an update its open). Explicit requests come after all of them.
+RANK = {
+    EventType.CHANGE_OPENED: 0,
+    EventType.CHANGE_READY: 1,
+    EventType.CHANGE_UPDATED: 2,
+    EventType.PUSH: 2,
+    EventType.CHANGE_CLOSED: 3,
+    EventType.CHANGE_REOPENED: 4,
+}
+EXPLICIT_RANK = 5
 
+_HEAD_FIELDS = ("head_sha", "head_ref", "base_ref", "title", "url")
 
 FORK_WAITS = (
     "the change comes from a fork: it is deployed once someone with write access approves "
@@ -55,30 +82,117 @@ def same_commit(a: str | None, b: str | None) -> bool:
     return bool(a and b and (a.startswith(b) or b.startswith(a)))
 
 
-def _older(moment: datetime | None, than: datetime | None) -> bool:
-    return moment is not None and than is not None and moment < than
+def stamp_of(event: LifecycleEvent) -> Stamp:
+    """Where an event stands in its change's history: its payload's time, else its receipt."""
+    return Stamp(
+        at=event.occurred_at or event.received_at,
+        rank=RANK.get(event.type, EXPLICIT_RANK),
+        delivery=event.delivery_id,
+    )
 
 
-def _new(event: LifecycleEvent) -> Desired:
-    assert event.number is not None
-    return Desired(provider=event.provider, repository=event.repository, number=event.number)
+def _merge(desired: Desired, stamp: Stamp, values: dict[str, object]) -> Desired:
+    """Set each field the event is at least as new as (last writer wins, per field)."""
+    update: dict[str, object] = {}
+    stamps = dict(desired.stamps)
+    for name, value in values.items():
+        held = stamps.get(name)
+        if held is None or stamp.order() >= held.order():
+            update[name] = value
+            stamps[name] = stamp
+    return desired.model_copy(update={**update, "stamps": stamps})
+
+
+def _newest(desired: Desired, field: str, stamp: Stamp) -> bool:
+    held = desired.stamps.get(field)
+    return held is not None and held.order() == stamp.order()
 
 
 def _touch(desired: Desired, event: LifecycleEvent) -> Desired:
-    deliveries = [*desired.deliveries, event.delivery_id][-MAX_PENDING_DELIVERIES:]
-    return desired.model_copy(update={"deliveries": deliveries, "updated_at": event.received_at})
+    ref = DeliveryRef(provider=event.provider, id=event.delivery_id)
+    deliveries = desired.deliveries if ref in desired.deliveries else [*desired.deliveries, ref]
+    updated = max(filter(None, (desired.updated_at, event.received_at)))
+    return desired.model_copy(
+        update={"deliveries": deliveries[-MAX_PENDING_DELIVERIES:], "updated_at": updated}
+    )
 
 
-def _deploy_action(desired: Desired, rules: Rules, explicit: bool) -> tuple[str, str | None]:
+def _action(desired: Desired, rules: Rules) -> tuple[Action, str | None]:
+    """What the fields add up to."""
+    if desired.closed or desired.intent == "destroy":
+        return "destroy", None
+    if desired.intent is None:
+        return "none", "nothing was asked of this environment yet"
+    if desired.head_sha is None:
+        return "none", "no commit is known for this change yet"
     # A fork is never deployed without an approval, whoever asks: its code is not trusted.
     if desired.fork and desired.approved_sha is None:
         return "none", FORK_WAITS
-    # Asked for explicitly once (a command, the generic trigger): drafts too, from then on.
-    if explicit or desired.requested:
+    # Asked for explicitly (a command, the generic trigger): drafts too, until a destroy request.
+    if desired.intent == "request" or desired.requested:
         return "deploy", None
     if desired.draft and not rules.deploy_drafts:
         return "none", "the change is a draft (drafts deploy when K8S_EE_DEPLOY_DRAFTS=true)"
     return "deploy", None
+
+
+def _derive(desired: Desired, rules: Rules) -> Desired:
+    action, reason = _action(desired, rules)
+    return desired.model_copy(update={"action": action, "reason": reason})
+
+
+def _effect(desired: Desired | None) -> tuple[object, ...]:
+    """What the cluster would be brought to: two records with one effect need no reconcile."""
+    if desired is None or desired.action == "destroy":
+        return ("destroy",)
+    if desired.action == "none":
+        return ("none", desired.reason)
+    config = sorted(desired.config.items()) if desired.config else None
+    return (
+        "deploy",
+        deploy_commit(desired),
+        desired.head_ref,
+        desired.image,
+        repr(config),
+        desired.hibernated,
+        desired.built_sha,
+        desired.requested,
+        desired.preserved_until,
+    )
+
+
+def _same_record(a: Desired, b: Desired) -> bool:
+    ignored = {"deliveries", "updated_at"}
+    return a.model_dump(exclude=ignored) == b.model_dump(exclude=ignored)
+
+
+def _lifecycle(desired: Desired, event: LifecycleEvent, stamp: Stamp) -> Desired:
+    """Merge a deploying or destroying event into the record's fields."""
+    kind = event.type
+    values: dict[str, object] = {
+        name: getattr(event, name) for name in _HEAD_FIELDS if getattr(event, name) is not None
+    }
+    if kind in CHANGE_EVENTS:
+        values |= {"draft": event.draft, "fork": event.fork}
+    if kind == EventType.CHANGE_CLOSED:
+        values["closed"] = True
+    elif kind in REOPENING:
+        values["closed"] = False
+    intent: Intent = (
+        "destroy" if kind in DESTROYING else "request" if kind == EventType.ENV_DEPLOY else "deploy"
+    )
+    values["intent"] = intent
+    if kind == EventType.ENV_DEPLOY:
+        values |= {name: getattr(event, name) for name in ("image", "config") if getattr(event, name)}
+        # Asked for: an on-demand repository deploys (drafts too) until a destroy request.
+        values["requested"] = True
+        if event.head_sha:
+            # An explicit deploy, from someone trusted, approves the commit it names.
+            values |= {"approved_sha": event.head_sha, "approved_by": event.actor}
+    if kind == EventType.ENV_DESTROY:
+        # A destroy request names no head; on-demand waits for the next request again.
+        values = {"intent": intent, "requested": False}
+    return _merge(desired, stamp, values)
 
 
 def deploy_commit(desired: Desired) -> str | None:
@@ -108,91 +222,101 @@ def fork_note(desired: Desired) -> str | None:
 
 
 def decide(current: Desired | None, event: LifecycleEvent, rules: Rules) -> Decision:
-    """The next desired state of the environment `event` concerns (event.number must be set)."""
-    desired = current or _new(event)
+    """The next desired state of the environment `event` concerns (`current`, or for an event
+    of a change, the one its number names)."""
     kind = event.type
+    stamp = stamp_of(event)
+    if current is not None:
+        base = current
+    else:
+        assert event.number is not None
+        base = Desired(provider=event.environment_provider, repository=event.repository, number=event.number)
 
-    if kind in DEPLOYING:
-        if desired.closed and kind not in REOPENING:
-            return Decision(None, False, f"the change was closed; a late {kind.value} does not reopen it")
-        if kind == EventType.CHANGE_REOPENED and _older(event.occurred_at, desired.closed_at):
-            return Decision(None, False, "this reopen is older than the close already applied")
-        if _older(event.occurred_at, desired.head_at) and kind not in REOPENING:
-            return Decision(None, False, f"{kind.value} is older than the state already known")
-        update: dict[str, object] = {
-            "closed": False,
-            "closed_at": None if kind in REOPENING else desired.closed_at,
-            "head_sha": event.head_sha or desired.head_sha,
-            "head_ref": event.head_ref or desired.head_ref,
-            "base_ref": event.base_ref or desired.base_ref,
-            "head_at": event.occurred_at or desired.head_at,
-            "title": event.title or desired.title,
-            "url": event.url or desired.url,
-        }
-        if kind != EventType.ENV_DEPLOY:
-            update |= {"draft": event.draft, "fork": event.fork}
+    if kind in DEPLOYING or kind in DESTROYING:
+        merged = _lifecycle(base, event, stamp)
+        why = _stale_reason(merged, event, stamp)
+    elif kind == EventType.BUILD_COMPLETED:
+        return _build(current, event)
+    elif kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE):
+        if current is None or current.action != "deploy":
+            return Decision(None, False, "no deployed environment to hibernate or wake" + _elsewhere(event))
+        merged = _merge(current, stamp, {"hibernated": kind == EventType.ENV_HIBERNATE})
+        if _newest(merged, "hibernated", stamp):
+            why = "already " + ("hibernated" if merged.hibernated else "awake")
         else:
-            update |= {
-                "image": event.image or desired.image,
-                "config": event.config or desired.config,
-                "requested": True,
-                # An explicit deploy, from someone trusted, approves the commit it names.
-                "approved_sha": event.head_sha or desired.approved_sha,
-                "approved_by": event.actor if event.head_sha else desired.approved_by,
-            }
-        desired = desired.model_copy(update=update)
-        action, reason = _deploy_action(desired, rules, explicit=kind == EventType.ENV_DEPLOY)
-        desired = _touch(desired.model_copy(update={"action": action, "reason": reason}), event)
-        if desired.head_sha is None:
-            return Decision(None, False, "no commit is known for this change yet")
-        return Decision(desired, True, reason or f"deploy {desired.head_sha[:12]}")
-
-    if kind in (EventType.CHANGE_CLOSED, EventType.ENV_DESTROY):
+            why = f"{kind.value} is older than the state already known"
+    elif kind in (EventType.PUSH, EventType.COMMENT_CREATED):
         if current is None:
             return Decision(None, False, "no environment is known for this change")
-        if _older(event.occurred_at, desired.head_at):
-            return Decision(None, False, "this close is older than the state already known")
-        update = {"action": "destroy", "reason": None}
-        if kind == EventType.ENV_DESTROY:
-            # Destroyed on request: an on-demand repository waits for the next request again.
-            update["requested"] = False
-        if kind == EventType.CHANGE_CLOSED:
-            update |= {"closed": True, "closed_at": event.occurred_at or event.received_at}
-        return Decision(_touch(desired.model_copy(update=update), event), True, "destroy")
+        merged = current
+        if kind == EventType.PUSH and current.action == "deploy":
+            # A push to the branch is activity: it wakes a hibernated environment.
+            merged = _merge(current, stamp, {"hibernated": False})
+        why = "activity recorded"
+    else:
+        return Decision(None, False, f"{kind.value} does not change environments")
 
-    if kind == EventType.BUILD_COMPLETED:
-        if current is None or current.action != "deploy":
-            return Decision(None, False, "no deployed environment for this build")
-        if event.build_status != BuildStatus.SUCCESS:
-            return Decision(None, False, f"build {event.build_status}: nothing to roll out")
-        sha = event.head_sha or ""
-        if not same_commit(sha, desired.head_sha):
-            return Decision(None, False, "the build is not for the change's current head commit")
-        if desired.built_sha == sha:
-            return Decision(None, False, "this build was already rolled out")
+    merged = _derive(merged, rules)
+    action, reason = merged.action, merged.reason
+    if current is not None and _same_record(current, merged) and kind != EventType.COMMENT_CREATED:
         return Decision(
-            _touch(desired.model_copy(update={"built_sha": sha}), event), True, f"roll out build {sha[:12]}"
+            None, False, why or f"{kind.value} is older than the state already known, or a repeat"
         )
+    merged = _touch(merged, event)
 
-    if kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE):
-        if current is None or current.action != "deploy":
-            return Decision(None, False, "no deployed environment to hibernate or wake")
-        hibernated = kind == EventType.ENV_HIBERNATE
-        if desired.hibernated == hibernated:
-            return Decision(None, False, "already " + ("hibernated" if hibernated else "awake"))
-        return Decision(
-            _touch(desired.model_copy(update={"hibernated": hibernated}), event), True, kind.value
+    changed = _effect(current) != _effect(merged)
+    # A newer request of the same thing runs the reconcile again (a retry after a failure);
+    # a tombstone written for a change nobody saw needs none.
+    asked = kind in DEPLOYING and action != "destroy" and _newest(merged, "intent", stamp)
+    asked |= kind in DESTROYING and current is not None and _newest(merged, "intent", stamp)
+    reconcile = changed or asked
+    if action == "destroy":
+        nothing = "nothing to destroy: recorded, so later events know" + (
+            _elsewhere(event) if current is None else ""
         )
+        told = "destroy" if reconcile else (why or nothing)
+    elif action == "deploy":
+        commit = deploy_commit(merged)
+        assert commit is not None
+        told = f"deploy {commit[:12]}" if reconcile else (why or "recorded")
+    else:
+        told = reason or "recorded"
+    if kind in (EventType.ENV_HIBERNATE, EventType.ENV_WAKE, EventType.PUSH) and changed:
+        told = "wake on push" if kind == EventType.PUSH else kind.value
+    return Decision(merged, reconcile, told)
 
-    if kind in (EventType.PUSH, EventType.COMMENT_CREATED):
-        if current is None:
-            return Decision(None, False, "no environment is known for this change")
-        # Activity keeps an environment from hibernating; a push to its branch also wakes it.
-        wake = kind == EventType.PUSH and desired.hibernated
-        touched = _touch(desired.model_copy(update={"hibernated": False} if wake else {}), event)
-        return Decision(touched, wake, "wake on push" if wake else "activity recorded")
 
-    return Decision(None, False, f"{kind.value} does not change environments")
+def _elsewhere(event: LifecycleEvent) -> str:
+    """For a generic request that finds nothing of its own: where the environment may be."""
+    if event.provider == Provider.GENERIC and event.target_provider is None:
+        return ' of the generic trigger (name "provider" to act on a code host\'s environment)'
+    return ""
+
+
+def _stale_reason(merged: Desired, event: LifecycleEvent, stamp: Stamp) -> str | None:
+    """Why a deploying or destroying event did not get its way, if it did not."""
+    kind = event.type
+    if kind == EventType.CHANGE_REOPENED and not _newest(merged, "closed", stamp) and merged.closed:
+        return "this reopen is older than the close already applied"
+    if kind in DEPLOYING and kind not in REOPENING and merged.closed:
+        return f"the change was closed; a late {kind.value} does not reopen it"
+    if not _newest(merged, "intent", stamp):
+        return f"{kind.value} is older than the state already known"
+    return None
+
+
+def _build(current: Desired | None, event: LifecycleEvent) -> Decision:
+    if current is None or current.action != "deploy":
+        return Decision(None, False, "no deployed environment for this build")
+    if event.build_status != BuildStatus.SUCCESS:
+        return Decision(None, False, f"build {event.build_status}: nothing to roll out")
+    sha = event.head_sha or ""
+    if not same_commit(sha, current.head_sha):
+        return Decision(None, False, "the build is not for the change's current head commit")
+    if current.built_sha == sha:
+        return Decision(None, False, "this build was already rolled out")
+    rolled = _touch(current.model_copy(update={"built_sha": sha}), event)
+    return Decision(rolled, True, f"roll out build {sha[:12]}")
 
 
 # -- chat commands ---------------------------------------------------------------------------
@@ -235,9 +359,10 @@ def decide_command(
     `/preserve` and `/unpreserve` set the preserved-until time. `event` is the comment's event
     (its delivery and reception time)."""
     command, head = request.command, request.head
-    # The comment's own time orders nothing: the host's answer read just now is newer than
-    # anything an event said.
-    base = event.model_copy(update={"occurred_at": None, "actor": request.actor})
+    # Ordered by the comment's own time (the host's clock, as the other events are): what the
+    # command takes from the host (the head) was read after it, and an event that happened
+    # later still has the last word.
+    base = event.model_copy(update={"actor": request.actor})
     name = command.name
 
     if name == Name.DEPLOY:
@@ -266,7 +391,10 @@ def decide_command(
             return decision
         desired = decision.desired
         if head is not None:
-            desired = desired.model_copy(update={"fork": head.fork, "draft": head.draft})
+            # The host's answer, read now, is the newest word on fork and draft.
+            desired = _derive(
+                _merge(desired, stamp_of(deploy), {"fork": head.fork, "draft": head.draft}), rules
+            )
         approved = " (approved: it comes from a fork)" if desired.fork else ""
         return Decision(desired, True, f"deploying {sha[:12]}{approved}")
 
@@ -285,8 +413,9 @@ def decide_command(
 
     if name == Name.WAKE:
         decision = decide(current, base.model_copy(update={"type": EventType.ENV_WAKE}), rules)
-        if decision.desired is None:
-            return decision
+        if decision.desired is None or not decision.reconcile:
+            # Awake already: nothing is done (and the answer says so).
+            return Decision(None, False, decision.reason)
         return Decision(decision.desired, True, "waking the environment")
 
     if name == Name.PRESERVE:

@@ -25,6 +25,8 @@ class Job:
     PROCESS_EVENT: Final = "process_event"
     # Bring one environment to its desired state.
     RECONCILE: Final = "reconcile"
+    # Look once at an applied environment's rollout: deployed, failed, or look again later.
+    CHECK_READY: Final = "check_ready"
     # Tell the code host about one environment's state.
     REPORT: Final = "report"
     # Send one status-webhook delivery.

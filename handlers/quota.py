@@ -1,7 +1,10 @@
 """How much a preview namespace may use: the ResourceQuota and LimitRange figures (SPEC 2).
 
-The quota is recomputed on every deploy from the enabled databases, so enabling
-one in `k8s-ee.yaml` grows the namespace's budget and disabling it shrinks it.
+The quota is recomputed on every deploy. Its floor is the first edition's table, from the
+enabled databases (`compute_quota`), so SPEC 2's worked examples hold; above the floor it
+grows to what the rendered pods need during a rolling update (`Need`, added up by
+handlers/render/workloads.py from every container, the operators' pods and the app's surge
+pod, with the configured storage), so a bigger app or a bigger volume still fits.
 
 Rounding: the limits are multiplied by 1.15 and rounded *down* to a whole
 millicore / mebibyte, in integer arithmetic (`value * 115 // 100`), as the first
@@ -14,9 +17,11 @@ examples need: app only, memory limits (512 + 512) * 1.15 = 1177.6 -> 1177Mi
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from fractions import Fraction
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +90,41 @@ PVC_MAX_STORAGE = "5Gi"
 
 
 @dataclass(frozen=True, slots=True)
+class Need:
+    """What the rendered objects use at their peak, a rolling update of the app included."""
+
+    requests_cpu_m: int = 0
+    requests_memory_mi: int = 0
+    limits_cpu_m: int = 0
+    limits_memory_mi: int = 0
+    storage_mi: int = 0
+    pvcs: int = 0
+    pods: int = 0
+    services: int = 0
+
+    def __add__(self, other: Need) -> Need:
+        return Need(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Need)})
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaFigures:
     requests_cpu_m: int
     requests_memory_mi: int
     limits_cpu_m: int
     limits_memory_mi: int
-    storage_gi: int
+    storage_mi: int
     pvcs: int
     pods: int
     services: int
     configmaps: int = CONFIGMAPS
     secrets: int = SECRETS
     replicationcontrollers: int = REPLICATIONCONTROLLERS
+
+    def covering(self, need: Need) -> QuotaFigures:
+        """These figures, raised wherever `need` is larger: the floor stays, what is rendered fits."""
+        return replace(
+            self, **{f.name: max(getattr(self, f.name), getattr(need, f.name)) for f in fields(Need)}
+        )
 
     def hard(self) -> dict[str, str]:
         """The `spec.hard` of ResourceQuota `pr-quota`."""
@@ -105,7 +133,7 @@ class QuotaFigures:
             "requests.memory": f"{self.requests_memory_mi}Mi",
             "limits.cpu": f"{self.limits_cpu_m}m",
             "limits.memory": f"{self.limits_memory_mi}Mi",
-            "requests.storage": f"{self.storage_gi}Gi",
+            "requests.storage": show_mebibytes(self.storage_mi),
             "persistentvolumeclaims": str(self.pvcs),
             "pods": str(self.pods),
             "services": str(self.services),
@@ -129,7 +157,7 @@ def compute_quota(databases: Sequence[str]) -> QuotaFigures:
         requests_memory_mi=sum(c.requests_memory_mi for c in costs) + HEADROOM_REQUESTS_MEMORY_MI,
         limits_cpu_m=limits_cpu * LIMITS_FACTOR_PERCENT // 100,
         limits_memory_mi=limits_memory * LIMITS_FACTOR_PERCENT // 100,
-        storage_gi=sum(c.storage_gi for c in costs),
+        storage_mi=sum(c.storage_gi for c in costs) * 1024,
         pvcs=sum(c.pvcs for c in costs),
         pods=sum(c.pods for c in costs),
         services=sum(c.services for c in costs),
@@ -157,3 +185,40 @@ def mebibytes(quantity: str) -> int:
         raise ValueError(f"not a quantity in Mi, Gi or Ti: {quantity!r}")
     number, unit = match.groups()
     return int(number) * _MI_PER_UNIT[unit]
+
+
+# Any quantity the API accepts (`1.5`, `500M`, `400Mi`, `2e3`): what operators' defaults and a
+# live cluster's objects carry. Exact, as the API server compares quantities.
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][0-9]+)?$")
+_FACTORS: dict[str | None, Fraction] = {
+    None: Fraction(1),
+    "m": Fraction(1, 1000),
+    **{suffix: Fraction(1000**power) for power, suffix in enumerate("kMGTPE", start=1)},
+    **{f"{suffix}i": Fraction(1024**power) for power, suffix in enumerate("KMGTPE", start=1)},
+}
+
+
+def quantity(text: str) -> Fraction:
+    """A Kubernetes quantity in its base unit (cores, bytes)."""
+    match = _QUANTITY.fullmatch(str(text).strip())
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number: str = match.group(1)
+    suffix: str | None = match.group(2)
+    if suffix and suffix[0] in "eE":
+        return Fraction(number) * Fraction(10) ** int(suffix[1:])
+    return Fraction(number) * _FACTORS[suffix]
+
+
+def millicores_up(text: str) -> int:
+    """A CPU quantity in whole millicores, rounded up (the quota must cover it)."""
+    return math.ceil(quantity(text) * 1000)
+
+
+def mebibytes_up(text: str) -> int:
+    """A memory or storage quantity in whole MiB, rounded up."""
+    return math.ceil(quantity(text) / (1024 * 1024))
+
+
+def show_mebibytes(mi: int) -> str:
+    return f"{mi // 1024}Gi" if mi % 1024 == 0 else f"{mi}Mi"

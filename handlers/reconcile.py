@@ -15,20 +15,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
 from handlers import naming
 from handlers.admission import Admission
 from handlers.cluster import (
     Cluster,
+    Fence,
     OwnershipError,
     PermanentClusterError,
     TransientClusterError,
 )
-from handlers.config import FILE_NAME, ConfigError, Problem, RepoConfig, config_from_mapping, load_config
-from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.config import (
+    FILE_NAME,
+    ConfigError,
+    Problem,
+    RepoConfig,
+    check_live_storage,
+    config_from_mapping,
+    load_config,
+)
+from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.forks import without_secrets
 from handlers.hibernate import hibernate
 from handlers.policy import deploy_commit, fork_note, gate
 from handlers.preserve import PreserveIndex
+from handlers.readiness import Readiness
 from handlers.render import (
     RenderSettings,
     RenderTarget,
@@ -36,7 +49,8 @@ from handlers.render import (
     render_environment,
     required_passwords,
 )
-from handlers.status import RETIRED_TTL_S, AppliedBy, EnvironmentStatus, StatusStore
+from handlers.render.databases import live_storage
+from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from providers.events import Provider
 from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, NotFound
 from providers.states import State
@@ -52,6 +66,43 @@ class RetryLater(Exception):
     """A transient failure (cluster or host unreachable): the job is retried with backoff."""
 
 
+# What the reconcile job retries (with backoff) rather than failing the environment for.
+TRANSIENT = (TransientClusterError, RetryLater, HostUnavailable, RedisError)
+
+
+def error_message(exc: Exception) -> str:
+    """One line for an environment's `last_error`: a model's errors by field, else the message."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in errors[:5]
+        )
+        return f"invalid {exc.title}: {fields}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def taken_message(namespace: str, owner: str, want: Desired) -> str:
+    """Why a deploy may not take `namespace` (SPEC 1: one owning environment per namespace)."""
+    owner_key = EnvKey.parse(owner)
+    if owner_key.repository.casefold() != want.repository.casefold():
+        # Never name the other repository: it may be private, and this is shown on the change.
+        return f"namespace {namespace} belongs to another repository; refusing to change it"
+    hint = ""
+    if want.provider == Provider.GENERIC:
+        hint = f' (name "provider": "{owner_key.provider.value}" in the generic trigger to act on it)'
+    return (
+        f"namespace {namespace} belongs to the {owner_key.provider.value} environment of "
+        f"{owner_key.repository}#{owner_key.number}; refusing to take it over{hint}"
+    )
+
+
+def _by_provider(want: Desired) -> dict[Provider, list[str]]:
+    grouped: dict[Provider, list[str]] = {}
+    for ref in want.deliveries:
+        grouped.setdefault(ref.provider, []).append(ref.id)
+    return grouped
+
+
 @dataclass
 class Reconciler:
     desired: DesiredStore
@@ -59,6 +110,8 @@ class Reconciler:
     cluster: Cluster
     hosts: Mapping[Provider, Host]
     render_settings: RenderSettings
+    # Follows each apply until the environment is up (or failed), outside the reconcile.
+    readiness: Readiness
     default_config: Path | None = None
     lock_ttl_s: int = 30
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -70,6 +123,8 @@ class Reconciler:
     preserved: PreserveIndex | None = None
 
     async def reconcile(self, key: EnvKey) -> str:
+        """Bring the environment to its newest desired state; raises LockLost (after making a new
+        generation, see DesiredStore.invalidate) when the lock went to another reconcile."""
         token = uuid.uuid4().hex
         ttl_ms = self.lock_ttl_s * 1000
         if not await self.desired.acquire(key, token, ttl_ms):
@@ -82,27 +137,36 @@ class Reconciler:
                 if want is None:
                     await self.desired.release(key, token)
                     return "nothing desired"
-                try:
-                    outcome = await self._converge(want, generation)
-                except (TransientClusterError, RetryLater, HostUnavailable) as exc:
-                    await self._note_error(key, str(exc))
-                    raise
+                if await self.desired.applied(key) >= generation:
+                    # A reconcile queued for a generation another one has applied already.
+                    await self.desired.release(key, token)
+                    return "already applied"
+
+                async def fence(generation: int = generation) -> None:
+                    await self.desired.fence(key, token, generation, ttl_ms)
+
+                outcome = await self._converge(want, generation, fence)
                 finished = await self.desired.finish(key, token, generation, ttl_ms)
                 if finished == "done":
                     return outcome
                 if finished == "lost":
-                    logger.warning("lost the lock of %s while reconciling; another worker took over", key)
-                    return "lost lock"
-        except BaseException:
+                    raise LockLost(f"{key}: lost the lock before finishing generation {generation}")
+        except LockLost:
+            logger.warning("lost the lock of %s while reconciling; stopped writing, and it runs again", key)
+            await self.desired.invalidate(key)
             await self.desired.release(key, token)
+            raise
+        except BaseException:
+            if not await self.desired.release(key, token):
+                # The lock had gone to another reconcile meanwhile: a write of this one that was
+                # still in flight may have landed over its apply. Make it apply again.
+                await self.desired.invalidate(key)
             raise
         finally:
             heartbeat.cancel()
 
     async def _put(self, status: EnvironmentStatus) -> None:
-        previous = await self.statuses.put(status)
-        if self.on_change is not None and (previous is None or previous.state != status.state):
-            await self.on_change(status, previous.state if previous else None)
+        await self.statuses.publish(status, self.on_change)
 
     async def give_up(self, key: EnvKey, message: str) -> None:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
@@ -123,7 +187,7 @@ class Reconciler:
 
     # -- one pass --
 
-    async def _converge(self, want: Desired, generation: int) -> str:
+    async def _converge(self, want: Desired, generation: int, fence: Fence) -> str:
         key = str(want.key)
         status = await self.statuses.get(key) or EnvironmentStatus(
             provider=want.provider, repository=want.repository, number=want.number, state="queued"
@@ -134,32 +198,51 @@ class Reconciler:
                 "reconciles": status.reconciles + 1,
                 "last_reconcile": reconcile_id,
                 "generation": generation,
+                "progress": None,
             }
         )
+        try:
+            status = await self._act(want, status, fence)
+        except TRANSIENT as exc:
+            await self._note_error(want.key, str(exc))
+            raise
+        except LockLost:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the environment says so (and is reported) rather than
+            # staying `deploying` with no word; the traceback goes to the log.
+            logger.exception("reconcile %s failed", reconcile_id)
+            stored = await self.statuses.get(key)
+            if stored is not None and stored.last_reconcile == reconcile_id:
+                status = stored  # what this reconcile had recorded before it failed
+            status = await self._failed(status, error_message(exc))
+        for provider, ids in _by_provider(want).items():
+            await self.statuses.link(
+                provider,
+                ids,
+                AppliedBy(
+                    reconcile=reconcile_id,
+                    namespace=status.namespace,
+                    state=status.state,
+                    note=status.last_error,
+                    at=self.clock(),
+                ),
+            )
+        return status.state
+
+    async def _act(self, want: Desired, status: EnvironmentStatus, fence: Fence) -> EnvironmentStatus:
         want = await self._with_truth(want)
         if want.action == "destroy":
-            status = await self._destroy(want, status)
-        elif want.action == "deploy":
-            status = await self._deploy(want, status)
-        else:
-            status = status.model_copy(
-                update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
-            )
-            await self._put(status)
-            if not status.namespace:
-                await self.release_slot(want.key)
-        await self.statuses.link(
-            want.provider,
-            want.deliveries,
-            AppliedBy(
-                reconcile=reconcile_id,
-                namespace=status.namespace,
-                state=status.state,
-                note=status.last_error,
-                at=self.clock(),
-            ),
+            return await self._destroy(want, status, fence)
+        if want.action == "deploy":
+            return await self._deploy(want, status, fence)
+        skipped = status.model_copy(
+            update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
         )
-        return status.state
+        await self._put(skipped)
+        if not skipped.namespace:
+            await self.release_slot(want.key)
+        return skipped
 
     async def _with_truth(self, want: Desired) -> Desired:
         """Where the host can be asked, its answer decides: open or closed, and which head commit."""
@@ -217,7 +300,7 @@ class Reconciler:
             "(configure them, or K8S_EE_DEFAULT_CONFIG)",
         )
 
-    async def _deploy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
+    async def _deploy(self, want: Desired, status: EnvironmentStatus, fence: Fence) -> EnvironmentStatus:
         sha = deploy_commit(want)
         assert sha is not None
         now = self.clock()
@@ -239,6 +322,14 @@ class Reconciler:
             if not status.namespace:
                 await self.release_slot(want.key)
             return skipped
+        namespace = naming.namespace_name(config.project_id, want.number)
+        owner = await self.statuses.claim(namespace, status.key)
+        if owner is not None:
+            # Refused as for two repositories: nothing is touched, and the status says why.
+            failed = await self._failed(status, taken_message(namespace, owner, want))
+            if not status.namespace:
+                await self.release_slot(want.key)
+            return failed
         ticket = await self._admit(want, status)
         if ticket is not None:
             return ticket
@@ -254,10 +345,10 @@ class Reconciler:
             }
         )
         await self._put(status)
-        namespace = naming.namespace_name(config.project_id, want.number)
         if status.namespace and status.namespace != namespace:
             # projectId changed: the old namespace goes, the new one comes.
-            await self.cluster.destroy(status.namespace, want.repository)
+            await self.cluster.destroy(status.namespace, want.repository, fence)
+            await self.statuses.unclaim(status.namespace, status.key)
         # Recorded before the first object is applied, so that a destroy after a
         # half-finished deploy still knows which namespace to remove.
         status = status.model_copy(update={"namespace": namespace})
@@ -279,27 +370,32 @@ class Reconciler:
         )
         try:
             passwords = await self.cluster.read_credentials(namespace)
+            if any(db.storage for db in config.enabled_databases()):
+                claims = await self.cluster.read_claims(namespace)
+                check_live_storage(config, live_storage([(c.name, c.labels, c.size_mi) for c in claims]))
             for name in required_passwords(config):
                 passwords.setdefault(name, new_password())
             manifests = render_environment(target, config, self.render_settings, passwords)
             if want.hibernated:
                 manifests = hibernate(manifests)
-            await self.cluster.apply(namespace, want.repository, manifests)
-        except (PermanentClusterError, OwnershipError, ValueError) as exc:
+            applied = await self.cluster.apply(namespace, want.repository, manifests, fence)
+        except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
             return await self._failed(status, str(exc))
-        settled = await self._settle(
-            status,
-            "hibernated" if want.hibernated else "deployed",
-            namespace=namespace,
-            preview_url=naming.preview_url(namespace, self.render_settings.preview_domain),
-            databases=[db.name for db in config.enabled_databases()],
-            created_at=status.created_at or now,
-            deployed_at=now,
-            note=status.note,
+        status = status.model_copy(
+            update={
+                "preview_url": naming.preview_url(namespace, self.render_settings.preview_domain),
+                "databases": [db.name for db in config.enabled_databases()],
+                "created_at": status.created_at or now,
+                "warnings": applied.warnings,
+            }
         )
-        if want.hibernated and not (self.admission and self.admission.counts_hibernated):
-            await self.release_slot(want.key)
-        return settled
+        if want.hibernated:
+            settled = await self._settle(status, "hibernated", deployed_at=now, note=status.note)
+            if not (self.admission and self.admission.counts_hibernated):
+                await self.release_slot(want.key)
+            return settled
+        # Deployed once it is up: watched from here on, without this reconcile waiting.
+        return await self.readiness.begin(status, manifests)
 
     async def _admit(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus | None:
         """Take a slot for the environment, or settle it queued (or refused): None when admitted."""
@@ -335,31 +431,31 @@ class Reconciler:
             ):
                 await self.on_change(moved, "queued")
 
-    async def _destroy(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus:
+    async def _destroy(self, want: Desired, status: EnvironmentStatus, fence: Fence) -> EnvironmentStatus:
         namespace = status.namespace
-        if not namespace:
-            settled = await self._settle(status, "destroyed", namespace=None)
-            await self.desired.retire(want.key, RETIRED_TTL_S)
-            await self.release_slot(want.key)
-            return settled
         now = self.clock()
-        status = status.model_copy(update={"updated_at": now})
-        preserved = want.preserved(now)
-        try:
-            # Once the gateway's own preservation is over, its label protects the namespace no more.
-            result = await self.cluster.destroy(namespace, want.repository, release_preserve=not preserved)
-        except (PermanentClusterError, OwnershipError) as exc:
-            return await self._failed(status, str(exc))
-        if result.preserved:
-            return await self._settle(
-                status,
-                "preserved",
-                namespace=status.namespace,
-                preserved_until=want.preserved_until if preserved else None,
-                note="preserved: not deleted",
-            )
-        settled = await self._settle(status, "destroyed", namespace=status.namespace, preview_url=None)
-        await self.desired.retire(want.key, RETIRED_TTL_S)
+        if namespace:
+            status = status.model_copy(update={"updated_at": now})
+            preserved = want.preserved(now)
+            try:
+                # Once the gateway's own preservation is over, its label protects the namespace no more.
+                result = await self.cluster.destroy(
+                    namespace, want.repository, fence, release_preserve=not preserved
+                )
+            except (PermanentClusterError, OwnershipError) as exc:
+                return await self._failed(status, str(exc))
+            if result.preserved:
+                return await self._settle(
+                    status,
+                    "preserved",
+                    namespace=namespace,
+                    preserved_until=want.preserved_until if preserved else None,
+                    note="preserved: not deleted",
+                )
+        settled = await self._settle(status, "destroyed", namespace=namespace, preview_url=None)
+        # Kept for the retention period (to refuse late deliveries, and for the admin API), then gone.
+        await self.desired.retire(want.key)
+        await self.statuses.retire(settled)
         if self.preserved is not None:
             await self.preserved.release(want.key)
         await self.release_slot(want.key)
@@ -372,9 +468,9 @@ class Reconciler:
         await self._put(settled)
         return settled
 
-    async def _failed(self, status: EnvironmentStatus, message: str) -> EnvironmentStatus:
+    async def _failed(self, status: EnvironmentStatus, message: str, **fields: object) -> EnvironmentStatus:
         failed = status.model_copy(
-            update={"state": "failed", "last_error": message, "updated_at": self.clock()}
+            update={"state": "failed", "last_error": message, "updated_at": self.clock(), **fields}
         )
         await self._put(failed)
         logger.warning("environment %s failed: %s", status.key, message)

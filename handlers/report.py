@@ -22,7 +22,7 @@ from handlers.keys import Keys
 from handlers.status import EnvironmentStatus, ReportState, StatusStore
 from providers.events import Provider
 from providers.hosts.base import Host, HostError, HostUnavailable, NotFound
-from providers.hosts.reporting import MARKER, StatusReport
+from providers.hosts.reporting import MARKER, MAX_DESCRIPTION, StatusReport
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -43,8 +43,8 @@ class Reporter:
     async def state(self, env: str) -> ReportState:
         return await self.statuses.report_state(env) or ReportState()
 
-    async def _save(self, env: str, state: ReportState) -> None:
-        await self.statuses.save_report_state(env, state)
+    async def _save(self, status: EnvironmentStatus, state: ReportState) -> None:
+        await self.statuses.save_report_state(status, state)
 
     async def report(self, env: str, now: datetime) -> str:
         status = await self.statuses.get(env)
@@ -52,8 +52,9 @@ class Reporter:
             return "no status"
         host = self.hosts.get(status.provider)
         if host is None:
+            # Warned once per environment (again after the retention period, when the flag expires).
             if status.provider != Provider.GENERIC and await self.redis.set(
-                self.keys.report_warned(env), "1", nx=True
+                self.keys.report_warned(env), "1", nx=True, px=self.statuses.environment_retention_ms
             ):
                 logger.warning(
                     "no credentials for %s: not reporting on %s (the environment works regardless)",
@@ -87,7 +88,7 @@ class Reporter:
                 )
         except HostUnavailable as exc:
             await self._save(
-                env,
+                status,
                 state.model_copy(
                     update={"last_error": str(exc), "attempts": state.attempts + 1, "updated_at": now}
                 ),
@@ -95,12 +96,12 @@ class Reporter:
             raise
         except (NotFound, HostError) as exc:
             # The change or repository is gone, or the host refuses for good: nothing to retry.
-            await self._save(env, state.model_copy(update={"last_error": str(exc), "updated_at": now}))
+            await self._save(status, state.model_copy(update={"last_error": str(exc), "updated_at": now}))
             return f"not reported: {exc}"
         finally:
             await self._record_rate_limits(host)
         await self._save(
-            env,
+            status,
             ReportState(comment_id=comment_id, reported=stamp, last_error=None, attempts=0, updated_at=now),
         )
         return "reported"
@@ -116,7 +117,7 @@ class Reporter:
             head_sha=status.head_sha or "",
             environment=f"pr-{status.number}",
             preview_url=status.preview_url if status.state == "deployed" else None,
-            description=(status.last_error or "")[:140] if status.state == "failed" else "",
+            description=_description(status),
             target_url=target,
             ref=status.head_ref,
         )
@@ -124,6 +125,20 @@ class Reporter:
     async def _record_rate_limits(self, host: Host) -> None:
         remaining = host.rate_limits()
         if remaining:
-            await self.redis.hset(  # type: ignore[misc]
-                self.keys.rate_limits(), mapping={k: str(v) for k, v in remaining.items()}
-            )
+            key = self.keys.rate_limits()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={k: str(v) for k, v in remaining.items()})
+                # A budget nobody has looked at for the retention period says nothing any more.
+                pipe.pexpire(key, self.statuses.retention_ms)
+                await pipe.execute()
+
+
+def _description(status: EnvironmentStatus) -> str:
+    """The native status's line: what failed, or how far a deploy got; else the state's own text."""
+    if status.state == "failed":
+        text = status.last_error or ""
+    elif status.state == "deploying":
+        text = status.progress or ""
+    else:
+        text = ""
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"

@@ -38,6 +38,11 @@ class WorkerSettings(Section):
     reconcile_timeout: int = Field(300, ge=5, le=3600)
     reconcile_max_tries: int = Field(8, ge=1, le=100)
     lock_ttl: int = Field(30, ge=3, le=600)
+    # Seconds from an environment's apply until it must be up (the app at the new revision and
+    # available, every database ready); past it, the environment is failed with what it waited on.
+    ready_timeout: int = Field(600, ge=5, le=86_400)
+    # Least seconds between two progress updates of a deploying environment (its comment).
+    ready_progress_interval: float = Field(5.0, ge=0, le=600)
     max_jobs: int = Field(10, ge=1, le=1000)
     # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
     # a second to every webhook: an event job and then its reconcile job each wait for it).

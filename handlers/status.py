@@ -6,6 +6,8 @@ cluster or SDK code, so the web process can use it).
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +18,6 @@ from redis.exceptions import WatchError
 from handlers.keys import Keys
 from providers.events import Provider
 from providers.states import State
-
-# How long a destroyed environment's records (status, desired state) are kept.
-RETIRED_TTL_S = 30 * 24 * 3600
 
 
 class EnvironmentStatus(BaseModel):
@@ -36,6 +35,12 @@ class EnvironmentStatus(BaseModel):
     # Why nothing is deployed when that is on purpose (a draft, a fork, on-demand, the queue),
     # or what to know about what is (a fork's approved commit).
     note: str | None = None
+    # While deploying: how far the rollout is ("postgresql ready, app 0/1: pulling the image"),
+    # and when that was written (it is rewritten at most every K8S_EE_READY_PROGRESS_INTERVAL).
+    progress: str | None = None
+    progress_at: datetime | None = None
+    # What was left out and why (a ServiceMonitor without the Prometheus Operator).
+    warnings: list[str] = []
     # A fork's change: the commit that was approved (and is the one deployed).
     approved_sha: str | None = None
     # Preserved until then (handlers.preserve).
@@ -47,6 +52,8 @@ class EnvironmentStatus(BaseModel):
     deliveries: list[str] = []
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # When the last apply finished, and when the environment was then found ready (deployed).
+    applied_at: datetime | None = None
     deployed_at: datetime | None = None
 
     @property
@@ -91,12 +98,48 @@ return 0
 """
 
 
+# Take a namespace for an environment unless another environment owns it. An owner whose
+# claim has an expiry (it was destroyed) or whose status record is gone owns nothing any more.
+#   KEYS: namespace key    ARGV: environment, the status key stem
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] and redis.call('PTTL', KEYS[1]) == -1
+   and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+"""
+
+# Let go of a namespace this environment owns: at once (`ms` 0), or kept `ms` for the admin
+# API to find the destroyed environment by its namespace.
+#   KEYS: namespace key    ARGV: environment, ms
+_UNCLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class Superseded(Exception):
+    """Not written: a newer generation of the desired state exists than the one acted on."""
+
+
+# (the generation key, the generation the writer acted on): the write happens only while no
+# newer generation exists, atomically.
+Fence = tuple[str, int]
+
+
 class StatusStore:
-    def __init__(self, redis: Redis, keys: Keys, retention_ms: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, retention_ms: int, environment_retention_ms: int) -> None:
         self.redis = redis
         self.keys = keys
+        # The delivery links' retention, and the destroyed environments'.
         self._link = redis.register_script(_LINK)
         self.retention_ms = retention_ms
+        self.environment_retention_ms = environment_retention_ms
+        self._claim = redis.register_script(_CLAIM)
+        self._unclaim = redis.register_script(_UNCLAIM)
 
     def _status_key(self, key: str) -> str:
         return self.keys.status(key)
@@ -105,24 +148,56 @@ class StatusStore:
         raw = await self.redis.get(self._status_key(key))
         return EnvironmentStatus.model_validate_json(raw) if raw else None
 
-    async def put(self, status: EnvironmentStatus) -> EnvironmentStatus | None:
-        """Write the record; answers the one it replaced. A destroyed environment's record
-        is kept for RETIRED_TTL_S, then forgotten (a live one never expires)."""
+    async def put(self, status: EnvironmentStatus, fence: Fence | None = None) -> EnvironmentStatus | None:
+        """Write the record; answers the one it replaced. A destroyed environment's record is
+        kept for the environment retention period, then forgotten (a live one never expires).
+        With a `fence`, raises Superseded instead of writing once a newer generation exists."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
         retired = status.state == "destroyed"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(
-                self._status_key(status.key),
-                status.model_dump_json(),
-                get=True,
-                ex=RETIRED_TTL_S if retired else None,
-            )
-            pipe.zadd(self.keys.statuses(), {status.key: stamp})
-            pipe.zremrangebyscore(self.keys.statuses(), "-inf", stamp - RETIRED_TTL_S)
-            if status.namespace:
-                pipe.set(self.keys.namespace(status.namespace), status.key)
-            previous, *_ = await pipe.execute()
+            if fence is not None:
+                try:
+                    await pipe.watch(fence[0])
+                    if int(await pipe.get(fence[0]) or 0) > fence[1]:
+                        raise Superseded(status.key)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    return await self._write(pipe, status, stamp, retired)
+                except WatchError:
+                    raise Superseded(status.key) from None
+            return await self._write(pipe, status, stamp, retired)
+
+    async def _write(
+        self, pipe: Any, status: EnvironmentStatus, stamp: float, retired: bool
+    ) -> EnvironmentStatus | None:
+        live_index, retired_index = self.keys.statuses(), self.keys.retired_statuses()
+        pipe.set(
+            self._status_key(status.key),
+            status.model_dump_json(),
+            get=True,
+            px=self.environment_retention_ms if retired else None,
+        )
+        if retired:
+            pipe.zrem(live_index, status.key)
+            pipe.zadd(retired_index, {status.key: stamp})
+            # Its members live no longer than the retention: so does the index, from its newest.
+            pipe.zremrangebyscore(retired_index, "-inf", stamp - self.environment_retention_ms / 1000)
+            pipe.pexpire(retired_index, self.environment_retention_ms)
+        else:
+            pipe.zadd(live_index, {status.key: stamp})
+            pipe.zrem(retired_index, status.key)
+        previous, *_ = await pipe.execute()
         return EnvironmentStatus.model_validate_json(previous) if previous else None
+
+    async def publish(
+        self,
+        status: EnvironmentStatus,
+        on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None,
+        fence: Fence | None = None,
+    ) -> None:
+        """Write the record and tell `on_change` (report back, status webhooks) when its state changed."""
+        previous = await self.put(status, fence)
+        if on_change is not None and (previous is None or previous.state != status.state):
+            await on_change(status, previous.state if previous else None)
 
     async def create(self, status: EnvironmentStatus) -> bool:
         """Write a first record; an existing one is left alone (the reconcile owns it)."""
@@ -154,7 +229,29 @@ class StatusStore:
                 return False
         return True
 
+    async def retire(self, status: EnvironmentStatus) -> None:
+        """A destroyed environment's other records go with its status: what was reported, the
+        warning flag, and its claim on the namespace (kept as long, for the admin API)."""
+        ttl = self.environment_retention_ms
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.pexpire(self.keys.report(status.key), ttl)
+            pipe.pexpire(self.keys.report_warned(status.key), ttl)
+            await pipe.execute()
+        if status.namespace:
+            await self.unclaim(status.namespace, status.key, keep_ms=ttl)
+
+    # -- namespaces: one owning environment each (SPEC 1) --
+
+    async def claim(self, namespace: str, key: str) -> str | None:
+        """Make environment `key` the namespace's owner; None when it is, else the owner's key."""
+        owner = await self._claim(keys=[self.keys.namespace(namespace)], args=[key, self.keys.status("")])
+        return owner.decode() if owner else None
+
+    async def unclaim(self, namespace: str, key: str, keep_ms: int = 0) -> None:
+        await self._unclaim(keys=[self.keys.namespace(namespace)], args=[key, keep_ms])
+
     async def by_namespace(self, namespace: str) -> EnvironmentStatus | None:
+        """The environment that owns `namespace` (or owned it, while a destroyed one is kept)."""
         key = await self.redis.get(self.keys.namespace(namespace))
         return await self.get(key.decode()) if key else None
 
@@ -166,7 +263,10 @@ class StatusStore:
         state: str | None = None,
         limit: int = 100,
     ) -> list[EnvironmentStatus]:
-        keys = await self.redis.zrevrange(self.keys.statuses(), 0, -1)
+        live = await self.redis.zrevrange(self.keys.statuses(), 0, -1, withscores=True)
+        retired = await self.redis.zrevrange(self.keys.retired_statuses(), 0, -1, withscores=True)
+        # Newest first, live and destroyed together.
+        keys = [member for member, _ in heapq.merge(live, retired, key=lambda m: -m[1])]
         found: list[EnvironmentStatus] = []
         # Environments number in the hundreds, not millions: one MGET of all of them is fine.
         values = await self.redis.mget([self._status_key(k.decode()) for k in keys]) if keys else []
@@ -189,8 +289,14 @@ class StatusStore:
         raw = await self.redis.get(self.keys.report(key))
         return ReportState.model_validate_json(raw) if raw else None
 
-    async def save_report_state(self, key: str, state: ReportState) -> None:
-        await self.redis.set(self.keys.report(key), state.model_dump_json())
+    async def save_report_state(self, status: EnvironmentStatus, state: ReportState) -> None:
+        """Kept as long as the environment's status: for good while it lives, then the retention."""
+        retired = status.state == "destroyed"
+        await self.redis.set(
+            self.keys.report(status.key),
+            state.model_dump_json(),
+            px=self.environment_retention_ms if retired else None,
+        )
 
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
         """Record where each delivery ended up (see `_LINK`); a replay clears the record first

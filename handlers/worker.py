@@ -1,10 +1,11 @@
 """The arq worker: turns queued lifecycle events into desired states, and reconciles them.
 
-Two job functions. `process_event` (one per accepted delivery) updates the
+Three job functions for environments. `process_event` (one per accepted delivery) updates the
 desired state of the environment(s) the event concerns and queues a reconcile;
 `reconcile` (one per new desired generation; most find nothing left to do)
-brings the cluster there. See handlers/desired.py for why this is safe under
-duplicates, reordering and bursts.
+brings the cluster there; `check_ready` (deferred, again and again while a rollout runs)
+looks at an applied environment until it is up or failed (handlers/readiness.py). See
+handlers/desired.py for why this is safe under duplicates, reordering and bursts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import functools
 import logging
 import random
+import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,14 +28,16 @@ from arq.worker import Worker
 
 from handlers.admission import Admission
 from handlers.chat import Chat, Guard
-from handlers.cluster import Cluster, TransientClusterError, detect_cluster
-from handlers.desired import Desired, DesiredStore, EnvKey
+from handlers.cluster import Cluster, ClusterError, detect_cluster
+from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.heartbeat import keep_beating
 from handlers.permissions import PermissionCache
 from handlers.policy import Decision, Rules, decide, same_commit
 from handlers.preserve import PreserveIndex
 from handlers.queue import Job
-from handlers.reconcile import Reconciler, RetryLater
+from handlers.readiness import Readiness
+from handlers.reconcile import TRANSIENT, Reconciler
+from handlers.render import RenderSettings
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
@@ -59,6 +64,7 @@ class Deps:
     desired: DesiredStore
     statuses: StatusStore
     reconciler: Reconciler
+    readiness: Readiness
     reporter: Reporter
     rules: Rules
     chat: Chat
@@ -66,12 +72,26 @@ class Deps:
 
 
 def _concerns(current: Desired | None, event: LifecycleEvent) -> bool:
-    """For events without a change number (pushes, builds): does this environment's head match?"""
+    """For events without a change number (pushes, builds): does this environment's head match?
+    (The indexes found the candidates; this rules out an abbreviated hash's namesakes.)"""
     if current is None:
         return False
     if event.type == EventType.PUSH:
         return current.head_ref == event.head_ref
     return same_commit(event.head_sha, current.head_sha)
+
+
+async def _numbers(deps: Deps, event: LifecycleEvent) -> list[int]:
+    """The changes an event concerns: its own, or for a push or a build without a number, those
+    whose head branch or commit it is (an index lookup: its cost does not grow with the repository)."""
+    if event.number is not None:
+        return [event.number]
+    provider = event.environment_provider
+    if event.type == EventType.PUSH and event.head_ref:
+        return await deps.desired.numbers_on_branch(provider, event.repository, event.head_ref)
+    if event.type == EventType.BUILD_COMPLETED and event.head_sha:
+        return await deps.desired.numbers_at_commit(provider, event.repository, event.head_sha)
+    return []
 
 
 async def process_event(ctx: dict[str, Any], event_json: str) -> str:
@@ -83,16 +103,26 @@ async def process_event(ctx: dict[str, Any], event_json: str) -> str:
             handled = await _commands(ctx, deps, event)
             if handled is not None:
                 return handled
-        if event.number is not None:
-            numbers = [event.number]
-        else:
-            numbers = await deps.desired.numbers(event.provider, event.repository)
+        numbers = await _numbers(deps, event)
         outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
-        summary = "; ".join(outcomes) or "no environment of this repository is concerned"
+        summary = _summary(event, outcomes)
         logger.info("event %s: %s", event.type.value, summary, extra={"repository": event.repository})
         return summary
     finally:
         delivery_id_var.reset(token)
+
+
+def _summary(event: LifecycleEvent, outcomes: list[str]) -> str:
+    """One line whatever the number of environments: the outcome of a change's own event, or
+    for a push or a build, how many environments had each outcome."""
+    if event.number is not None:
+        return f"{event.key}: {outcomes[0]}"
+    if not outcomes:
+        return "no environment of this repository is concerned"
+    counts = Counter(outcomes)
+    return "; ".join(
+        f"{n} environment{'s' if n > 1 else ''}: {outcome}" for outcome, n in counts.most_common()
+    )
 
 
 async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str | None:
@@ -120,7 +150,7 @@ async def _commands(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> s
 
 
 async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number: int) -> str:
-    key = EnvKey(provider=event.provider, repository=event.repository, number=number)
+    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=number)
 
     def decide_next(current: Desired | None) -> Decision | None:
         if event.number is None and not _concerns(current, event):
@@ -128,7 +158,7 @@ async def _apply(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent, number:
         return decide(current, event, deps.rules)
 
     decision = await apply_decision(ctx, key, event, decide_next)
-    return f"{key}: {decision.reason if decision else 'not concerned'}"
+    return decision.reason if decision else "not concerned"
 
 
 async def apply_decision(
@@ -157,7 +187,7 @@ async def apply_decision(
                 event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
             )
             return decision
-        new_generation = await deps.desired.save(decision.desired, generation)
+        new_generation = await deps.desired.save(decision.desired, generation, current)
         if new_generation is None:
             continue  # another event of this environment won the race: decide again on its result
         if decision.reconcile:
@@ -173,6 +203,10 @@ async def apply_decision(
             if await deps.statuses.create(queued):
                 await state_changed(ctx, queued, None)
             await enqueue_reconcile(ctx, key, f"reconcile:{key}:{new_generation}")
+        else:
+            await deps.statuses.link(
+                event.provider, [event.delivery_id], AppliedBy(note=decision.reason, at=event.received_at)
+            )
         return decision
     raise RuntimeError(f"{key}: the desired state kept changing under {MAX_CAS_ATTEMPTS} attempts")
 
@@ -189,7 +223,14 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     key = EnvKey.parse(key_text)
     try:
         return await deps.reconciler.reconcile(key)
-    except (TransientClusterError, RetryLater, HostUnavailable) as exc:
+    except LockLost:
+        # Another reconcile took over while this one was paused: it stopped writing, and made a
+        # new generation, which this job (or the lock's holder, before it lets go) applies.
+        generation, _ = await deps.desired.load(key)
+        if generation:
+            await enqueue_reconcile(ctx, key, f"reconcile:{key}:{generation}")
+        return "lost the lock; queued again"
+    except TRANSIENT as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
@@ -200,8 +241,29 @@ async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
         raise Retry(defer=delay) from exc
 
 
+async def check_ready(ctx: dict[str, Any], key_text: str, token: str) -> str:
+    deps: Deps = ctx["deps"]
+    key = EnvKey.parse(key_text)
+    outcome = await deps.readiness.check(key, token)
+    if outcome == "again":
+        # An event arrived while the check held the lock; its reconcile left the work to us.
+        return await reconcile(ctx, key_text)
+    return outcome
+
+
 async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous: str | None) -> None:
     """Every state change is reported on the change and sent to the status webhooks' subscribers."""
+    deps: Deps = ctx["deps"]
+    await _enqueue_report(ctx, status)
+    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
+
+
+async def progress_changed(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
+    """A deploying environment's progress moved: its comment follows (status webhooks do not)."""
+    await _enqueue_report(ctx, status)
+
+
+async def _enqueue_report(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
     deps: Deps = ctx["deps"]
     stamp = status.updated_at.timestamp() if status.updated_at else 0
     await ctx["redis"].enqueue_job(
@@ -210,7 +272,6 @@ async def state_changed(ctx: dict[str, Any], status: EnvironmentStatus, previous
         _job_id=f"report:{status.key}:{status.state}:{stamp}",
         _queue_name=deps.settings.connection.queue_name,
     )
-    await enqueue_status_event(ctx["redis"], deps.settings, status, previous)  # type: ignore[arg-type]
 
 
 async def report(ctx: dict[str, Any], env: str) -> str:
@@ -246,11 +307,40 @@ async def startup(ctx: dict[str, Any]) -> None:
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
     redis = ctx["redis"]
-    desired = DesiredStore(redis, settings.keys)
-    statuses = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+    connection = settings.connection
+    desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
+    statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
+    render = await _render_settings(settings.render, cluster)
 
     async def on_change(status: EnvironmentStatus, previous: str | None) -> None:
         await state_changed(ctx, status, previous)
+
+    async def on_progress(status: EnvironmentStatus) -> None:
+        await progress_changed(ctx, status)
+
+    async def schedule(env: str, token: str, delay: float) -> None:
+        await redis.enqueue_job(
+            Job.CHECK_READY,
+            env,
+            token,
+            _job_id=f"ready:{env}:{token}:{uuid.uuid4().hex[:8]}",
+            _defer_by=delay,
+            _queue_name=settings.connection.queue_name,
+        )
+
+    readiness = Readiness(
+        redis=redis,
+        keys=settings.keys,
+        desired=desired,
+        statuses=statuses,
+        cluster=cluster,
+        schedule=schedule,
+        timeout_s=worker.ready_timeout,
+        progress_interval_s=worker.ready_progress_interval,
+        lock_ttl_s=worker.lock_ttl,
+        on_change=on_change,
+        on_progress=on_progress,
+    )
 
     async def promoted(key: EnvKey, job_id: str) -> None:
         await enqueue_reconcile(ctx, key, job_id)
@@ -268,13 +358,15 @@ async def startup(ctx: dict[str, Any]) -> None:
             statuses=statuses,
             cluster=cluster,
             hosts=hosts,
-            render_settings=settings.render,
+            render_settings=render,
+            readiness=readiness,
             default_config=worker.default_config,
             lock_ttl_s=worker.lock_ttl,
             on_change=on_change,
             admission=admission,
             preserved=preserved,
         ),
+        readiness=readiness,
         rules=rules,
         chat=Chat(
             redis=redis,
@@ -298,6 +390,34 @@ async def startup(ctx: dict[str, Any]) -> None:
         keep_beating(redis, settings.keys, connection.retention_ms, connection.worker_heartbeat_timeout),
         name="k8s-ee-heartbeat",
     )
+
+
+async def _render_settings(render: RenderSettings, cluster: Cluster) -> RenderSettings:
+    """The render settings with what the cluster says filling what was left unset: the API
+    server's addresses (for the operators' egress) and its version (for the preStop hook)."""
+    try:
+        facts = await cluster.facts()
+    except ClusterError as error:
+        # Reconciles work without them (narrower egress, the newest hook): say so, carry on.
+        logger.warning("could not ask the cluster for its version and addresses: %s", error)
+        return render
+    resolved = render.for_cluster(
+        api_server_addresses=facts.api_server_addresses, kubernetes_version=facts.kubernetes_version
+    )
+    if resolved.api_server_cidrs is None:
+        logger.warning(
+            "K8S_EE_API_SERVER_CIDRS is unset and the %s back-end cannot read the kubernetes Service's "
+            "endpoints: namespaces get no egress to the API server, which the database operators' pods "
+            "need (set K8S_EE_API_SERVER_CIDRS)",
+            cluster.name,
+        )
+    else:
+        logger.info(
+            "API server egress to %s; Kubernetes %s",
+            ", ".join(resolved.api_server_cidrs) or "nothing",
+            resolved.kubernetes_version or "version not known",
+        )
+    return resolved
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -330,13 +450,26 @@ def worker_settings(
         "functions": [
             # arq takes a job for lost (its worker died) after the longest timeout + 10 s:
             # keep this one no longer than the reconcile's.
+            # Its result (one line of counts) is kept an hour, or the delivery log's retention if shorter.
             func(
-                process_event, name=Job.PROCESS_EVENT, max_tries=5, timeout=min(30, worker.reconcile_timeout)
+                process_event,
+                name=Job.PROCESS_EVENT,
+                max_tries=5,
+                timeout=min(30, worker.reconcile_timeout),
+                keep_result=min(3600, settings.connection.retention_ms // 1000),
             ),
             # keep_result=0: a finished reconcile leaves nothing behind in Redis.
             func(
                 reconcile,
                 name=Job.RECONCILE,
+                max_tries=worker.reconcile_max_tries + 1,
+                timeout=worker.reconcile_timeout,
+                keep_result=0,
+            ),
+            # A few reads and a write, unless an event came meanwhile: then it reconciles.
+            func(
+                check_ready,
+                name=Job.CHECK_READY,
                 max_tries=worker.reconcile_max_tries + 1,
                 timeout=worker.reconcile_timeout,
                 keep_result=0,

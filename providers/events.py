@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from providers.fields import (
@@ -128,13 +128,36 @@ class LifecycleEvent(BaseModel):
     # The change's title and web page, for reporting back (escaped before use).
     title: str | None = None
     url: str | None = None
+    # Whose environment the event acts on when it is not the sender's own: the generic
+    # trigger may name a code host to act on its environment of the same repository and number.
+    target_provider: Provider | None = None
     # Sent by the gateway's operator through the admin API, not by a code host: the chat commands
     # it carries run without asking the host about their author, as the generic trigger's do.
-    # Left out of the event's JSON when false, so every host's events read as they always have.
-    operator: bool = Field(default=False, exclude_if=lambda value: not value)
+    operator: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Only a generic trigger that names a provider has a target, only the admin API's events are
+        # the operator's: every other event looks as it always did.
+        data: dict[str, object] = handler(self)
+        if data.get("target_provider") is None:
+            data.pop("target_provider", None)
+        if not data.get("operator"):
+            data.pop("operator", None)
+        return data
+
+    @property
+    def environment_provider(self) -> Provider:
+        """The provider of the environment this event concerns."""
+        return self.target_provider or self.provider
 
     @model_validator(mode="after")
     def _what_the_type_needs(self) -> Self:
+        if self.target_provider is not None and self.provider != Provider.GENERIC:
+            raise PydanticCustomError(
+                "target_provider",
+                "target_provider: only the generic trigger acts on another provider's environment",
+            )
         if self.type in NUMBERED and self.number is None:
             raise PydanticCustomError(
                 "number_missing", "number: required for {type} events", {"type": self.type.value}
@@ -150,4 +173,4 @@ class LifecycleEvent(BaseModel):
     @property
     def key(self) -> str:
         """What serialises work: one environment per (provider, repository, change)."""
-        return f"{self.provider.value}:{self.repository}:{self.number}"
+        return f"{self.environment_provider.value}:{self.repository}:{self.number}"

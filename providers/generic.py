@@ -79,6 +79,10 @@ class TriggerBody(BaseModel):
     # `/preserve 24`, ...) are run as if a user with write access had commented them.
     comment: str | None = Field(default=None, min_length=1, max_length=65536)
     occurred_at: EventTime | None = None
+    # Act on this provider's environment of the same repository and number (a CI step that
+    # destroys or hibernates a GitHub pull request's environment, say); default: the
+    # generic trigger's own.
+    provider: Provider | None = None
 
 
 def verify(
@@ -166,5 +170,6 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
             comment=comment,
             occurred_at=trigger.occurred_at,
             received_at=received_at,
+            target_provider=None if trigger.provider in (None, Provider.GENERIC) else trigger.provider,
         )
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -8,7 +9,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import load_gateway_settings
+from handlers.settings import WorkerConfig, load_worker_config
 from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import CONFIG
 from tests.support.http_server import ServedApp
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SECRET_SETTINGS
@@ -58,3 +61,18 @@ def gateway(redis_client: Any, redis_server: RedisServer) -> Iterator[Gateway]:
     for served, client in started:
         client.close()
         served.__exit__(None, None, None)
+
+
+@pytest.fixture
+def worker_config(tmp_path: Path, redis_server: RedisServer) -> WorkerConfig:
+    """The worker's settings for end-to-end tests: this session's Redis, a default k8s-ee.yaml
+    (CONFIG), a short lock TTL."""
+    config = tmp_path / "k8s-ee.yaml"
+    config.write_text(CONFIG)
+    return load_worker_config(
+        redis_url=redis_server.url,
+        default_config=config,
+        preview_domain="preview.example.com",
+        lock_ttl=3,
+        reconcile_max_tries=3,
+    )

@@ -63,6 +63,11 @@ def register(commands: Command) -> None:
         "--branch",
         help=f"its branch (deploy; default: ${', $'.join(BRANCH_VARIABLES)}, else the checked-out branch)",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("github", "gitlab", "bitbucket-cloud", "bitbucket-server"),
+        help="act on that code host's environment of the same repository and number (default: the trigger's own)",
+    )
     parser.add_argument("--image", help="the image to run instead of the one derived from the repository")
     parser.add_argument("--config", type=Path, help="a k8s-ee.yaml to send inline (checked here first)")
     parser.add_argument("--gateway", help="the gateway's URL (default K8S_EE_GATEWAY_URL)")
@@ -133,6 +138,8 @@ def body(args: Any) -> dict[str, Any]:
         payload["sha"] = args.sha
     if args.image:
         payload["image"] = args.image
+    if args.provider:
+        payload["provider"] = args.provider
     if args.config is not None:
         payload["config"] = _config(args.config)
     return payload
@@ -194,12 +201,14 @@ def run(args: Any) -> int:
     from gateway.cli.follow import follow, show
 
     event = reply.get("event") or {}
-    key = f"{event.get('provider', 'generic')}:{args.repo}:{args.number}"
+    # The environment the trigger acts on: the named code host's, or the trigger's own.
+    provider = str(event.get("target_provider") or event.get("provider") or "generic")
+    key = f"{provider}:{args.repo}:{args.number}"
     with Gateway(url, settings.first("admin_token")) as gateway, Progress() as progress:
         outcome = follow(
             gateway,
             key,
-            str(event.get("provider", "generic")),
+            str(event.get("provider", "generic")),  # the delivery is logged under the sender's
             str(reply["delivery_id"]),
             str(event.get("type") or f"env.{args.action}"),
             sent_at,

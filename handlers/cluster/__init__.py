@@ -15,24 +15,44 @@ messages are safe to show to users: they never carry a credential.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class Cause(NamedTuple):
+    """One of `Status.details.causes`: why, about which field (`spec.selector`)."""
+
+    reason: str
+    message: str
+    field: str
 
 
 class ClusterError(Exception):
     """An apply, destroy or read that did not succeed; `str(error)` is safe to show."""
 
-    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        causes: tuple[Cause, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
-        # The HTTP status and Status.reason the API answered with, when it answered.
+        # The HTTP status, Status.reason and Status.details.causes the API answered with.
         self.status = status
         self.reason = reason
+        self.causes = causes
 
 
 class TransientClusterError(ClusterError):
     """Trying again later may succeed: timeouts, 5xx, 429, conflicts, a namespace still terminating."""
+
+    # Whether the same request is worth repeating at once (with backoff) before giving up on it.
+    request_retry: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -41,10 +61,18 @@ class TransientClusterError(ClusterError):
         status: int | None = None,
         reason: str | None = None,
         retry_after: float | None = None,
+        causes: tuple[Cause, ...] = (),
     ) -> None:
-        super().__init__(message, status=status, reason=reason)
+        super().__init__(message, status=status, reason=reason, causes=causes)
         # Seconds the API asked us to wait (Retry-After), when it said.
         self.retry_after = retry_after
+
+
+class NamespaceTerminating(TransientClusterError):
+    """403 with the cause `NamespaceTerminating`: the namespace is being deleted, so nothing can be
+    created in it until it is gone; then it can be created again. Repeating the request cannot help."""
+
+    request_retry: ClassVar[bool] = False
 
 
 class PermanentClusterError(ClusterError):
@@ -90,6 +118,29 @@ class ApplyResult(BaseModel):
     created: list[ObjectRef] = Field(default_factory=list)
     # Objects an earlier apply created that the configuration no longer asks for, now deleted.
     pruned: list[ObjectRef] = Field(default_factory=list)
+    # Objects not applied because the cluster does not serve their kind (an optional operator).
+    skipped: list[ObjectRef] = Field(default_factory=list)
+    # Objects deleted and created again because a field of theirs cannot change in place.
+    recreated: list[ObjectRef] = Field(default_factory=list)
+    # What the environment's people should know: what was skipped and why.
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ClusterFacts(BaseModel):
+    """What the worker learns of its cluster once, at start-up."""
+
+    # `1.29`, from the API server's /version.
+    kubernetes_version: str | None = None
+    # The API server's own addresses: the `kubernetes` Service's endpoints in `default`.
+    api_server_addresses: tuple[str, ...] | None = None
+
+
+class Claim(BaseModel):
+    """A live PersistentVolumeClaim: its name, labels and size (the larger of request and capacity)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    size_mi: int
 
 
 class DestroyResult(BaseModel):
@@ -102,24 +153,56 @@ class DestroyResult(BaseModel):
     preserved: bool = False
 
 
+# Awaited before each wave of writes (and each delete): it raises, and so stops the writes,
+# when the reconcile that started them may no longer write (handlers.desired.DesiredStore.fence).
+Fence = Callable[[], Awaitable[None]]
+
+
+async def check(fence: Fence | None) -> None:
+    if fence is not None:
+        await fence()
+
+
 @runtime_checkable
 class Cluster(Protocol):
     name: str  # "kubernetes" | "directory"
+    # Whether objects can be read back for their status (readiness); a directory cannot.
+    observes: bool
+
+    async def facts(self) -> ClusterFacts:
+        """The cluster's version and API server addresses (asked once, at start-up)."""
+        ...
 
     async def read_credentials(self, namespace: str) -> dict[str, str]:
         """The generated passwords already stored in the namespace, by `required_passwords()` name."""
         ...
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
-        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left."""
+    async def read_claims(self, namespace: str) -> list[Claim]:
+        """The namespace's live volume claims (so a configured storage never shrinks one)."""
+        ...
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        """One object as the cluster has it, status included; None when it does not exist."""
+        ...
+
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The namespace's pods carrying `labels`."""
+        ...
+
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
+        """Apply `manifests` (the Namespace first) in order, and prune what an earlier apply left;
+        `fence` is awaited before each write wave."""
         ...
 
     async def destroy(
-        self, namespace: str, repository: str, *, release_preserve: bool = False
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
     ) -> DestroyResult:
-        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`.
-        `release_preserve`: the gateway's own preservation is over, so a label it set (the one
-        with a `k8s-ee/preserve-until` annotation) no longer protects it; one set by hand does."""
+        """Delete the namespace (after the ownership check), unless it is labelled `preserve=true`;
+        `fence` is awaited before the delete. `release_preserve`: the gateway's own preservation
+        is over, so a label it set (the one with a `k8s-ee/preserve-until` annotation) no longer
+        protects it; one set by hand does."""
         ...
 
     def close(self) -> None:
@@ -148,13 +231,19 @@ def detect_cluster(
 
 __all__ = [
     "ApplyResult",
+    "Cause",
+    "Claim",
     "Cluster",
     "ClusterChoice",
     "ClusterError",
+    "ClusterFacts",
     "DestroyResult",
+    "Fence",
+    "NamespaceTerminating",
     "ObjectRef",
     "OwnershipError",
     "PermanentClusterError",
     "TransientClusterError",
+    "check",
     "detect_cluster",
 ]

@@ -1,9 +1,13 @@
 """The GitOps back-end: each environment as a folder of plain manifests for Argo CD or Flux to sync.
 
 `<root>/<namespace>/<NN>-<kind>-<name>.yaml`, NN being the apply order, one object per file,
-with nothing a server would add (status, uid, resourceVersion...). Files are written
-atomically (temporary file, then rename) and only when their content changed, so a repeated
-apply leaves the folder, its timestamps and a git diff untouched.
+with nothing a server would add (status, uid, resourceVersion...). A folder is written
+atomically: the new version is built beside it under a temporary name (`.<ns>.new-*`,
+unchanged files hard-linked, not copied), then takes the folder's name in one rename (an
+atomic exchange where the folder exists). A repeated apply that changes nothing writes
+nothing, so the folder, its timestamps and a git diff stay untouched. What a write killed
+half-way leaves (the folder built aside, a folder being deleted) is cleaned up by the next
+call for that namespace and never blocks it.
 
 Ownership is kept in `<root>/<namespace>/.k8s-ee`, a JSON file with the repository. It has
 no .json/.yaml extension on purpose: Argo CD's directory source reads every .json file as
@@ -17,16 +21,17 @@ Sealed Secrets) on the way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ctypes
+import ctypes.util
 import errno
 import functools
 import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -35,12 +40,16 @@ import yaml
 from handlers import naming
 from handlers.cluster import (
     ApplyResult,
+    Claim,
     ClusterError,
+    ClusterFacts,
     DestroyResult,
+    Fence,
     ObjectRef,
     OwnershipError,
     PermanentClusterError,
     TransientClusterError,
+    check,
 )
 from handlers.cluster.ownership import check_owner
 from handlers.cluster.resources import check_namespace_name, plan
@@ -90,21 +99,49 @@ def _file_error(error: OSError) -> ClusterError:
 
 class DirectoryCluster:
     name = "directory"
+    # A folder has no status to read back: what runs is the GitOps tool's to report.
+    observes = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    async def facts(self) -> ClusterFacts:
+        return ClusterFacts()  # no cluster to ask
+
+    async def read_claims(self, namespace: str) -> list[Claim]:
+        return []  # the operators' volumes are the cluster's, not in the folder
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        return None
+
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return []
 
     # File work runs in a thread: an fsync can take a while, and the worker's loop must not wait.
     async def read_credentials(self, namespace: str) -> dict[str, str]:
         return await asyncio.to_thread(self._read_credentials, namespace)
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
-        return await asyncio.to_thread(self._apply, namespace, repository, manifests)
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
+        # The new folder is built aside, then swapped in: one write, fenced once.
+        staged = await asyncio.to_thread(self._stage, namespace, repository, manifests)
+        try:
+            if staged.build is not None:
+                await check(fence)
+                await asyncio.to_thread(self._swap, staged)
+        finally:
+            await asyncio.to_thread(staged.discard)
+        return staged.result
 
     async def destroy(
-        self, namespace: str, repository: str, *, release_preserve: bool = False
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
     ) -> DestroyResult:
-        return await asyncio.to_thread(self._destroy, namespace, repository, release_preserve)
+        found = await asyncio.to_thread(self._check_destroy, namespace, repository, release_preserve)
+        if found is not None:
+            return found
+        await check(fence)
+        return await asyncio.to_thread(self._destroy, namespace)
 
     def close(self) -> None:
         pass  # nothing held open between calls
@@ -116,45 +153,79 @@ class DirectoryCluster:
         return self.root / namespace
 
     @_file_errors
-    def _apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
+    def _stage(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> Staged:
+        """Check the owner and build the new folder under a temporary name (None when nothing changes)."""
         planned = plan(namespace, manifests)
         folder = self._folder(namespace)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _recover(self.root, namespace)
         result = ApplyResult(namespace=namespace)
-        if folder.is_dir():
-            result.created_namespace = _check_folder_owner(folder, namespace, repository) is None
-        else:
-            result.created_namespace = True
-            folder.mkdir(parents=True)
-        _remove_leftovers(folder)
-        before = _object_files(folder)
+        exists = folder.is_dir()
+        result.created_namespace = not exists or _check_folder_owner(folder, namespace, repository) is None
+        if exists:
+            _remove_leftovers(folder)
+        before = _object_files(folder) if exists else {}
         previous = {ref.key: ref for ref in map(_ref_of, before.values()) if ref.kind and ref.name}
         marker = {"managedBy": naming.MANAGED_BY, "repository": repository, "namespace": namespace}
-        _write_if_changed(folder / MARKER, json.dumps(marker, indent=2).encode() + b"\n", _FILE_MODE)
-
+        wanted: dict[str, tuple[bytes, int]] = {
+            MARKER: (json.dumps(marker, indent=2).encode() + b"\n", _FILE_MODE)
+        }
         width = max(2, len(str(len(planned) - 1)))
-        written: set[str] = set()
         for order, item in enumerate(planned):
             filename = f"{order:0{width}d}-{item.ref.kind.lower()}-{item.ref.name}.yaml"
             mode = _SECRET_MODE if item.ref.kind == "Secret" else _FILE_MODE
-            _write_if_changed(folder / filename, _render(item.manifest), mode)
-            written.add(filename)
+            wanted[filename] = (_render(item.manifest), mode)
             if item.ref.key not in previous:
                 result.created.append(item.ref)
             result.applied.append(item.ref)
-
-        # Stale names go after the new ones are written: a sync in between sees an object twice
-        # (which a GitOps tool reports) rather than not at all (which it might prune).
         current = {item.ref.key for item in planned}
-        for filename in before:
-            if filename not in written:
-                (folder / filename).unlink(missing_ok=True)
         result.pruned = [ref for key, ref in previous.items() if key not in current]
-        _sync_directory(folder)
-        return result
+
+        ours = set(before) | {MARKER}
+        unchanged = exists and all(_holds(folder / name, *wanted[name]) for name in wanted)
+        if unchanged and not (set(before) - set(wanted)):
+            return Staged(result, folder, None)
+        build = self.root / f".{namespace}.new-{uuid.uuid4().hex[:8]}"
+        build.mkdir()
+        staged = Staged(result, folder, build)
+        try:
+            for name, (content, mode) in wanted.items():
+                if exists and _holds(folder / name, content, mode):
+                    # The same file, linked: a GitOps tool and `git status` see it untouched.
+                    os.link(folder / name, build / name)
+                else:
+                    _write(build / name, content, mode)
+            if exists:
+                # Whatever else is in the folder (a kustomization.yaml someone added) comes along.
+                for path in folder.iterdir():
+                    if path.name not in ours and path.name not in wanted and not _leftover(path.name):
+                        _carry(path, build / path.name)
+            _sync_directory(build)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     @_file_errors
-    def _destroy(self, namespace: str, repository: str, release_preserve: bool = False) -> DestroyResult:
+    def _swap(self, staged: Staged) -> None:
+        assert staged.build is not None
+        if staged.folder.is_dir():
+            # Atomic where the kernel can (a GitOps sync sees the old folder or the new one);
+            # the displaced old one is under the temporary name afterwards, and goes.
+            _exchange(staged.folder, staged.build)
+        else:
+            os.rename(staged.build, staged.folder)
+            staged.build = None
+        _sync_directory(self.root)
+
+    @_file_errors
+    def _check_destroy(
+        self, namespace: str, repository: str, release_preserve: bool = False
+    ) -> DestroyResult | None:
+        """The answer when there is nothing to delete; None when the folder is ours to delete."""
         folder = self._folder(namespace)
+        if self.root.is_dir():
+            _recover(self.root, namespace)
         if not folder.is_dir():
             return DestroyResult(namespace=namespace, already_gone=True)
         _check_folder_owner(folder, namespace, repository)
@@ -162,16 +233,26 @@ class DirectoryCluster:
         released = release_preserve and naming.preserved_by_gateway(labels, annotations)
         if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
+        return None
+
+    @_file_errors
+    def _destroy(self, namespace: str) -> DestroyResult:
+        folder = self._folder(namespace)
         # Renamed away first, so a GitOps tool never syncs a half-deleted folder.
         doomed = self.root / f".deleting-{namespace}-{uuid.uuid4().hex[:8]}"
-        folder.rename(doomed)
-        shutil.rmtree(doomed)
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return DestroyResult(namespace=namespace, already_gone=True)
         _sync_directory(self.root)
+        shutil.rmtree(doomed)
         return DestroyResult(namespace=namespace, deleted=True)
 
     @_file_errors
     def _read_credentials(self, namespace: str) -> dict[str, str]:
         folder = self._folder(namespace)
+        if self.root.is_dir():
+            _recover(self.root, namespace)
         if not folder.is_dir():
             return {}
         secrets = [
@@ -182,6 +263,20 @@ class DirectoryCluster:
             == "true"
         ]
         return passwords_from_secrets(secrets)
+
+
+@dataclass
+class Staged:
+    """An apply between its two steps: the result, and the folder built aside (None: no change)."""
+
+    result: ApplyResult
+    folder: Path
+    build: Path | None
+
+    def discard(self) -> None:
+        if self.build is not None:
+            shutil.rmtree(self.build, ignore_errors=True)
+            self.build = None
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
@@ -198,7 +293,7 @@ def _check_folder_owner(folder: Path, namespace: str, repository: str) -> dict[s
     """The folder's marker, once the folder is known to be `repository`'s; None for an empty folder."""
     marker = _read_marker(folder)
     if marker is None:
-        if any(folder.iterdir()):
+        if any(not _leftover(path.name) for path in folder.iterdir()):
             raise OwnershipError(
                 f"folder for namespace {namespace} exists and was not written by {naming.MANAGED_BY}; "
                 "refusing to touch it"
@@ -253,29 +348,92 @@ def _render(manifest: dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def _write_if_changed(path: Path, content: bytes, mode: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_bytes() == content and (path.stat().st_mode & 0o777) == mode:
-            return
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _holds(path: Path, content: bytes, mode: int) -> bool:
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+        return path.read_bytes() == content and (path.stat().st_mode & 0o777) == mode
+    except FileNotFoundError:
+        return False
+
+
+def _write(path: Path, content: bytes, mode: int) -> None:
+    """A new file in a folder nobody reads yet: written and synced, then the folder is swapped in."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(content)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.chmod(path, mode)  # the umask may have taken bits off
+
+
+def _carry(source: Path, target: Path) -> None:
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, target, symlinks=True)
+        return
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+# What this back-end leaves behind when it is killed mid-write: never in the way of the next one.
+def _leftover(name: str) -> bool:
+    """A temporary file of the per-file writes an earlier version made."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _remove_leftovers(folder: Path) -> None:
-    """Temporary files of a write that was cut short."""
     for path in folder.iterdir():
-        if path.name.startswith(".") and path.name.endswith(".tmp"):
+        if _leftover(path.name):
             path.unlink(missing_ok=True)
+
+
+def _recover(root: Path, namespace: str) -> None:
+    """Finish what a write or destroy of `namespace` that was cut short left in the root.
+
+    A folder built aside (`.<ns>.new-*`) never became the environment: removed. A folder that
+    was being deleted (`.deleting-<ns>-*`) was gone from the GitOps tool's view already:
+    removed. A folder displaced by a swap without an atomic exchange (`.<ns>.old-*`) is
+    the environment if the new one never arrived: put back, else removed.
+    """
+    name = re.escape(namespace)
+    built = re.compile(rf"^\.{name}\.new-[0-9a-f]{{8}}$")
+    deleting = re.compile(rf"^\.deleting-{name}-[0-9a-f]{{8}}$")
+    displaced = re.compile(rf"^\.{name}\.old-[0-9a-f]{{8}}$")
+    folder = root / namespace
+    for path in sorted(root.iterdir()):
+        if displaced.match(path.name) and not folder.exists():
+            os.rename(path, folder)
+        elif built.match(path.name) or deleting.match(path.name) or displaced.match(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(folder: Path, build: Path) -> None:
+    """Swap two folders' names: atomically with renameat2(RENAME_EXCHANGE) (Linux), else by two
+    renames, the old folder kept under `.<ns>.old-*` in between (see _recover)."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(build), _AT_FDCWD, os.fsencode(folder), _RENAME_EXCHANGE) == 0:
+            return
+        error = ctypes.get_errno()
+        if error not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(error, os.strerror(error), str(folder))
+    displaced = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(folder, displaced)
+    os.rename(build, folder)
+    os.rename(displaced, build)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
 
 
 def _sync_directory(folder: Path) -> None:

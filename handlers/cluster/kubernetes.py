@@ -1,10 +1,22 @@
 """The production back-end: server-side apply to a Kubernetes cluster.
 
 An apply costs one GET of the namespace (ownership, and the set of objects the previous
-apply left), one PATCH per object, and one DELETE per object to prune; no discovery and no
-listing. The set of applied objects is kept in the namespace's `k8s-ee/applied-objects`
-annotation, written by the namespace's own apply. Pruning happens before that write: if
-a DELETE fails, the annotation still lists the object and the next apply tries again.
+apply left), one PATCH per object, and one DELETE per object to prune; no listing, and the
+operators' kinds are discovered once per worker (discovery.py). The set of applied objects
+is kept in the namespace's `k8s-ee/applied-objects` annotation, written by the namespace's
+own apply. Pruning happens before that write: if a DELETE fails, the annotation still lists
+the object and the next apply tries again.
+
+What a real API server answers that a second try of the same request cannot change:
+- a namespace that is being deleted (403, cause NamespaceTerminating, or found Terminating):
+  the apply waits for it to go, then creates it again;
+- a field that cannot change in place (422, `field is immutable`, as a first edition's
+  Deployment with another selector has): an object without data is deleted and created
+  again; a volume or a database is not, and the deploy fails saying why;
+- a volume asked to shrink (422): fails saying so (the config check catches it first);
+- a kind the cluster does not serve: optional (the ServiceMonitor) is left out with a
+  warning, a database's fails naming the operator that is missing.
+Adopting a first edition's namespace hands its objects' fields over to us first (adoption.py).
 """
 
 from __future__ import annotations
@@ -18,20 +30,31 @@ from typing import Any
 
 from kubernetes import client, config
 
-from handlers import naming
+from handlers import naming, quota
 from handlers.cluster import (
     ApplyResult,
+    Claim,
+    ClusterFacts,
     DestroyResult,
+    Fence,
+    NamespaceTerminating,
     ObjectRef,
     PermanentClusterError,
     TransientClusterError,
+    adoption,
+    check,
 )
+from handlers.cluster.discovery import ServedKinds, read_facts
 from handlers.cluster.ownership import check_owner
 from handlers.cluster.resources import (
     NAMESPACE,
+    PERSISTENT_VOLUME_CLAIM,
+    POD,
+    RESOURCES,
     SECRET,
     Planned,
     check_namespace_name,
+    missing_operator,
     phases,
     plan,
     resource_for,
@@ -48,10 +71,15 @@ ANNOTATION_APPLIED_OBJECTS = "k8s-ee/applied-objects"
 # Owned objects go with their owner (a Deployment's ReplicaSets and Pods), without waiting.
 _DELETE_OPTIONS = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
 _PAGE = 500
+# Times an apply starts over after its namespace began terminating under it.
+_TERMINATING_RESTARTS = 3
+# Words of the causes a real server gives for a field that cannot change in place.
+_IMMUTABLE = ("immutable", "cannot change", "may not change")
 
 
 class KubernetesCluster:
     name = "kubernetes"
+    observes = True
 
     def __init__(
         self,
@@ -64,6 +92,7 @@ class KubernetesCluster:
         source: str = "the given API client",
     ) -> None:
         self._transport = Transport(api_client, timeout=timeout, retry=retry)
+        self._kinds = ServedKinds(self._transport)
         self._destroy_timeout = destroy_timeout
         self._poll_interval = poll_interval
         # Where the connection settings came from, for the start-up log.
@@ -93,6 +122,55 @@ class KubernetesCluster:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    async def facts(self) -> ClusterFacts:
+        """The version and the API server's addresses; the operators' kinds are discovered too,
+        so that no apply waits for it."""
+        try:
+            await self.discover()
+        except PermanentClusterError as error:
+            # Asked again by the first apply that needs it.
+            logger.warning("cannot discover the operators' kinds: %s", error)
+        return await read_facts(self._transport)
+
+    async def discover(self) -> None:
+        """Ask which operators' kinds the cluster serves (one GET per operator's group)."""
+        for resource in RESOURCES:
+            await self._kinds.served(resource)
+
+    async def read(self, namespace: str, ref: ObjectRef) -> dict[str, Any] | None:
+        resource = resource_for(ref.api_version, ref.kind)
+        answer = await self._transport.request(
+            "GET", resource.path(namespace, ref.name), action=f"read {ref}", accept=(404,)
+        )
+        return None if answer.status == 404 else answer.body
+
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        check_namespace_name(namespace)
+        answer = await self._transport.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/{POD.plural}",
+            action=f"list pods in {namespace}",
+            query=[("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(labels.items())))],
+        )
+        return _items(answer.body)
+
+    async def read_claims(self, namespace: str) -> list[Claim]:
+        check_namespace_name(namespace)
+        answer = await self._transport.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/{PERSISTENT_VOLUME_CLAIM.plural}",
+            action=f"list volume claims in {namespace}",
+        )
+        claims = []
+        for item in _items(answer.body):
+            sizes = [
+                ((item.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage"),
+                ((item.get("status") or {}).get("capacity") or {}).get("storage"),
+            ]
+            size = max((quota.mebibytes_up(str(s)) for s in sizes if s), default=0)
+            claims.append(Claim(name=str(_metadata(item).get("name")), labels=_labels(item), size_mi=size))
+        return claims
+
     async def read_credentials(self, namespace: str) -> dict[str, str]:
         check_namespace_name(namespace)
         answer = await self._transport.request(
@@ -105,40 +183,138 @@ class KubernetesCluster:
 
     # -- apply ---------------------------------------------------------------------------------
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> ApplyResult:
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
+    ) -> ApplyResult:
+        for _ in range(_TERMINATING_RESTARTS):
+            try:
+                return await self._apply(namespace, repository, manifests, fence)
+            except NamespaceTerminating:
+                # Someone deleted the namespace while we applied into it: once it is gone, it is
+                # created again, and everything with it.
+                logger.info(
+                    "namespace %s began terminating during the apply; waiting to recreate it", namespace
+                )
+                await self._wait_until_gone(namespace)
+        raise TransientClusterError(f"namespace {namespace} kept being deleted while it was applied")
+
+    async def _apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None
+    ) -> ApplyResult:
         planned = plan(namespace, manifests)
         secrets = secret_values(manifests)
         result = ApplyResult(namespace=namespace)
+        planned = await self._served(planned, result)
         current = await self._read_namespace(namespace)
         previous: list[ObjectRef] = []
-        if current is None:
-            result.created_namespace = True
-        else:
+        if current is not None:
             labels, annotations = _labels(current), _annotations(current)
             result.adopted = check_owner(namespace, labels, annotations, repository)
             if _terminating(current):
-                raise TransientClusterError(
-                    f"namespace {namespace} is still being deleted (an earlier destroy); try again later"
-                )
-            previous = _decode_applied(namespace, annotations.get(ANNOTATION_APPLIED_OBJECTS))
+                # An earlier destroy, or a person: wait for it to go, then create it anew.
+                await self._wait_until_gone(namespace)
+                current, result.adopted = None, False
+            else:
+                previous = _decode_applied(namespace, annotations.get(ANNOTATION_APPLIED_OBJECTS))
+        result.created_namespace = current is None
 
         wanted = {item.ref.key for item in planned[1:]}
-        for ref in previous:
-            if ref.key not in wanted and await self._prune(namespace, ref):
+        stale = [ref for ref in previous if ref.key not in wanted]
+        if stale or result.adopted:
+            await check(fence)
+        for ref in stale:
+            if await self._prune(namespace, ref):
                 result.pruned.append(ref)
+        if result.adopted:
+            await self._adopt(namespace, planned, result)
 
         _record_applied(planned[0].manifest, [item.ref for item in planned[1:]])
         # Each wave at once: the same requests as one by one, in a fraction of the time.
         for wave in phases(namespace, planned):
-            created = await asyncio.gather(*(self._apply_one(namespace, item, secrets) for item in wave))
+            await check(fence)
+            created = await asyncio.gather(
+                *(self._apply_one(namespace, item, secrets, result) for item in wave)
+            )
             for item, was_created in zip(wave, created, strict=True):
                 if was_created:
                     result.created.append(item.ref)
                 result.applied.append(item.ref)
         return result
 
-    async def _apply_one(self, namespace: str, item: Planned, secrets: list[str]) -> bool:
+    async def _served(self, planned: list[Planned], result: ApplyResult) -> list[Planned]:
+        """The planned objects whose kinds the cluster serves; an optional one it does not is left
+        out with a warning, a required one fails the apply before anything is sent."""
+        kept: list[Planned] = []
+        for item in planned:
+            if await self._kinds.served(item.resource):
+                kept.append(item)
+            elif item.resource.optional:
+                result.skipped.append(item.ref)
+                result.warnings.append(f"{item.ref} was not applied: {missing_operator(item.resource)}")
+            else:
+                raise PermanentClusterError(missing_operator(item.resource))
+        return kept
+
+    async def _adopt(self, namespace: str, planned: list[Planned], result: ApplyResult) -> None:
+        """Hand the first edition's fields over to us, and delete its objects we no longer render."""
+        await asyncio.gather(
+            *(adoption.hand_over(self._transport, namespace, item, FIELD_MANAGER) for item in planned)
+        )
+        kinds = [r for r in RESOURCES if r.namespaced and await self._kinds.served(r)]
+        rendered = {item.ref.key for item in planned}
+        for ref, resource in await adoption.leftovers(self._transport, namespace, kinds, rendered):
+            await self._transport.request(
+                "DELETE",
+                resource.path(namespace, ref.name),
+                action=f"delete {ref} (the first edition's, no longer configured)",
+                body=_DELETE_OPTIONS,
+                accept=(404,),
+            )
+            result.pruned.append(ref)
+
+    async def _apply_one(
+        self, namespace: str, item: Planned, secrets: list[str], result: ApplyResult
+    ) -> bool:
         """Server-side apply one object; True when it was created."""
+        try:
+            return await self._patch(namespace, item, secrets)
+        except PermanentClusterError as error:
+            if error.status == 404 and item.resource.operator:
+                self._kinds.forget(item.resource)  # its CRD went away since it was discovered
+                raise PermanentClusterError(missing_operator(item.resource), status=404) from error
+            if error.status != 422:
+                raise
+            if _shrinks(error):
+                raise PermanentClusterError(
+                    f"{item.ref}: a volume cannot shrink; set the storage back to at least its size "
+                    f"({error.message})",
+                    status=422,
+                ) from error
+            fields = [cause.field for cause in error.causes if any(w in cause.message for w in _IMMUTABLE)]
+            if not fields:
+                raise
+            if not item.resource.recreatable:
+                raise PermanentClusterError(
+                    f"{item.ref}: {', '.join(fields)} cannot change in place, and a {item.ref.kind} "
+                    f"holds data, so it is not recreated; delete it (losing its data) to change it "
+                    f"({error.message})",
+                    status=422,
+                ) from error
+        # Nothing in it is lost by deleting it: created again with what we apply.
+        logger.info(
+            "%s in %s: %s cannot change in place; recreating it", item.ref, namespace, ", ".join(fields)
+        )
+        await self._transport.request(
+            "DELETE",
+            item.resource.path(namespace, item.ref.name),
+            action=f"delete {item.ref} to create it again",
+            body=_DELETE_OPTIONS,
+            accept=(404,),
+        )
+        result.recreated.append(item.ref)
+        return await self._patch(namespace, item, secrets)
+
+    async def _patch(self, namespace: str, item: Planned, secrets: list[str]) -> bool:
         answer = await self._transport.request(
             "PATCH",
             item.resource.path(namespace, item.ref.name),
@@ -169,7 +345,7 @@ class KubernetesCluster:
     # -- destroy -------------------------------------------------------------------------------
 
     async def destroy(
-        self, namespace: str, repository: str, *, release_preserve: bool = False
+        self, namespace: str, repository: str, fence: Fence | None = None, *, release_preserve: bool = False
     ) -> DestroyResult:
         check_namespace_name(namespace)
         current = await self._read_namespace(namespace)
@@ -181,6 +357,7 @@ class KubernetesCluster:
         if labels.get(naming.LABEL_PRESERVE) == "true" and not released:
             return DestroyResult(namespace=namespace, preserved=True)
         if not _terminating(current):
+            await check(fence)
             answer = await self._transport.request(
                 "DELETE",
                 NAMESPACE.path("", namespace),
@@ -220,6 +397,13 @@ class KubernetesCluster:
 
     def close(self) -> None:
         self._transport.close()
+
+
+def _shrinks(error: PermanentClusterError) -> bool:
+    return any(
+        cause.field.endswith("resources.requests.storage") and "less than" in cause.message
+        for cause in error.causes
+    )
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The kinds the renderer emits, where the API serves them, and the checks a manifest list must pass.
 
-A fixed table instead of API discovery: discovery costs requests on every apply, and the
-renderer only ever emits these kinds. A kind missing from a cluster (an operator's CRD not
-installed) shows up as a 404 on its apply, reported with the kind's name.
+A fixed table of where each kind lives, so an apply costs no discovery. Which of the kinds
+that come with an operator (its CRD) a cluster serves is asked once per worker
+(handlers/cluster/discovery.py): a ServiceMonitor without the Prometheus Operator is skipped
+with a warning, a database without its operator fails with the operator's name.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ class Resource:
     kind: str
     plural: str
     namespaced: bool = True
+    # Deleting and creating it again loses nothing (no data): what to do when a field of it
+    # cannot change in place (a first edition's Deployment with another selector).
+    recreatable: bool = True
+    # The operator whose CRD serves the kind, when it is not built in.
+    operator: str | None = None
+    # Without that operator the object is left out with a warning (True) or the deploy fails.
+    optional: bool = False
 
     @property
     def api_version(self) -> str:
@@ -48,7 +56,7 @@ RESOURCES: tuple[Resource, ...] = (
     SECRET,
     Resource("", "v1", "ConfigMap", "configmaps"),
     Resource("", "v1", "Service", "services"),
-    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", recreatable=False),
     # The MongoDB agent's identity and what it may read (the operator expects them in the namespace).
     Resource("", "v1", "ServiceAccount", "serviceaccounts"),
     Resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
@@ -56,11 +64,44 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "Deployment", "deployments"),
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
     Resource("networking.k8s.io", "v1", "Ingress", "ingresses"),
-    Resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
-    Resource("postgresql.cnpg.io", "v1", "Cluster", "clusters"),
-    Resource("mongodbcommunity.mongodb.com", "v1", "MongoDBCommunity", "mongodbcommunity"),
-    Resource("minio.min.io", "v2", "Tenant", "tenants"),
+    Resource(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+        "servicemonitors",
+        operator="the Prometheus Operator",
+        optional=True,
+    ),
+    Resource(
+        "postgresql.cnpg.io",
+        "v1",
+        "Cluster",
+        "clusters",
+        recreatable=False,
+        operator="the CloudNativePG operator",
+    ),
+    Resource(
+        "mongodbcommunity.mongodb.com",
+        "v1",
+        "MongoDBCommunity",
+        "mongodbcommunity",
+        recreatable=False,
+        operator="the MongoDB Community operator",
+    ),
+    Resource("minio.min.io", "v2", "Tenant", "tenants", recreatable=False, operator="the MinIO operator"),
 )
+# What the worker reads besides what it applies: its readiness checks, its start-up facts.
+POD = Resource("", "v1", "Pod", "pods")
+PERSISTENT_VOLUME_CLAIM = next(r for r in RESOURCES if r.kind == "PersistentVolumeClaim")
+ENDPOINTS = Resource("", "v1", "Endpoints", "endpoints")
+
+
+def missing_operator(resource: Resource) -> str:
+    """`the CloudNativePG operator is not installed (no postgresql.cnpg.io/v1 Cluster)`."""
+    return (
+        f"{resource.operator or 'its operator'} is not installed (no {resource.api_version} {resource.kind})"
+    )
+
 
 _BY_API_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
 

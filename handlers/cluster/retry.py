@@ -62,6 +62,8 @@ async def with_retries(
         try:
             return await operation()
         except TransientClusterError as error:
+            if not error.request_retry:
+                raise  # another request, later, may succeed; this one again will not
             delay = policy.delay(attempt - 1)
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
@@ -80,4 +82,5 @@ def _gave_up(error: TransientClusterError, attempts: int, spent: float) -> Trans
         status=error.status,
         reason=error.reason,
         retry_after=error.retry_after,
+        causes=error.causes,
     )

@@ -18,7 +18,13 @@ from typing import Any, NamedTuple
 import urllib3
 from kubernetes.client import ApiClient, ApiException, rest
 
-from handlers.cluster import ClusterError, PermanentClusterError, TransientClusterError
+from handlers.cluster import (
+    Cause,
+    ClusterError,
+    NamespaceTerminating,
+    PermanentClusterError,
+    TransientClusterError,
+)
 from handlers.cluster.resources import redact
 from handlers.cluster.retry import RetryPolicy, with_retries
 
@@ -173,9 +179,31 @@ def _failure(
         message = f"HTTP {status}" + (f": {text}" if text else "")
     reason = payload.get("reason") if isinstance(payload.get("reason"), str) else None
     shown = redact(f"{action}: {message}", secrets)
+    causes = _causes(payload, secrets)
+    if status == 403 and any(cause.reason == "NamespaceTerminating" for cause in causes):
+        # NamespaceLifecycle admission: matched by its cause, never by the message's words.
+        return NamespaceTerminating(shown, status=status, reason=reason, causes=causes)
     if status >= 500 or status in _TRANSIENT_STATUSES:
-        return TransientClusterError(shown, status=status, reason=reason, retry_after=_seconds(retry_after))
-    return PermanentClusterError(shown, status=status, reason=reason)
+        return TransientClusterError(
+            shown, status=status, reason=reason, retry_after=_seconds(retry_after), causes=causes
+        )
+    return PermanentClusterError(shown, status=status, reason=reason, causes=causes)
+
+
+def _causes(payload: dict[str, Any], secrets: list[str]) -> tuple[Cause, ...]:
+    details = payload.get("details") if payload.get("kind") == "Status" else None
+    listed = details.get("causes") if isinstance(details, dict) else None
+    if not isinstance(listed, list):
+        return ()
+    return tuple(
+        Cause(
+            reason=str(cause.get("reason") or ""),
+            message=redact(str(cause.get("message") or ""), secrets),
+            field=str(cause.get("field") or ""),
+        )
+        for cause in listed
+        if isinstance(cause, dict)
+    )
 
 
 def _seconds(value: str | None) -> float | None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from handlers import naming
 from handlers.config import RepoConfig
-from handlers.render import app, databases, namespace, policies
+from handlers.render import app, databases, namespace, policies, security
 from handlers.render.context import Context, Manifest
 from handlers.render.credentials import (
     CREDENTIALS,
@@ -68,13 +68,10 @@ def render_environment(
         passwords=dict(passwords),
         namespace=namespace_name,
     )
+    security.check_levels(ctx)
     enabled = config.enabled_databases()
     config_map = app.config_map(ctx)
-    manifests: list[Manifest] = [
-        namespace.namespace(ctx),
-        policies.resource_quota(ctx),
-        policies.limit_range(ctx),
-        *policies.network_policies(ctx),
+    contents: list[Manifest] = [
         *generated_secrets(ctx),
         *(obj for db in enabled for obj in databases.database_objects(ctx, db)),
         config_map,
@@ -82,9 +79,17 @@ def render_environment(
         app.service(ctx),
     ]
     if config.ingress.enabled:
-        manifests.append(app.ingress(ctx))
+        contents.append(app.ingress(ctx))
     if config.metrics.enabled:
-        manifests.append(app.service_monitor(ctx))
+        contents.append(app.service_monitor(ctx))
+    manifests: list[Manifest] = [
+        namespace.namespace(ctx),
+        # Sized from what the namespace will run.
+        policies.resource_quota(ctx, contents),
+        policies.limit_range(ctx),
+        *policies.network_policies(ctx),
+        *contents,
+    ]
     # Plain JSON data, no dict or list shared between two places: callers may change what they get.
     fresh: list[Manifest] = json.loads(json.dumps(manifests))
     return fresh

@@ -80,7 +80,7 @@ def deployment(ctx: Context, config: Manifest) -> Manifest:
         "livenessProbe": _http_probe(app.health_path, period=10, failures=3),
         "readinessProbe": _http_probe(app.health_path, period=5, failures=3),
         # Let the ingress controller stop sending traffic before the app stops.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "lifecycle": {"preStop": _pre_stop(ctx)},
         "volumeMounts": mounts,
     }
     env = [var for db in databases for var in database_env(db)]
@@ -180,6 +180,17 @@ def service_monitor(ctx: Context) -> Manifest:
             ],
         },
     }
+
+
+PRE_STOP_SECONDS = 5
+
+
+def _pre_stop(ctx: Context) -> dict[str, Any]:
+    """The hook's own sleep action where the cluster has it (1.30+); before, a `sleep` in the
+    container (a missing binary makes the hook fail, which only skips the wait)."""
+    if ctx.settings.sleep_action:
+        return {"sleep": {"seconds": PRE_STOP_SECONDS}}
+    return {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}
 
 
 def _http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

@@ -56,6 +56,32 @@ def resource_name(engine: Engine) -> str:
     return f"app-{engine.value}"
 
 
+def volume_engine(name: str, labels: dict[str, str]) -> Engine | None:
+    """Whose data a live claim holds, by the names the operators give the claims of what we render:
+    CloudNativePG `app-postgresql-<n>` (labelled `cnpg.io/cluster`), the MongoDB StatefulSet's
+    `data-volume-app-mongodb-<n>` (its logs volume has a fixed size), MinIO's
+    `data<i>-app-minio-pool-0-<n>`, and our own `app-mariadb-data`."""
+    if labels.get("cnpg.io/cluster") == resource_name(Engine.POSTGRESQL):
+        return Engine.POSTGRESQL
+    if name.startswith(f"data-volume-{resource_name(Engine.MONGODB)}-"):
+        return Engine.MONGODB
+    if name.startswith("data") and f"-{resource_name(Engine.MINIO)}-pool-" in name:
+        return Engine.MINIO
+    if name == f"{resource_name(Engine.MARIADB)}-data":
+        return Engine.MARIADB
+    return None
+
+
+def live_storage(claims: list[tuple[str, dict[str, str], int]]) -> dict[Engine, tuple[str, int]]:
+    """Per engine, its largest live claim: (name, size in MiB), from (name, labels, size) triples."""
+    found: dict[Engine, tuple[str, int]] = {}
+    for name, labels, size in claims:
+        engine = volume_engine(name, labels)
+        if engine is not None and size > found.get(engine, ("", -1))[1]:
+            found[engine] = (name, size)
+    return found
+
+
 def database_objects(ctx: Context, db: DatabaseConfig) -> list[Manifest]:
     builders = {
         Engine.POSTGRESQL: _postgresql,

@@ -6,16 +6,18 @@ from typing import Any
 
 from handlers import naming, quota
 from handlers.config import Engine
+from handlers.render import workloads
 from handlers.render.context import Context, Manifest, selector
 
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+DNS_PORTS = ({"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53})
 # CloudNativePG's operator polls each instance's status endpoint here.
 CNPG_STATUS_PORT = 8000
 MINIO_API_PORT = 9000
 
 
-def resource_quota(ctx: Context) -> Manifest:
-    figures = quota.compute_quota(ctx.config.database_names())
+def resource_quota(ctx: Context, manifests: list[Manifest]) -> Manifest:
+    """The first edition's figures for the enabled databases, raised to what `manifests` need."""
+    figures = quota.compute_quota(ctx.config.database_names()).covering(workloads.need(manifests))
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -117,9 +119,16 @@ def _egress(ctx: Context) -> list[dict[str, Any]]:
                     }
                 }
             ],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            "ports": [dict(port) for port in DNS_PORTS],
         },
     ]
+    if settings.node_local_dns:
+        rules.append(
+            {
+                "to": [{"ipBlock": {"cidr": f"{settings.node_local_dns}/32"}}],
+                "ports": [dict(p) for p in DNS_PORTS],
+            }
+        )
     if settings.api_server_cidrs:
         rules.append(
             {
@@ -127,7 +136,10 @@ def _egress(ctx: Context) -> list[dict[str, Any]]:
                 "ports": [{"protocol": "TCP", "port": port} for port in settings.api_server_ports],
             }
         )
-    rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}]})
+    internet: dict[str, Any] = {"cidr": "0.0.0.0/0"}
+    if settings.egress_except:
+        internet["except"] = list(settings.egress_except)
+    rules.append({"to": [{"ipBlock": internet}]})
     return rules
 
 

@@ -297,3 +297,18 @@ def test_envs_preserve_and_unpreserve_an_environment_of_a_code_host(
     assert code == 0, out + err
     code, out, _ = run(capsys, "envs show github:acme/web:77 --json")
     assert json.loads(out)["preserved_until"] is None
+
+
+def test_trigger_acts_on_a_code_hosts_environment_and_waits_for_it(
+    running: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        f"trigger deploy --repo acme/web --number 31 --sha {'9' * 40} --branch b --provider gitlab --wait --json",
+    )
+    assert code == 0, out + err
+    answer = json.loads(out)
+    assert answer["event"]["target_provider"] == "gitlab"
+    assert (
+        answer["outcome"]["environment"]["provider"] == "gitlab" and answer["outcome"]["state"] == "deployed"
+    )

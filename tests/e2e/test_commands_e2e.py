@@ -108,10 +108,11 @@ def hibernate(config: WorkerConfig, key: EnvKey) -> None:
     async def go() -> None:
         pool = await create_pool(RedisSettings.from_dsn(config.connection.redis_url))
         try:
-            store = DesiredStore(pool, config.keys)
+            store = DesiredStore(pool, config.keys, config.connection.environment_retention_ms)
             generation, desired = await store.load(key)
             assert desired is not None
-            assert await store.save(desired.model_copy(update={"hibernated": True}), generation) is not None
+            hibernated = desired.model_copy(update={"hibernated": True})
+            assert await store.save(hibernated, generation, desired) is not None
             await pool.enqueue_job(Job.RECONCILE, str(key), _queue_name=config.connection.queue_name)
         finally:
             await pool.aclose()

@@ -175,7 +175,7 @@ def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any
 
         async def race() -> list[Any]:
             redis = Redis.from_url(redis_server.url)
-            statuses = StatusStore(redis, Keys("k8s-ee:"), 3_600_000)
+            statuses = StatusStore(redis, Keys("k8s-ee:"), 3_600_000, 3_600_000)
             from datetime import UTC, datetime
 
             await statuses.put(

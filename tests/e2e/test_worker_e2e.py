@@ -11,42 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from handlers.cluster import Cluster
 from handlers.cluster.directory import DirectoryCluster
-from handlers.settings import WorkerConfig, load_worker_config
+from handlers.settings import WorkerConfig
 from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.environments import ADMIN, by_namespace, namespace
 from tests.support.pull_requests import REPO, send, sha
-from tests.support.senders import ADMIN_TOKEN
-from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-CONFIG = "projectId: shop\napp:\n  port: 8080\ndatabases:\n  redis: true\n"
-
-
-@pytest.fixture
-def worker_config(tmp_path: Path, redis_server: Any) -> WorkerConfig:
-    config = tmp_path / "k8s-ee.yaml"
-    config.write_text(CONFIG)
-    return load_worker_config(
-        redis_url=redis_server.url,
-        default_config=config,
-        preview_domain="preview.example.com",
-        lock_ttl=3,
-        reconcile_max_tries=3,
-    )
-
-
-def namespace(kube: KubeAPIServer, name: str) -> dict[str, Any] | None:
-    found = [o for o in kube.objects("Namespace") if o["metadata"]["name"] == name]
-    return found[0] if found else None
+from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for, worker_process
 
 
 def environment(client: Any, name: str) -> dict[str, Any]:
-    answer = client.get(f"/api/v1/environments/{name}", headers=ADMIN)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+    found = by_namespace(client, name)
+    assert found is not None, name
+    return found
 
 
 def test_opened_deploys_and_closed_destroys(
@@ -142,25 +119,22 @@ class Recording:
         self.spans: list[tuple[str, float, float, str]] = []
         self.lock = threading.Lock()
 
-    async def read_credentials(self, namespace: str) -> dict[str, str]:
-        return await self.inner.read_credentials(namespace)
+    def __getattr__(self, name: str) -> Any:
+        # Everything but the apply is the real cluster's (reads, readiness, facts).
+        return getattr(self.inner, name)
 
-    async def apply(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> Any:
+    async def apply(
+        self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Any = None
+    ) -> Any:
         import asyncio
 
         start = time.monotonic()
-        result = await self.inner.apply(namespace, repository, manifests)
+        result = await self.inner.apply(namespace, repository, manifests, fence)
         await asyncio.sleep(self.hold)
         head = manifests[0]["metadata"]["labels"]["k8s-ee/commit-sha"]
         with self.lock:
             self.spans.append((namespace, start, time.monotonic(), head))
         return result
-
-    async def destroy(self, namespace: str, repository: str, *, release_preserve: bool = False) -> Any:
-        return await self.inner.destroy(namespace, repository, release_preserve=release_preserve)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_event_during_a_reconcile_is_applied_right_after(
@@ -251,49 +225,25 @@ def test_directory_backend_writes_and_removes_manifests(
     assert not (root / "shop-pr-3").exists()
 
 
-def kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-        f"clusters:\n- name: test\n  cluster:\n    server: {url}\n"
-        "users:\n- name: test\n  user:\n    token: test-token\n"
-        "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
-    )
-    return path
-
-
 def test_worker_killed_mid_reconcile_loses_nothing(
     gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, tmp_path: Path
 ) -> None:
-    import os
     import signal
-    import subprocess
-    import sys
 
     client = gateway()
-    env = {
-        **os.environ,
-        "K8S_EE_REDIS_URL": worker_config.connection.redis_url,
-        "K8S_EE_CLUSTER": "kubernetes",
-        "K8S_EE_KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", kube.url)),
-        "K8S_EE_DEFAULT_CONFIG": str(worker_config.worker.default_config),
-        "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
-        # arq gives a job up for lost this long (+10 s) after its worker stopped answering.
-        "K8S_EE_RECONCILE_TIMEOUT": "5",
-        "K8S_EE_LOCK_TTL": "3",
-        "K8S_EE_LOG_LEVEL": "INFO",
-    }
-    worker = [sys.executable, "-m", "gateway.cli", "worker"]
+    # arq gives a job up for lost this long (+10 s) after its worker stopped answering.
+    settings = {"reconcile_timeout": "5", "lock_ttl": "3"}
     # The Deployment's apply hangs: the first worker is killed while it waits on it.
     kube.add_fault("PATCH", r"/deployments/", status=None, delay=15, times=1)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
-    first = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=logs[0].open("w"))
+    first = worker_process(worker_config, kube.url, tmp_path, logs[0], **settings)
     try:
         send(client, "opened", 51, sha(1), 0)
         wait_for(lambda: kube.count_requests("PATCH", "/deployments/") > 0, timeout=30)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert namespace(kube, "shop-pr-51") is not None  # half applied
-        second = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=logs[1].open("w"))
+        second = worker_process(worker_config, kube.url, tmp_path, logs[1], **settings)
         try:
             wait_for(
                 lambda: environment(client, "shop-pr-51")["state"] == "deployed", timeout=60, interval=0.25
@@ -348,9 +298,8 @@ def test_the_host_is_the_truth_when_credentials_are_configured(
 def test_a_destroyed_environment_is_forgotten_in_time_not_at_once(
     gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, redis_client: Any
 ) -> None:
-    from handlers.status import RETIRED_TTL_S
-
     client = gateway()
+    retention_s = worker_config.connection.environment_retention_ms // 1000
     cluster = kube_cluster(kube.url)
     send(client, "opened", 71, sha(1), 0)
     send(client, "closed", 71, sha(1), 1)
@@ -358,8 +307,9 @@ def test_a_destroyed_environment_is_forgotten_in_time_not_at_once(
     key = f"github:{REPO}:71"
     # Kept long enough to refuse late deliveries, then expired: Redis does not grow with every PR ever closed.
     for name in (f"k8s-ee:env:{key}", f"k8s-ee:gen:{key}", f"k8s-ee:status:{key}"):
-        assert 0 < redis_client.ttl(name) <= RETIRED_TTL_S, name
-    assert redis_client.sismember(f"k8s-ee:repo-envs:github:{REPO}", 71) == 0
+        assert 0 < redis_client.ttl(name) <= retention_s, name
+    # A push to its branch no longer finds it.
+    assert redis_client.keys("k8s-ee:branch-envs:*") == []
     # A reopen brings it back, and a live environment's records do not expire.
     send(client, "reopened", 71, sha(1), 2)
     drain(worker_config, cluster)

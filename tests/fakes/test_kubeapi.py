@@ -585,19 +585,21 @@ def test_request_log_counts_calls_per_namespace(
 
 
 def test_status_subresource(api: ApiClient, namespace: str, kube: KubeAPIServer) -> None:
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/app"
-    apply(api, path, deployment("app"))
-    apps = client.AppsV1Api(api)
-    updated = apps.patch_namespaced_deployment_status(
-        "app", namespace, {"status": {"readyReplicas": 1}}, _content_type="application/merge-patch+json"
+    # A custom resource: nothing but its operator (here, the test) writes its status.
+    path = f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/clusters/db"
+    cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "db"}}
+    apply(api, path, cluster | {"spec": {"instances": 1}})
+    custom = client.CustomObjectsApi(api)
+    updated = custom.patch_namespaced_custom_object_status(
+        "postgresql.cnpg.io", "v1", namespace, "clusters", "db", {"status": {"readyInstances": 1}}
     )
-    assert updated.status.ready_replicas == 1
+    assert updated["status"] == {"readyInstances": 1}
 
-    with_status = deployment("app") | {"status": {"readyReplicas": 5}}
+    with_status = cluster | {"spec": {"instances": 1}, "status": {"readyInstances": 5}}
     _, applied = apply(api, path, with_status)
-    assert applied["status"] == {"readyReplicas": 1}  # the main resource leaves status alone
-    assert kube.set_status("Deployment", namespace, "app", {"availableReplicas": 1})["status"] == {
-        "availableReplicas": 1
+    assert applied["status"] == {"readyInstances": 1}  # the main resource leaves status alone
+    assert kube.set_status("Cluster", namespace, "db", {"phase": "Cluster in healthy state"})["status"] == {
+        "phase": "Cluster in healthy state"
     }
 
 
@@ -717,3 +719,279 @@ def test_hang_does_not_block_stop() -> None:
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 5
+
+
+# -- what a real server refuses, and what a cluster does after a write ----------------------------
+
+
+def deploy_path(name: str, namespace: str = NS) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def test_apply_merges_keyed_lists_element_by_element(api: ApiClient, namespace: str) -> None:
+    """Containers by name, env by name, ports by containerPort and protocol (list-type map)."""
+    mine = deployment("app")
+    container = mine["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "MINE", "value": "1"}]
+    container["ports"] = [{"containerPort": 80}]
+    apply(api, deploy_path("app"), mine)
+
+    # Another manager adds an env var to the same container, and a container of its own.
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "app"}},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "app", "env": [{"name": "THEIRS", "value": "2"}]},
+                        {"name": "sidecar", "image": "side:1"},
+                    ]
+                }
+            },
+        },
+    }
+    _, merged = apply(api, deploy_path("app"), theirs, manager="someone-else")
+    containers = merged["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["app", "sidecar"]
+    assert containers[0]["image"] == "app:1"
+    assert [e["name"] for e in containers[0]["env"]] == ["MINE", "THEIRS"]
+    entry = next(e for e in merged["metadata"]["managedFields"] if e["manager"] == "someone-else")
+    owned = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    assert set(owned) == {'k:{"name":"app"}', 'k:{"name":"sidecar"}'}
+
+    # We stop applying our env var: only ours goes; theirs and their container stay.
+    container.pop("env")
+    _, after = apply(api, deploy_path("app"), mine)
+    containers = after["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["app", "sidecar"]
+    assert containers[0]["env"] == [{"name": "THEIRS", "value": "2"}]
+    assert containers[0]["ports"] == [{"containerPort": 80}]
+
+
+def test_managed_fields_can_be_handed_over_and_then_unapplied_fields_go(
+    api: ApiClient, namespace: str, kube: KubeAPIServer
+) -> None:
+    """As `kubectl apply --server-side` takes over a client-side apply: managedFields rewritten by a
+    patch; afterwards, what the new owner does not apply is removed."""
+    first = deployment("app")
+    first["spec"]["template"]["spec"]["containers"].append({"name": "extra", "image": "x:1"})
+    kube.add_object(
+        first | {"metadata": {**first["metadata"], "namespace": namespace}}, "kubectl-client-side-apply"
+    )
+    stored = kube.get_object("Deployment", namespace, "app")
+    assert stored is not None
+    taken = [
+        {**entry, "manager": MANAGER, "operation": "Apply"}
+        for entry in stored["metadata"]["managedFields"]
+        if entry["manager"] == "kubectl-client-side-apply"
+    ]
+    patch = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": stored["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/metadata/managedFields", "value": taken},
+    ]
+    call(api, "PATCH", deploy_path("app"), patch, content_type="application/json-patch+json")
+    _, applied = apply(api, deploy_path("app"), deployment("app"))
+    assert [c["name"] for c in applied["spec"]["template"]["spec"]["containers"]] == ["app"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "first", "second", "words"),
+    [
+        (
+            "Deployment",
+            deploy_path("app"),
+            deployment("app"),
+            deployment("app")
+            | {"spec": {**deployment("app")["spec"], "selector": {"matchLabels": {"x": "y"}}}},
+            "spec.selector: Invalid value",
+        ),
+        (
+            "PersistentVolumeClaim",
+            f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+            "spec.resources.requests.storage: Forbidden: field can not be less than previous value",
+        ),
+        (
+            "RoleBinding",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings/rb",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "rb"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "a"},
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "rb"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "b"},
+            },
+            "roleRef: Invalid value",
+        ),
+    ],
+)
+def test_immutable_fields_and_shrinking_claims_are_422(
+    api: ApiClient, namespace: str, kind: str, path: str, first: Any, second: Any, words: str
+) -> None:
+    apply(api, path, first)
+    with pytest.raises(ApiException) as error:
+        apply(api, path, second)
+    body = status_of(error.value)
+    assert (error.value.status, body["reason"]) == (422, "Invalid")
+    assert words in body["message"] and body["message"].startswith(kind)
+
+
+def test_creating_in_a_terminating_namespace_is_403_namespace_terminating(
+    api: ApiClient, namespace: str, kube: KubeAPIServer
+) -> None:
+    kube.delete_namespace(namespace, hold=5)
+    with pytest.raises(ApiException) as error:
+        apply(api, cm_path("new"), configmap("new", {}))
+    body = status_of(error.value)
+    assert (error.value.status, body["reason"]) == (403, "Forbidden")
+    assert body["details"]["causes"] == [
+        {
+            "reason": "NamespaceTerminating",
+            "message": f"namespace {namespace} is being terminated",
+            "field": "metadata.namespace",
+        }
+    ]
+    assert "because it is being terminated" in body["message"]
+
+
+def test_a_deployment_rolls_and_becomes_available_after_the_delay(
+    api: ApiClient, namespace: str, kube: KubeAPIServer
+) -> None:
+    kube.ready_delay = 0.3
+    apply(api, deploy_path("app"), deployment("app"))
+    apps = client.AppsV1Api(api)
+    first = apps.read_namespaced_deployment("app", namespace).status
+    assert not first.available_replicas and first.updated_replicas == 1
+    [pod] = kube.objects("Pod", namespace)
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+    time.sleep(0.6)
+    ready = apps.read_namespaced_deployment("app", namespace).status
+    assert ready.available_replicas == 1 and ready.observed_generation == 1
+    assert {c.type: c.reason for c in ready.conditions}["Progressing"] == "NewReplicaSetAvailable"
+
+    # A new template: a surge pod first (maxSurge 25% of 1 is 1), the old one goes once it is ready.
+    apply(api, deploy_path("app"), deployment("app", image="app:2"))
+    assert len(kube.objects("Pod", namespace)) == 2
+    assert len(kube.objects("ReplicaSet", namespace)) == 2
+    time.sleep(0.6)
+    [pod] = kube.objects("Pod", namespace)
+    assert pod["spec"]["containers"][0]["image"] == "app:2"
+    done = apps.read_namespaced_deployment("app", namespace).status
+    assert (done.observed_generation, done.updated_replicas, done.available_replicas) == (2, 1, 1)
+
+
+def test_a_bad_image_waits_with_the_kubelets_reason(
+    api: ApiClient, namespace: str, kube: KubeAPIServer
+) -> None:
+    kube.mark_image("app:404", "ImagePullBackOff")
+    apply(api, deploy_path("app"), deployment("app", image="app:404"))
+    [pod] = kube.objects("Pod", namespace)
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting == {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "app:404"'}
+    assert pod["status"]["phase"] == "Pending"
+    status = client.AppsV1Api(api).read_namespaced_deployment("app", namespace).status
+    assert not status.available_replicas
+
+
+def test_pods_are_admitted_against_limits_and_the_quota(
+    api: ApiClient, namespace: str, kube: KubeAPIServer
+) -> None:
+    kube.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "limits", "namespace": namespace},
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"cpu": "500m", "memory": "512Mi"},
+                        "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                    }
+                ]
+            },
+        }
+    )
+    kube.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "pr-quota", "namespace": namespace},
+            "spec": {"hard": {"limits.cpu": "800m", "requests.memory": "1Gi"}},
+        }
+    )
+    # The first pod (LimitRange defaults: 500m) fits; its surge pod (another 500m) does not.
+    apply(api, deploy_path("app"), deployment("app"))
+    [pod] = kube.objects("Pod", namespace)
+    assert pod["spec"]["containers"][0]["resources"] == {
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+    }
+    apply(api, deploy_path("app"), deployment("app", image="app:2"))
+    status = client.AppsV1Api(api).read_namespaced_deployment("app", namespace).status
+    failure = next(c for c in status.conditions if c.type == "ReplicaFailure")
+    assert failure.reason == "FailedCreate"
+    assert (
+        "exceeded quota: pr-quota, requested: limits.cpu=500m, used: limits.cpu=500m, limited: limits.cpu=800m"
+        in failure.message
+    )
+    assert len(kube.objects("Pod", namespace)) == 1
+
+
+def test_custom_resources_get_status_from_a_hook(api: ApiClient, namespace: str, kube: KubeAPIServer) -> None:
+    kube.set_status_hook(
+        "Cluster", lambda obj: {"phase": "Cluster in healthy state", "instances": obj["spec"]["instances"]}
+    )
+    path = f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/clusters/db"
+    apply(
+        api,
+        path,
+        {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "db"},
+            "spec": {"instances": 1},
+        },
+    )
+    stored = kube.get_object("Cluster", namespace, "db")
+    assert stored is not None and stored["status"] == {"phase": "Cluster in healthy state", "instances": 1}
+
+
+def test_an_uninstalled_kind_is_not_served(api: ApiClient, namespace: str, kube: KubeAPIServer) -> None:
+    kube.uninstall("ServiceMonitor")
+    _, groups = call(api, "GET", "/apis")
+    assert "monitoring.coreos.com" not in [g["name"] for g in groups["groups"]]
+    with pytest.raises(ApiException) as error:
+        apply(
+            api,
+            f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/servicemonitors/m",
+            {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "m"}},
+        )
+    assert error.value.status == 404
+    assert status_of(error.value)["message"] == "the server could not find the requested resource"
+
+
+def test_deleting_an_owner_deletes_what_it_owns(api: ApiClient, namespace: str, kube: KubeAPIServer) -> None:
+    apply(api, deploy_path("app"), deployment("app"))
+    assert kube.objects("Pod", namespace) and kube.objects("ReplicaSet", namespace)
+    client.AppsV1Api(api).delete_namespaced_deployment("app", namespace)
+    assert kube.objects("Pod", namespace) == [] and kube.objects("ReplicaSet", namespace) == []

@@ -31,7 +31,12 @@ def seed(redis_url: str, **fields: Any) -> None:
     async def put() -> None:
         redis = Redis.from_url(redis_url)
         settings = load_gateway_settings(redis_url=redis_url)
-        store = StatusStore(redis, settings.keys, settings.connection.retention_ms)
+        store = StatusStore(
+            redis,
+            settings.keys,
+            settings.connection.retention_ms,
+            settings.connection.environment_retention_ms,
+        )
         status = EnvironmentStatus(
             provider=Provider.GITHUB,
             repository="acme/web",
@@ -43,6 +48,7 @@ def seed(redis_url: str, **fields: Any) -> None:
             **fields,
         )
         await store.put(status)
+        await store.claim("web-pr-42", status.key)
         await store.link(
             Provider.GITHUB, ["old"], AppliedBy(reconcile="x#1", state="deployed", at=datetime.now(UTC))
         )

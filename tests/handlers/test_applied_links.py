@@ -20,7 +20,7 @@ def test_the_first_answer_stays_a_queued_one_is_replaced_and_a_replay_records_an
 ) -> None:
     async def main() -> list[Any]:
         redis = Redis.from_url(redis_server.url)
-        store = StatusStore(redis, Keys("k8s-ee:"), 3_600_000)
+        store = StatusStore(redis, Keys("k8s-ee:"), 3_600_000, 3_600_000)
         seen = []
         try:
             queued = AppliedBy(reconcile="g:a/b:1#1", state="queued", note="waiting for a slot", at=NOW)

@@ -27,7 +27,7 @@ from handlers.cluster.kubernetes import ANNOTATION_APPLIED_OBJECTS, KubernetesCl
 from handlers.cluster.retry import RetryPolicy
 from tests.fakes.kubeapi import Fault, KubeAPIServer
 from tests.support.loopback_server import LoopbackServer, QuietHandler
-from tests.support.manifests import NS, REPO, b64, environment, namespace_manifest, obj, rendered
+from tests.support.manifests import NS, REPO, b64, environment, labels, namespace_manifest, obj, rendered
 
 APPLY = "application/apply-patch+yaml"
 FAST = RetryPolicy(attempts=4, budget=10.0, base_delay=0.01, max_delay=0.05)
@@ -52,6 +52,9 @@ def make_cluster(kube: KubeAPIServer) -> Iterator[Any]:
             client.ApiClient(client.Configuration(host=kube.url)), **settings | options
         )
         made.append(cluster)
+        # What a worker does once at start-up: the operators' kinds are known before any apply.
+        run(cluster.discover())
+        kube.reset_requests()
         return cluster
 
     yield make
@@ -64,8 +67,16 @@ def cluster(make_cluster: Any) -> KubernetesCluster:
     return make_cluster()  # type: ignore[no-any-return]
 
 
+# What the cluster's controllers make of a Deployment; the gateway never applies these.
+CONTROLLED = ("ReplicaSet", "Pod")
+
+
+def applied_objects(kube: KubeAPIServer, namespace: str = NS) -> list[dict[str, Any]]:
+    return [o for o in kube.objects(namespace=namespace) if o["kind"] not in CONTROLLED]
+
+
 def versions(kube: KubeAPIServer, namespace: str = NS) -> dict[tuple[str, str], str]:
-    stored = [*kube.objects("Namespace"), *kube.objects(namespace=namespace)]
+    stored = [*kube.objects("Namespace"), *applied_objects(kube, namespace)]
     return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in stored}
 
 
@@ -113,7 +124,8 @@ def test_first_apply_creates_everything_in_order_within_the_request_budget(
     for manifest in manifests[1:]:
         stored = kube.get_object(manifest["kind"], NS, manifest["metadata"]["name"])
         assert stored is not None, manifest["kind"]
-        [entry] = stored["metadata"]["managedFields"]
+        # Ours, applied; a controller may own the status (the Deployment's), nothing else.
+        [entry] = [e for e in stored["metadata"]["managedFields"] if e.get("subresource") != "status"]
         assert (entry["manager"], entry["operation"]) == ("k8s-ee-gateway", "Apply")
     assert len(applied_annotation(kube)) == len(manifests) - 1
     assert "apps/v1/Deployment/shop-pr-7-app" in applied_annotation(kube)
@@ -288,6 +300,112 @@ def test_a_first_edition_namespace_of_the_same_repository_is_adopted(
     assert not run(cluster.apply(NS, REPO, environment())).adopted
 
 
+def first_edition_namespace(kube: KubeAPIServer) -> None:
+    kube.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": NS,
+                "labels": {naming.LABEL_MANAGED_BY: "github-actions"},
+                "annotations": {naming.ANNOTATION_REPOSITORY: REPO},
+            },
+        },
+        manager="kubectl-client-side-apply",
+    )
+
+
+def first_edition(kube: KubeAPIServer, manifest: dict[str, Any]) -> None:
+    """What the first edition's `kubectl apply` left: every field owned by the client-side applier."""
+    kube.add_object(copy.deepcopy(manifest), manager="kubectl-client-side-apply")
+
+
+def test_adopted_objects_lose_what_the_first_edition_added_and_its_leftovers_go(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    first_edition_namespace(kube)
+    deployment = copy.deepcopy(next(m for m in environment() if m["kind"] == "Deployment"))
+    pod = deployment["spec"]["template"]["spec"]
+    pod["containers"][0]["env"] = [{"name": "LEGACY_FLAG", "value": "1"}]
+    pod["containers"].append({"name": "legacy-sidecar", "image": "sidecar:1"})
+    first_edition(kube, deployment)
+    first_edition(kube, obj("v1", "ConfigMap", "legacy-settings", data={"a": "1"}))
+    # Not the first edition's (no k8s-ee label): left alone.
+    kube.add_object(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "someone-elses", "namespace": NS}}
+    )
+
+    result = run(cluster.apply(NS, REPO, environment()))
+
+    assert result.adopted
+    stored = kube.get_object("Deployment", NS, f"{NS}-app")
+    assert stored is not None
+    assert stored["spec"]["template"]["spec"]["containers"] == [{"name": "app", "image": "a:1"}]
+    managers = {e["manager"] for e in stored["metadata"]["managedFields"] if e.get("subresource") != "status"}
+    assert managers == {"k8s-ee-gateway"}
+    assert kube.get_object("ConfigMap", NS, "legacy-settings") is None
+    assert "ConfigMap/legacy-settings" in [str(ref) for ref in result.pruned]
+    assert kube.get_object("ConfigMap", NS, "someone-elses") is not None
+    # Adoption is done once: the next apply costs what any apply costs.
+    kube.reset_requests()
+    assert not run(cluster.apply(NS, REPO, environment())).adopted
+    assert len(kube.requests) == len(environment()) + 1
+
+
+def test_an_adopted_object_whose_immutable_field_differs_is_recreated(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    first_edition_namespace(kube)
+    deployment = copy.deepcopy(next(m for m in environment() if m["kind"] == "Deployment"))
+    legacy = {"app": "legacy"}
+    deployment["spec"]["selector"] = {"matchLabels": legacy}
+    deployment["spec"]["template"]["metadata"]["labels"] = legacy
+    first_edition(kube, deployment)
+    before = kube.get_object("Deployment", NS, f"{NS}-app")
+    assert before is not None
+
+    result = run(cluster.apply(NS, REPO, environment()))
+
+    assert [str(ref) for ref in result.recreated] == [f"Deployment/{NS}-app"]
+    after = kube.get_object("Deployment", NS, f"{NS}-app")
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "app"}}
+
+
+def test_a_volume_that_cannot_change_in_place_is_not_recreated(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    first_edition_namespace(kube)
+    claim = copy.deepcopy(next(m for m in environment() if m["kind"] == "PersistentVolumeClaim"))
+    claim["spec"]["accessModes"] = ["ReadWriteMany"]
+    first_edition(kube, claim)
+    before = kube.get_object("PersistentVolumeClaim", NS, "app-data")
+    assert before is not None
+
+    with pytest.raises(PermanentClusterError, match="holds data, so it is not recreated") as failed:
+        run(cluster.apply(NS, REPO, environment()))
+
+    assert "PersistentVolumeClaim/app-data: spec cannot change in place" in str(failed.value)
+    after = kube.get_object("PersistentVolumeClaim", NS, "app-data")
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_a_shrinking_volume_is_refused_saying_so(cluster: KubernetesCluster, kube: KubeAPIServer) -> None:
+    def with_claim(size: str) -> list[dict[str, Any]]:
+        manifests = environment()
+        claim = next(m for m in manifests if m["kind"] == "PersistentVolumeClaim")
+        claim["spec"]["resources"] = {"requests": {"storage": size}}
+        return manifests
+
+    run(cluster.apply(NS, REPO, with_claim("2Gi")))
+    assert [c.model_dump() for c in run(cluster.read_claims(NS))] == [
+        {"name": "app-data", "labels": labels(), "size_mi": 2048}
+    ]
+    with pytest.raises(PermanentClusterError, match="a volume cannot shrink") as failed:
+        run(cluster.apply(NS, REPO, with_claim("1Gi")))
+    assert "field can not be less than previous value" in str(failed.value)
+
+
 def test_a_first_edition_namespace_of_another_repository_is_refused(
     cluster: KubernetesCluster, kube: KubeAPIServer
 ) -> None:
@@ -307,18 +425,47 @@ def test_a_first_edition_namespace_of_another_repository_is_refused(
     assert kube.objects(namespace=NS) == []
 
 
-def test_apply_into_a_terminating_namespace_is_transient(
+def test_apply_into_a_terminating_namespace_waits_then_recreates_it(
     cluster: KubernetesCluster, kube: KubeAPIServer
 ) -> None:
     run(cluster.apply(NS, REPO, environment()))
-    kube.hold_namespace_deletion(NS, 1000)
-    with client.ApiClient(client.Configuration(host=kube.url)) as api:
-        client.CoreV1Api(api).delete_namespace(NS)
+    kube.delete_namespace(NS, hold=3)
+
+    result = run(cluster.apply(NS, REPO, environment()))
+
+    assert result.created_namespace
+    assert len(result.created) == len(environment())
+    stored = kube.get_object("Namespace", "", NS)
+    assert stored is not None and not stored["metadata"].get("deletionTimestamp")
+
+
+def test_a_namespace_that_stays_terminating_is_transient(make_cluster: Any, kube: KubeAPIServer) -> None:
+    cluster = make_cluster(destroy_timeout=0.3)
+    run(cluster.apply(NS, REPO, environment()))
+    kube.delete_namespace(NS, hold=1000)
     kube.reset_requests()
 
-    with pytest.raises(TransientClusterError, match="still being deleted"):
+    with pytest.raises(TransientClusterError, match="still terminating"):
         run(cluster.apply(NS, REPO, environment()))
-    assert [r.method for r in kube.requests] == ["GET"]
+    assert {r.method for r in kube.requests} == {"GET"}
+
+
+def test_a_namespace_that_starts_terminating_mid_apply_is_recreated(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    """The real answer is 403 with the cause NamespaceTerminating: wait for it to go, apply again."""
+    run(cluster.apply(NS, REPO, environment()))
+    kube.delete_namespace(NS)  # gone; the next apply creates everything
+    # Just as the ConfigMap is sent, someone deletes the namespace again (held for 2 reads).
+    kube.add_fault_object(
+        Fault("PATCH", r"/configmaps/", status=None, action=lambda: kube.delete_namespace(NS, hold=2))
+    )
+
+    result = run(cluster.apply(NS, REPO, environment()))
+
+    assert result.created_namespace
+    stored = {(o["kind"], o["metadata"]["name"]) for o in applied_objects(kube)}
+    assert stored == {(m["kind"], m["metadata"]["name"]) for m in environment()[1:]}
 
 
 # -- destroy -------------------------------------------------------------------------------------
@@ -513,9 +660,49 @@ def test_a_missing_custom_resource_kind_is_permanent(cluster: KubernetesCluster,
             message="the server could not find the requested resource",
         )
     )
-    with pytest.raises(PermanentClusterError, match="apply Tenant/app-minio: the server could not find"):
+    # Served when discovered, gone since (its CRD deleted): said as the operator it takes.
+    with pytest.raises(
+        PermanentClusterError, match=r"the MinIO operator is not installed \(no minio.min.io/v2 Tenant\)"
+    ):
         run(cluster.apply(NS, REPO, environment()))
     assert kube.count_requests("PATCH", "/tenants/") == 1
+
+
+def test_a_missing_optional_kind_is_skipped_with_a_warning(make_cluster: Any, kube: KubeAPIServer) -> None:
+    kube.uninstall("ServiceMonitor")
+    cluster = make_cluster()
+
+    result = run(cluster.apply(NS, REPO, environment()))
+
+    assert [str(ref) for ref in result.skipped] == [f"ServiceMonitor/{NS}-app"]
+    assert result.warnings == [
+        f"ServiceMonitor/{NS}-app was not applied: the Prometheus Operator is not installed "
+        "(no monitoring.coreos.com/v1 ServiceMonitor)"
+    ]
+    assert kube.get_object("Deployment", NS, f"{NS}-app") is not None
+    assert kube.count_requests("PATCH", "/servicemonitors/") == 0
+    assert f"monitoring.coreos.com/v1/ServiceMonitor/{NS}-app" not in applied_annotation(kube)
+
+
+def test_a_database_without_its_operator_fails_before_anything_is_applied(
+    make_cluster: Any, kube: KubeAPIServer
+) -> None:
+    kube.uninstall("Cluster")
+    cluster = make_cluster()
+
+    with pytest.raises(
+        PermanentClusterError,
+        match=r"the CloudNativePG operator is not installed \(no postgresql.cnpg.io/v1 Cluster\)",
+    ):
+        run(cluster.apply(NS, REPO, environment()))
+    assert kube.count_requests("PATCH") == 0
+
+
+def test_discovery_is_asked_once_per_cluster(make_cluster: Any, kube: KubeAPIServer) -> None:
+    cluster = make_cluster()
+    for _ in range(3):
+        run(cluster.apply(NS, REPO, environment()))
+    assert [r.path for r in kube.requests if r.path.startswith("/apis/") and r.path.count("/") == 3] == []
 
 
 def test_a_hanging_answer_times_out_and_is_retried(make_cluster: Any, kube: KubeAPIServer) -> None:
@@ -611,7 +798,7 @@ def test_rendered_environment_applies_reapplies_and_prunes(
     fewer = rendered({"postgresql": True}, passwords)
     result = run(cluster.apply(namespace, "Acme/Shop", fewer))
     kept = {(m["kind"], m["metadata"]["name"]) for m in fewer}
-    stored = {(o["kind"], o["metadata"]["name"]) for o in kube.objects(namespace=namespace)}
+    stored = {(o["kind"], o["metadata"]["name"]) for o in applied_objects(kube, namespace)}
     assert stored == kept - {("Namespace", namespace)}
     assert {ref.kind for ref in result.pruned} >= {
         "MongoDBCommunity",

@@ -467,17 +467,38 @@ def test_database_defaults() -> None:
 
 def test_database_version_and_storage() -> None:
     config = valid(
-        databases={"postgresql": {"version": 17, "storage": "10Gi"}, "minio": {"version": "RELEASE.2025"}}
+        databases={"postgresql": {"version": 17, "storage": "5Gi"}, "minio": {"version": "RELEASE.2025"}}
     )
     postgresql, minio = config.enabled_databases()
-    assert (postgresql.version, postgresql.storage) == ("17", "10Gi")
+    assert (postgresql.version, postgresql.storage) == ("17", "5Gi")
     assert minio.version == "RELEASE.2025"
 
 
-@pytest.mark.parametrize("storage", ["1Gi", "512Mi", "1Ti", "20Gi"])
+@pytest.mark.parametrize("storage", ["1Gi", "512Mi", "100Mi", "5Gi"])
 def test_storage_valid(storage: str) -> None:
     database = valid(databases={"mongodb": {"storage": storage}}).database("mongodb")
     assert database is not None and database.storage == storage
+
+
+@pytest.mark.parametrize("storage", ["10Gi", "50Mi", "1Ti", "5121Mi"])
+def test_storage_outside_the_limit_ranges_claim_bounds_is_refused(storage: str) -> None:
+    # The cluster would accept the database and refuse its volume, long after the apply.
+    assert invalid(databases={"postgresql": {"storage": storage}}) == {
+        "databases.postgresql.storage": "must be between 100Mi and 5Gi, the namespace's LimitRange "
+        f"for a volume (got {storage!r})"
+    }
+
+
+def test_storage_smaller_than_the_live_volume_is_refused() -> None:
+    from handlers.config import Engine, check_live_storage
+
+    config = valid(databases={"mariadb": {"storage": "1Gi"}, "postgresql": {"storage": "2Gi"}})
+    check_live_storage(config, {Engine.POSTGRESQL: ("app-postgresql-1", 2048)})  # same size: fine
+    with pytest.raises(ConfigError) as error:
+        check_live_storage(config, {Engine.MARIADB: ("app-mariadb-data", 2048)})
+    [problem] = error.value.problems
+    assert problem.path == "databases.mariadb.storage"
+    assert problem.message.startswith("must be at least 2Gi, the size of the live volume app-mariadb-data")
 
 
 @pytest.mark.parametrize("storage", ["1GB", "1G", "1", "1gi", "1.5Gi", "1Ki"])

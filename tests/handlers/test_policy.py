@@ -43,7 +43,7 @@ def run(*events: LifecycleEvent, rules: Rules = RULES) -> tuple[Desired | None, 
 def test_open_deploys_the_head() -> None:
     desired, _ = run(event(EventType.CHANGE_OPENED))
     assert desired is not None and desired.action == "deploy" and desired.head_sha == "a" * 40
-    assert desired.deliveries == ["d-change.opened-0"]
+    assert [d.id for d in desired.deliveries] == ["d-change.opened-0"]
 
 
 def test_drafts_wait_for_ready_unless_configured() -> None:
@@ -106,9 +106,14 @@ def test_a_real_reopen_brings_it_back_but_an_old_one_does_not() -> None:
     assert "older than the close" in reasons[2]
 
 
-def test_close_of_an_unknown_change_does_nothing() -> None:
-    desired, reasons = run(event(EventType.CHANGE_CLOSED))
-    assert desired is None and "no environment" in reasons[0]
+def test_close_of_an_unknown_change_leaves_a_tombstone_without_a_reconcile() -> None:
+    decision = decide(None, event(EventType.CHANGE_CLOSED), RULES)
+    assert decision.desired is not None and decision.desired.action == "destroy"
+    assert decision.desired.closed and not decision.reconcile
+    # The open that arrives after it (it happened before) deploys nothing.
+    late = decide(decision.desired, event(EventType.CHANGE_OPENED, -5), RULES)
+    assert late.desired is None or late.desired.action == "destroy"
+    assert not late.reconcile and "closed" in late.reason
 
 
 def test_successful_build_of_the_head_rolls_out_once() -> None:

@@ -195,7 +195,7 @@ def test_quota_app_and_postgresql_worked_example() -> None:
     assert (figures.requests_cpu_m, figures.requests_memory_mi) == (450, 768)
     # (300 + 500 + 300) * 1.15 = 1265 (a float would give 1264.99...); 1536 * 1.15 = 1766.4.
     assert (figures.limits_cpu_m, figures.limits_memory_mi) == (1265, 1766)
-    assert (figures.storage_gi, figures.pvcs, figures.pods, figures.services) == (3, 2, 7, 6)
+    assert (figures.storage_mi // 1024, figures.pvcs, figures.pods, figures.services) == (3, 2, 7, 6)
 
 
 def test_quota_all_databases() -> None:
@@ -203,7 +203,7 @@ def test_quota_all_databases() -> None:
     assert (figures.requests_cpu_m, figures.requests_memory_mi) == (1400, 1664)
     # (3300 + 300) * 1.15 = 4140; (3072 + 512) * 1.15 = 4121.6.
     assert (figures.limits_cpu_m, figures.limits_memory_mi) == (4140, 4121)
-    assert (figures.storage_gi, figures.pvcs, figures.pods, figures.services) == (10, 6, 13, 11)
+    assert (figures.storage_mi // 1024, figures.pvcs, figures.pods, figures.services) == (10, 6, 13, 11)
     assert (figures.configmaps, figures.secrets, figures.replicationcontrollers) == (15, 25, 5)
 
 
@@ -222,7 +222,7 @@ def test_quota_each_database(
     figures = quota.compute_quota([database])
     assert (figures.requests_cpu_m, figures.requests_memory_mi) == requests
     assert (figures.limits_cpu_m, figures.limits_memory_mi) == limits
-    assert (figures.storage_gi, figures.pvcs, figures.pods, figures.services) == counts
+    assert (figures.storage_mi // 1024, figures.pvcs, figures.pods, figures.services) == counts
 
 
 def test_quota_ignores_order_and_repeats() -> None:
@@ -366,6 +366,13 @@ def test_namespace_labels_and_annotations() -> None:
             "k8s-ee/branch": "feature-n-code-Branch",
             "k8s-ee/commit-sha": SHA,
             "k8s-ee/provider": "bitbucket-server",
+            # Pods are held to baseline; restricted is what they are warned and audited against.
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/warn-version": "latest",
+            "pod-security.kubernetes.io/audit": "restricted",
+            "pod-security.kubernetes.io/audit-version": "latest",
         },
         "annotations": {
             "k8s-ee/created-at": "2025-03-01T09:30:15Z",
@@ -480,16 +487,20 @@ def test_network_policies() -> None:
                 ],
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
             },
-            {
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
-                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
-            },
+            # No API-server rule: unset, the worker fills in the `kubernetes` Service's endpoints.
             {
                 "to": [
                     {
                         "ipBlock": {
                             "cidr": "0.0.0.0/0",
-                            "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+                            # Private ranges, the metadata service's link-local range, carrier-grade NAT.
+                            "except": [
+                                "10.0.0.0/8",
+                                "172.16.0.0/12",
+                                "192.168.0.0/16",
+                                "169.254.0.0/16",
+                                "100.64.0.0/10",
+                            ],
                         }
                     }
                 ]
@@ -546,6 +557,36 @@ def test_network_policies_follow_settings() -> None:
     assert "allow-minio-operator" not in policies
 
 
+def test_egress_exceptions_and_node_local_dns_follow_settings() -> None:
+    settings = RenderSettings(
+        preview_domain="preview.example.com",
+        egress_except="10.0.0.0/8,169.254.0.0/16",  # type: ignore[arg-type]
+        node_local_dns="169.254.20.10",
+    )
+    egress = _policies(render(settings=settings))["allow-egress"]["spec"]["egress"]
+    assert egress[2] == {
+        "to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    assert egress[-1] == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16"]}}]
+    }
+    with pytest.raises(ValueError, match="not an IPv4 CIDR"):
+        RenderSettings(egress_except=("fd00::/8",))
+    with pytest.raises(ValueError, match="not an IPv4 address"):
+        RenderSettings(node_local_dns="dns.local")
+
+
+def test_api_server_cidrs_come_from_the_cluster_unless_set() -> None:
+    unset = RenderSettings(preview_domain="preview.example.com")
+    learnt = unset.for_cluster(api_server_addresses=("172.18.0.2", "172.18.0.3"), kubernetes_version=None)
+    assert learnt.api_server_cidrs == ("172.18.0.2/32", "172.18.0.3/32")
+    egress = _policies(render(settings=learnt))["allow-egress"]["spec"]["egress"]
+    assert egress[2]["to"] == [{"ipBlock": {"cidr": "172.18.0.2/32"}}, {"ipBlock": {"cidr": "172.18.0.3/32"}}]
+    chosen = RenderSettings(api_server_cidrs=("10.43.0.1/32",))
+    assert chosen.for_cluster(api_server_addresses=("172.18.0.2",), kubernetes_version=None) == chosen
+
+
 def test_no_api_server_rule_without_cidrs() -> None:
     settings = RenderSettings(preview_domain="preview.example.com", api_server_cidrs=())
     egress = _policies(render(settings=settings))["allow-egress"]["spec"]["egress"]
@@ -592,6 +633,10 @@ def test_deployment_security_and_shape() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    # Before 1.30 the hook has no sleep action (a server would refuse a handler with none).
+    older = RenderSettings(preview_domain="preview.example.com", kubernetes_version="v1.29.4")
+    old_container = find(render(settings=older), "Deployment", "shop-pr-42-app")["spec"]["template"]["spec"]
+    assert old_container["containers"][0]["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
     assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
     assert container["resources"] == {
         "requests": {"cpu": "50m", "memory": "128Mi"},

@@ -1,5 +1,6 @@
 """Every rendered object is valid: core kinds against the official Kubernetes schemas
-(kubernetes-validate, strict), custom resources against their operators' CRDs in
+(kubernetes-validate, strict) of every minor version from 1.28 to the newest it ships,
+rendered for that version, custom resources against their operators' CRDs in
 shared/crds (made strict: an object schema that lists properties is closed, so a
 misspelt field fails), and the ServiceMonitor against a small schema of our own.
 
@@ -27,7 +28,9 @@ from handlers.config import RepoConfig, config_from_mapping, load_config
 from handlers.render import RenderSettings, RenderTarget, new_password, render_environment, required_passwords
 from providers.events import Provider
 
-K8S_VERSION = "1.33.0"
+# The oldest minor version the rendered manifests must be valid for; the newest is what
+# kubernetes-validate ships.
+OLDEST_MINOR = 28
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "configs"
 CUSTOM_GROUPS = (
     "postgresql.cnpg.io/",
@@ -98,17 +101,34 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
+SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+
+
+def k8s_versions() -> list[str]:
+    """`1.28.0` ... the newest: one strict schema set per minor version kubernetes-validate ships."""
+    found = set()
+    for path in SCHEMAS.glob("v1.*.*-local-strict"):
+        minor = int(path.name.split(".")[1])
+        if minor >= OLDEST_MINOR:
+            found.add(minor)
+    assert found, "kubernetes-validate ships no strict schemas"
+    return [f"1.{minor}.0" for minor in sorted(found)]
+
+
+NEWEST = k8s_versions()[-1]
+
+
 @cache
-def k8s_definitions() -> dict[str, Any]:
-    root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    matches = sorted(root.glob(f"v{'.'.join(K8S_VERSION.split('.')[:2])}.*-local-strict"))
-    assert matches, f"kubernetes-validate ships no strict schemas for {K8S_VERSION}"
+def k8s_definitions(version: str = NEWEST) -> dict[str, Any]:
+    minor = ".".join(version.split(".")[:2])
+    matches = sorted(SCHEMAS.glob(f"v{minor}.*-local-strict"))
+    assert matches, f"kubernetes-validate ships no strict schemas for {version}"
     return json.loads((matches[0] / "_definitions.json").read_text())
 
 
-def definition_validator(name: str) -> jsonschema.Draft202012Validator:
+def definition_validator(name: str, version: str = NEWEST) -> jsonschema.Draft202012Validator:
     """A validator for one type of the official schemas, e.g. io.k8s.api.core.v1.Container."""
-    schema = {**k8s_definitions(), "$ref": f"#/$defs/{name}"}
+    schema = {**k8s_definitions(version), "$ref": f"#/$defs/{name}"}
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -205,8 +225,8 @@ def _errors(validator: jsonschema.protocols.Validator, instance: Any, where: str
     ]
 
 
-def validation_problems(obj: dict[str, Any]) -> list[str]:
-    """Every reason `obj` would be refused; empty when it is valid."""
+def validation_problems(obj: dict[str, Any], version: str = NEWEST) -> list[str]:
+    """Every reason `obj` would be refused by a server of `version`; empty when it is valid."""
     label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
     problems = [f"{label}: {problem}" for problem in metadata_problems(obj)]
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
@@ -227,7 +247,7 @@ def validation_problems(obj: dict[str, Any]) -> list[str]:
         problems += _embedded_problems(obj, label)
     else:
         try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
             path = ".".join(str(p) for p in error.path)
             problems.append(f"{label}.{path}: {error.message}")
@@ -344,13 +364,25 @@ def rendered_cases() -> Iterator[Any]:
 # ---------------------------------------------------------------- the tests
 
 
+@pytest.mark.parametrize("version", k8s_versions())
 @pytest.mark.parametrize(("config", "settings", "changes"), list(rendered_cases()))
 def test_every_rendered_object_is_valid(
-    config: RepoConfig, settings: RenderSettings, changes: dict[str, Any]
+    config: RepoConfig, settings: RenderSettings, changes: dict[str, Any], version: str
 ) -> None:
-    manifests = render(config, settings, **changes)
-    problems = [problem for obj in manifests for problem in validation_problems(obj)]
+    for_version = settings.model_copy(update={"kubernetes_version": version.rsplit(".", 1)[0]})
+    manifests = render(config, for_version, **changes)
+    problems = [problem for obj in manifests for problem in validation_problems(obj, version)]
     assert problems == [], "\n".join(problems)
+
+
+def test_the_sleep_action_is_refused_before_1_30() -> None:
+    """Why the app's preStop hook depends on the version: 1.28's schema has no sleep action."""
+    deployment = _one("Deployment", CONFIGS["minimal"])
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"] == {
+        "sleep": {"seconds": 5}
+    }
+    assert validation_problems(deployment, "1.30.0") == []
+    assert any("sleep" in problem for problem in validation_problems(deployment, "1.28.0"))
 
 
 def test_the_checks_cover_every_kind_rendered() -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from arq.worker import Worker
@@ -15,10 +19,11 @@ from kubernetes import client
 from handlers.cluster import Cluster
 from handlers.cluster.kubernetes import KubernetesCluster
 from handlers.cluster.retry import RetryPolicy
-from handlers.settings import WorkerSettings
+from handlers.settings import WorkerConfig, WorkerSettings
 from handlers.worker import worker_settings
 from providers.events import Provider
 from providers.hosts.base import Host
+from tests.support.environments import kubeconfig
 
 
 def kube_cluster(url: str, **options: Any) -> KubernetesCluster:
@@ -84,8 +89,32 @@ class BackgroundWorker:
 
         self.loop.call_soon_threadsafe(stop)
         self.thread.join(10)
-        self.loop.run_until_complete(self.worker.close())
+        # A job cut short by the stop (a deferred readiness check, say) ends cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self.worker.close())
         self.loop.close()
+
+
+def worker_process(
+    config: WorkerConfig, kube_url: str, folder: Path, log: Path, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`k8s-ee worker` in a process of its own (to be killed or stopped for real), on this
+    session's Redis and the test API server at `kube_url`, its stderr in `log`. `settings`
+    are more K8S_EE_ variables (`lock_ttl="3"`)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("K8S_EE_")},
+        "K8S_EE_REDIS_URL": config.connection.redis_url,
+        "K8S_EE_CLUSTER": "kubernetes",
+        "K8S_EE_KUBECONFIG": str(kubeconfig(folder / "kubeconfig", kube_url)),
+        "K8S_EE_DEFAULT_CONFIG": str(config.worker.default_config),
+        "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
+        "K8S_EE_LOG_LEVEL": "INFO",
+        **{f"K8S_EE_{name.upper()}": value for name, value in settings.items()},
+    }
+    with log.open("a") as stream:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=stream
+        )
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -88,13 +88,13 @@ def _not_allowed(method: str) -> KubeError:
 def handle(store: Store, request: Request, server_address: str) -> Response:
     if request.path in _PROBES:
         return Response(200, "ok")
-    document = discovery.document(request.path, server_address)
+    document = discovery.document(request.path, server_address, store.served)
     if document is not None:
         if request.method != "GET":
             raise _not_allowed(request.method)
         return Response(200, document)
     route = routes.parse(request.path)
-    if route is None:
+    if route is None or route.resource not in store.served:
         raise status.path_not_found()
     if request.flag("watch"):
         raise KubeError(405, "watch is not supported by this test server", "MethodNotAllowed")

@@ -9,6 +9,7 @@ GET    /_test/faults                     {"items": [...]}
 POST   /_test/faults                     {"method", "path_regex", "status", "times", "delay"} (201)
 DELETE /_test/faults                     drop every fault
 POST   /_test/holds                      {"namespace", "times"}: hold a namespace's deletion
+POST   /_test/controller                 {"ready_delay", "bad_images": {image: reason}}: the controllers
 POST   /_test/reset                      objects, holds, faults and the request log all cleared
 """
 
@@ -39,6 +40,11 @@ class FaultSpec(BaseModel):
 class HoldSpec(BaseModel):
     namespace: str
     times: int = Field(ge=0)
+
+
+class ControllerSpec(BaseModel):
+    ready_delay: float | None = Field(default=None, ge=0)
+    bad_images: dict[str, str] = {}
 
 
 class StatusSpec(BaseModel):
@@ -78,6 +84,13 @@ def handle(server: KubeAPIServer, request: Request) -> Response:
             hold = HoldSpec.model_validate(decode(request))
             server.hold_namespace_deletion(hold.namespace, hold.times)
             return Response(200, hold.model_dump())
+        if route == ("POST", "/_test/controller"):
+            spec = ControllerSpec.model_validate(decode(request))
+            if spec.ready_delay is not None:
+                server.ready_delay = spec.ready_delay
+            for image, reason in spec.bad_images.items():
+                server.mark_image(image, reason)
+            return Response(200, {"ready_delay": server.ready_delay})
         if route == ("POST", "/_test/reset"):
             server.reset()
             return Response(200, {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -31,7 +32,8 @@ class RequestRecord(NamedTuple):
 class Fault:
     """Answer the next `times` matching calls with `status` (a Status body), after sleeping `delay`
     seconds. With `status=None` the call is served normally after the delay (a slow server);
-    `times=-1` matches forever."""
+    `times=-1` matches forever. `action`, when given, runs first: something that happens in the
+    cluster just as this call arrives (a namespace starts terminating)."""
 
     method: str
     path_regex: str
@@ -39,6 +41,7 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     message: str = ""
+    action: Callable[[], None] | None = field(default=None, repr=False)
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from .kinds import RESOURCES, group_versions
+from .kinds import RESOURCES, ResourceType, group_versions
 
 VERSION = {
     "major": "1",
@@ -19,10 +20,10 @@ VERSION = {
 }
 
 
-def _resource_list(group: str, version: str) -> dict[str, Any]:
+def _resource_list(group: str, version: str, served: Collection[ResourceType]) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     for resource in RESOURCES:
-        if resource.group_version != (group, version):
+        if resource.group_version != (group, version) or resource not in served:
             continue
         resources.append(resource.discovery_entry())
         if resource.has_status:
@@ -48,10 +49,14 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": listed, "preferredVersion": listed[0]}
 
 
-def document(path: str, server_address: str) -> dict[str, Any] | None:
-    """The discovery document served at `path`, or None when `path` is not a discovery path."""
+def document(
+    path: str, server_address: str, served: Collection[ResourceType] = RESOURCES
+) -> dict[str, Any] | None:
+    """The discovery document served at `path`, or None when `path` is not a discovery path.
+
+    Only `served` kinds are listed: a group whose CRDs are not installed is not served at all."""
     parts = [part for part in path.split("/") if part]
-    groups = group_versions()
+    groups = group_versions(served)
     if parts == ["version"]:
         return dict(VERSION)
     if parts == ["api"]:
@@ -61,7 +66,7 @@ def document(path: str, server_address: str) -> dict[str, Any] | None:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
         }
     if parts == ["api", "v1"]:
-        return _resource_list("", "v1")
+        return _resource_list("", "v1", served)
     if parts == ["apis"]:
         return {
             "kind": "APIGroupList",
@@ -71,5 +76,5 @@ def document(path: str, server_address: str) -> dict[str, Any] | None:
     if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
         return {"kind": "APIGroup", "apiVersion": "v1", **_group(parts[1], groups[parts[1]])}
     if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], []):
-        return _resource_list(parts[1], parts[2])
+        return _resource_list(parts[1], parts[2], served)
     return None

@@ -1,9 +1,10 @@
 """Field ownership for server-side apply, kept in `metadata.managedFields` as the real server does.
 
-A simplification of the real structured-merge-diff: maps are merged field by field, lists are
-atomic (owned and replaced whole). That is enough to make a re-apply a no-op, let an applier drop a
-field it stopped setting, and report a conflict when another manager owns a field with a different
-value.
+A simplification of the real structured-merge-diff: maps are merged field by field, the keyed lists
+of built-in kinds element by element (listmaps), every other list is atomic (owned and replaced
+whole). That is enough to make a re-apply a no-op, let an applier drop a field or a list element it
+stopped setting while another manager's fields stay, and report a conflict when another manager owns
+a field with a different value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import listmaps
 from .kinds import ResourceType
 from .patching import Path, get_path, leaf_paths
 from .status import KubeError
@@ -51,11 +53,12 @@ class Entry:
         return (self.manager, self.operation, self.subresource)
 
 
-def owned_leaves(obj: Mapping[str, Any], skip_status: bool) -> dict[Path, Any]:
-    """The fields of `obj` a manager can own, with their values."""
+def owned_leaves(obj: Mapping[str, Any], skip_status: bool, keyed: bool = False) -> dict[Path, Any]:
+    """The fields of `obj` a manager can own, with their values (`keyed`: a built-in kind's
+    keyed lists are owned element by element)."""
     return {
         path: value
-        for path, value in leaf_paths(dict(obj)).items()
+        for path, value in leaf_paths(dict(obj), keyed=keyed).items()
         if path
         and path not in _SERVER_FIELDS
         and path[:2] != ("metadata", "managedFields")
@@ -64,21 +67,30 @@ def owned_leaves(obj: Mapping[str, Any], skip_status: bool) -> dict[Path, Any]:
 
 
 def _to_fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
+    """Field paths as FieldsV1: `f:<field>` for a map's field, `k:{...}` for a keyed element,
+    whose own entry `.` says the element itself is owned."""
     tree: dict[str, Any] = {}
     for path in sorted(paths):
         node = tree
         for step in path:
-            node = node.setdefault(f"f:{step}", {})
+            if step.startswith(listmaps.KEY_PREFIX):
+                node = node.setdefault(step, {})
+                node.setdefault(".", {})
+            else:
+                node = node.setdefault(f"f:{step}", {})
     return tree
 
 
 def _from_fields_v1(tree: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
     paths: set[Path] = set()
     for key, child in tree.items():
-        if not key.startswith("f:"):
-            continue
-        path = (*prefix, key[2:])
-        if isinstance(child, Mapping) and any(k.startswith("f:") for k in child):
+        if key.startswith("f:"):
+            path = (*prefix, key[2:])
+        elif key.startswith(listmaps.KEY_PREFIX):
+            path = (*prefix, key)
+        else:
+            continue  # ".": the node itself, implied by its fields
+        if isinstance(child, Mapping) and any(k.startswith(("f:", listmaps.KEY_PREFIX)) for k in child):
             paths |= _from_fields_v1(child, path)
         else:
             paths.add(path)

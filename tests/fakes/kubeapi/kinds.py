@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import KW_ONLY, dataclass
 from typing import Literal
 
@@ -81,7 +82,10 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "LimitRange", "limitranges", short_names=("limits",), has_status=False),
     ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",)),
     ResourceType("", "v1", "Pod", "pods", short_names=("po",)),
+    # The `kubernetes` Service's endpoints in `default` are the API server's own addresses.
+    ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",), has_status=False),
     ResourceType("apps", "v1", "Deployment", "deployments", short_names=("deploy",)),
+    ResourceType("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",)),
     ResourceType("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",)),
     ResourceType(
         "networking.k8s.io",
@@ -123,10 +127,14 @@ def by_kind(kind: str) -> list[ResourceType]:
     return [r for r in RESOURCES if kind in (r.kind, r.qualified, r.plural)]
 
 
-def group_versions() -> dict[str, list[str]]:
+def group_versions(served: Collection[ResourceType] = RESOURCES) -> dict[str, list[str]]:
     """Served API groups (core excluded) with their versions, in registry order."""
     groups: dict[str, list[str]] = {}
     for resource in RESOURCES:
-        if resource.group and resource.version not in groups.setdefault(resource.group, []):
+        if (
+            resource in served
+            and resource.group
+            and resource.version not in groups.setdefault(resource.group, [])
+        ):
             groups[resource.group].append(resource.version)
     return groups

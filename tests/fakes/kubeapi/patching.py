@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import listmaps
 from .status import KubeError
 
 Path = tuple[str, ...]
@@ -130,49 +131,117 @@ def json_patch(target: Any, operations: Any) -> Any:
     return doc
 
 
-def leaf_paths(config: Any, prefix: Path = ()) -> dict[Path, Any]:
+def leaf_paths(config: Any, prefix: Path = (), keyed: bool = False) -> dict[Path, Any]:
     """Every field an apply configuration sets, with its value.
 
-    Maps are walked into; lists are atomic (a list is one field, replaced whole), and so is an
-    empty map (`emptyDir: {}`).
+    Maps are walked into, and so are the keyed lists of built-in kinds when `keyed`
+    (listmaps: an element is the step `k:{...}`); other lists are atomic (one field,
+    replaced whole), and so is an empty map (`emptyDir: {}`).
     """
     if isinstance(config, dict) and config:
         paths: dict[Path, Any] = {}
         for key, value in config.items():
-            paths.update(leaf_paths(value, (*prefix, str(key))))
+            paths.update(leaf_paths(value, (*prefix, str(key)), keyed))
+        return paths
+    keys = listmaps.keys_of(prefix) if keyed and isinstance(config, list) and config else None
+    if keys and all(isinstance(element, dict) for element in config):
+        paths = {}
+        for element in config:
+            paths.update(leaf_paths(element, (*prefix, listmaps.key_step(element, keys)), keyed))
         return paths
     return {prefix: config}
+
+
+def _child(node: Any, step: str) -> tuple[bool, Any]:
+    if step.startswith(listmaps.KEY_PREFIX):
+        if isinstance(node, list):
+            for element in node:
+                if listmaps.matches(element, step):
+                    return True, element
+        return False, None
+    if isinstance(node, dict) and step in node:
+        return True, node[step]
+    return False, None
 
 
 def get_path(obj: Any, path: Path) -> tuple[bool, Any]:
     node = obj
     for step in path:
-        if not isinstance(node, dict) or step not in node:
+        present, node = _child(node, step)
+        if not present:
             return False, None
-        node = node[step]
     return True, node
 
 
 def set_path(obj: dict[str, Any], path: Path, value: Any) -> None:
-    node = obj
-    for step in path[:-1]:
-        if not isinstance(node.get(step), dict):
-            node[step] = {}
-        node = node[step]
-    node[path[-1]] = copy.deepcopy(value)
+    """Set a field, making the maps and keyed-list elements on the way (an element is appended)."""
+    node: Any = obj
+    for index, step in enumerate(path[:-1]):
+        present, child = _child(node, step)
+        if step.startswith(listmaps.KEY_PREFIX):
+            if not present:
+                child = listmaps.key_values(step)
+                node.append(child)
+        else:
+            kind: type = list if path[index + 1].startswith(listmaps.KEY_PREFIX) else dict
+            if not present or not isinstance(child, kind):
+                child = kind()
+                node[step] = child
+        node = child
+    last = path[-1]
+    if last.startswith(listmaps.KEY_PREFIX):
+        # An element given whole (an empty one): keep its keys.
+        if not _child(node, last)[0]:
+            node.append({**listmaps.key_values(last), **(value if isinstance(value, dict) else {})})
+        return
+    node[last] = copy.deepcopy(value)
+
+
+def is_key_field(path: Path) -> bool:
+    """A keyed element's own key (`name` of `k:{"name":"app"}`): removed last, with its element."""
+    return (
+        len(path) >= 2
+        and path[-2].startswith(listmaps.KEY_PREFIX)
+        and path[-1] in listmaps.key_values(path[-2])
+    )
 
 
 def remove_path(obj: dict[str, Any], path: Path) -> None:
-    """Delete a field and the maps it leaves empty (top-level sections stay)."""
-    trail: list[dict[str, Any]] = [obj]
-    for step in path[:-1]:
-        node = trail[-1].get(step)
-        if not isinstance(node, dict):
+    """Delete a field, then the maps and keyed-list elements it leaves empty (top-level sections stay).
+
+    A key field goes only with its element, and only when nothing else is left in it (fields
+    of other managers keep the element, key and all)."""
+    if is_key_field(path):
+        present, element = get_path(obj, path[:-1])
+        keys = listmaps.key_values(path[-2])
+        if not present or any(field not in keys for field in element):
             return
-        trail.append(node)
-    trail[-1].pop(path[-1], None)
-    # trail[i] is the map at path[:i]; trail[1] is a top-level section such as metadata or spec.
+        path = path[:-1]
+    trail: list[Any] = [obj]
+    for step in path[:-1]:
+        present, child = _child(trail[-1], step)
+        if not present or not isinstance(child, dict | list):
+            return
+        trail.append(child)
+    _drop(trail[-1], path[-1])
+    # trail[i] is the node at path[:i]; trail[1] is a top-level section such as metadata or spec.
     for depth in range(len(trail) - 1, 1, -1):
-        if trail[depth]:
+        if trail[depth] and not _only_keys(trail[depth], path[depth - 1]):
             break
-        trail[depth - 1].pop(path[depth - 1], None)
+        _drop(trail[depth - 1], path[depth - 1])
+
+
+def _only_keys(node: Any, step: str) -> bool:
+    """An element left with nothing but its key fields is empty."""
+    return (
+        step.startswith(listmaps.KEY_PREFIX)
+        and isinstance(node, dict)
+        and all(field in listmaps.key_values(step) for field in node)
+    )
+
+
+def _drop(node: Any, step: str) -> None:
+    if isinstance(node, list):
+        node[:] = [element for element in node if not listmaps.matches(element, step)]
+    elif isinstance(node, dict):
+        node.pop(step, None)

@@ -9,6 +9,14 @@ It serves discovery, the kinds in `kinds.RESOURCES` and their verbs over HTTP/1.
 `LoopbackServer` in a background thread. Tests count calls (`requests`), inject failures
 and slow answers (`add_fault`), hold namespace deletion and look at the stored objects; the same
 controls are served under `/_test/` for another process.
+
+What a real server refuses, it refuses, each rule beside the real one it stands for: server-side
+apply merging keyed lists (listmaps, fields), immutable fields and shrinking claims
+(immutability), creating in a terminating namespace (status.namespace_terminating), limits and
+quotas (admission). What a cluster does after a write, it does: Deployments roll and their pods
+become ready or report why not (controller: `ready_delay`, `mark_image`); a custom resource
+gets status from its operator, here a test's hook (`set_status_hook`); an operator that is not
+installed is a kind that is not served (`uninstall`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from tests.support.loopback_server import KeepAliveHandler, LoopbackServer, Trac
 
 from . import api, control_api
 from .api import Request, Response
+from .controller import StatusHook
 from .controls import Controls, Fault, RequestRecord
 from .status import KubeError
 from .store import Store
@@ -59,9 +68,10 @@ class _Handler(KeepAliveHandler):
 
 
 class KubeAPIServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ready_delay: float = 0.0) -> None:
         self._address = (host, port)
         self._store = Store()
+        self._store.workloads.ready_delay = ready_delay
         self._controls = Controls()
         self._stopping = threading.Event()
         self._served: LoopbackServer | None = None
@@ -76,11 +86,13 @@ class KubeAPIServer:
         self._stopping.clear()
         self._served = LoopbackServer(_HTTPServer(self._address, self), name="kubeapi")
         self.url = f"http://{self._address[0]}:{self._served.port}"
+        self._store.workloads.start()
         return self.url
 
     def stop(self) -> None:
         if self._served is None:
             return
+        self._store.workloads.stop()
         self._stopping.set()  # wakes calls sleeping in an injected delay
         self._served.stop()
         self._served = None
@@ -105,13 +117,14 @@ class KubeAPIServer:
         found = [obj for obj in self._store.objects(kind, namespace) if obj["metadata"]["name"] == name]
         return found[0] if found else None
 
-    def add_object(self, obj: Any) -> dict[str, Any]:
-        """Create an object as a client would (same checks), by its apiVersion and kind."""
+    def add_object(self, obj: Any, manager: str = "kubeapi-test") -> dict[str, Any]:
+        """Create an object as a client would (same checks, admission included), by its kind;
+        `manager` owns its fields (`kubectl-client-side-apply` for what `kubectl apply` made)."""
         if not isinstance(obj, dict):
             raise ValueError("an object must be a mapping")
         resource = self._store.resource_of(str(obj.get("kind")))
         namespace = str((obj.get("metadata") or {}).get("namespace") or "") if resource.namespaced else ""
-        return self._store.create(resource, namespace, obj, manager="kubeapi-test")
+        return self._store.create(resource, namespace, obj, manager=manager)
 
     def set_status(self, kind: str, namespace: str, name: str, new_status: dict[str, Any]) -> dict[str, Any]:
         """Replace an object's status, as its controller would (through the status subresource)."""
@@ -125,8 +138,45 @@ class KubeAPIServer:
         (and creating in it is Forbidden); 0 lets a held deletion finish now."""
         self._store.hold_namespace_deletion(name, times)
 
+    def delete_namespace(self, name: str, hold: int = 0) -> None:
+        """Start deleting namespace `name` as a client would, held for `hold` GETs first."""
+        if hold:
+            self._store.hold_namespace_deletion(name, hold)
+        self._store.delete(self._store.resource_of("Namespace"), "", name)
+
+    # -- the cluster around the API --------------------------------------------------------------
+
+    @property
+    def ready_delay(self) -> float:
+        """Seconds from a pod's creation until it is ready (the controllers' and kubelet's work)."""
+        return self._store.workloads.ready_delay
+
+    @ready_delay.setter
+    def ready_delay(self, seconds: float) -> None:
+        self._store.workloads.ready_delay = seconds
+        self._store.workloads.poke_all()  # pods waiting on the old delay look at the new one
+
+    def mark_image(self, image: str, reason: str = "ErrImagePull", message: str | None = None) -> None:
+        """Pods running `image` never start: their container waits with `reason`, as the kubelet says."""
+        self._store.workloads.mark_image(image, reason, message)
+
+    def set_status_hook(self, kind: str, hook: StatusHook | None) -> None:
+        """After each write of a `kind` object, `hook(object)` is its status (None: leave it), as its
+        operator would write it; None removes the hook."""
+        if hook is None:
+            self._store.status_hooks.pop(kind, None)
+        else:
+            self._store.status_hooks[kind] = hook
+
+    def uninstall(self, kind: str) -> None:
+        """Stop serving `kind`, as a cluster without that operator's CRD: gone from discovery, 404."""
+        self._store.served.discard(self._store.resource_of(kind))
+
+    def install(self, kind: str) -> None:
+        self._store.served.add(self._store.resource_of(kind))
+
     def reset(self) -> None:
-        """Forget every object, hold, fault and logged request (the resourceVersion counter stays)."""
+        """Forget every object, hold, fault, hook and logged request (the resourceVersion counter stays)."""
         self._store.reset()
         self._controls.clear_faults()
         self._controls.reset_requests()
@@ -176,6 +226,8 @@ class KubeAPIServer:
             )
             fault = self._controls.take_fault(request.method, request.path)
             if fault is not None:
+                if fault.action is not None:
+                    fault.action()
                 if fault.delay:
                     self._stopping.wait(fault.delay)
                 if fault.status is not None:

@@ -91,12 +91,34 @@ def invalid(resource: ResourceType, name: str, causes: list[dict[str, str]]) -> 
     summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
     details = _details(resource, name, kind=resource.kind)
     details["causes"] = causes
-    return KubeError(422, f'{resource.kind} "{name}" is invalid: {summary}', "Invalid", details)
+    # The real server names the kind with its group: `Deployment.apps "x" is invalid`.
+    qualified = f"{resource.kind}.{resource.group}" if resource.group else resource.kind
+    return KubeError(422, f'{qualified} "{name}" is invalid: {summary}', "Invalid", details)
 
 
-def forbidden(resource: ResourceType, name: str, why: str) -> KubeError:
-    return KubeError(
-        403, f'{resource.qualified} "{name}" is forbidden: {why}', "Forbidden", _details(resource, name)
+def forbidden(
+    resource: ResourceType, name: str, why: str, causes: list[dict[str, str]] | None = None
+) -> KubeError:
+    details = _details(resource, name)
+    if causes:
+        details["causes"] = causes
+    return KubeError(403, f'{resource.qualified} "{name}" is forbidden: {why}', "Forbidden", details)
+
+
+def namespace_terminating(resource: ResourceType, name: str, namespace: str) -> KubeError:
+    """NamespaceLifecycle admission refusing a create in a namespace being deleted: 403, and the
+    cause `NamespaceTerminating` that tells it from an authorization refusal."""
+    return forbidden(
+        resource,
+        name,
+        f"unable to create new content in namespace {namespace} because it is being terminated",
+        [
+            {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {namespace} is being terminated",
+                "field": "metadata.namespace",
+            }
+        ],
     )
 
 

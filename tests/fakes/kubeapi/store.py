@@ -16,11 +16,21 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from . import fields, status
+from . import admission, fields, immutability, status
+from .controller import StatusHook, Workloads
 from .defaults import apply_defaults
 from .fields import Entry
 from .kinds import NAMESPACE, RESOURCES, ResourceType, by_kind
-from .patching import get_path, json_patch, merge_patch, remove_path, set_path, strip_directives, strip_nulls
+from .patching import (
+    get_path,
+    is_key_field,
+    json_patch,
+    merge_patch,
+    remove_path,
+    set_path,
+    strip_directives,
+    strip_nulls,
+)
 from .selectors import field_selector, label_selector
 from .validation import check_type, validate
 
@@ -69,12 +79,50 @@ def _is_terminating(obj: dict[str, Any] | None) -> bool:
     return bool(obj and obj.get("metadata", {}).get("deletionTimestamp"))
 
 
+def _entries_for_update(
+    old: dict[str, Any], new: dict[str, Any]
+) -> tuple[dict[tuple[str, str, str], Entry], bool]:
+    """The ownership an update or patch leaves, and whether its manager is to be tracked.
+
+    As on the real server, a write that leaves `metadata.managedFields` out (or as it was)
+    keeps the stored ownership and its manager becomes owner of what it changed; one that
+    sends different managedFields sets them as sent (how `kubectl` and client-go's csaupgrade
+    hand fields of a client-side apply over to a server-side applier); `[{}]` clears them.
+    """
+    given = _meta(new).get("managedFields")
+    if not given or given == old["metadata"].get("managedFields"):
+        return fields.read_entries(old), True
+    if given == [{}]:
+        return {}, False
+    return fields.read_entries(new), False
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._tables: dict[ResourceType, dict[Key, dict[str, Any]]] = {r: {} for r in RESOURCES}
         self._revision = 0
         self._holds: dict[str, int] = {}
+        # The kinds the server serves: a custom resource whose CRD is not installed is not.
+        self.served: set[ResourceType] = set(RESOURCES)
+        # kind -> what its operator would write as its status, after each write of one.
+        self.status_hooks: dict[str, StatusHook] = {}
+        self.workloads = Workloads(self)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def items(
+        self, resource: ResourceType, namespace: str | None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Copies of the stored objects of a kind, in one namespace (None: all), sorted by name."""
+        with self._lock:
+            return [
+                copy.deepcopy(obj)
+                for key, obj in sorted(self._tables[resource].items())
+                if (namespace is None or key[0] == namespace) and (name is None or key[1] == name)
+            ]
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -190,7 +238,7 @@ class Store:
                 new, given = copy.deepcopy(old), new
                 new["status"] = given.get("status", {})
                 _meta(new)["resourceVersion"] = _meta(given).get("resourceVersion")
-            entries = fields.read_entries(old)
+            entries, tracked = _entries_for_update(old, new)
             return self._commit(
                 resource,
                 namespace,
@@ -198,7 +246,7 @@ class Store:
                 new,
                 entries,
                 dry_run=dry_run,
-                manager=manager,
+                manager=manager if tracked else None,
                 subresource=subresource,
             )
 
@@ -228,7 +276,7 @@ class Store:
                 new["status"] = patched.get("status", {})
                 _meta(new)["resourceVersion"] = _meta(patched).get("resourceVersion")
             self._check_identity(resource, namespace, name, new)
-            entries = fields.read_entries(old)
+            entries, tracked = _entries_for_update(old, new)
             return self._commit(
                 resource,
                 namespace,
@@ -236,7 +284,7 @@ class Store:
                 new,
                 entries,
                 dry_run=dry_run,
-                manager=manager,
+                manager=manager if tracked else None,
                 subresource=subresource,
             )
 
@@ -258,7 +306,7 @@ class Store:
             raise status.bad_request("metadata.managedFields must be nil")
         metadata.setdefault("name", name)
         self._check_identity(resource, namespace, name, config)
-        applied = fields.owned_leaves(config, skip_status=resource.has_status)
+        applied = fields.owned_leaves(config, skip_status=resource.has_status, keyed=resource.builtin)
         key = (manager, "Apply", "")
         with self._lock:
             old = self._tables[resource].get((namespace, name))
@@ -278,8 +326,9 @@ class Store:
             previous = entries[key].paths if key in entries else set()
             others = set().union(*(e.paths for k, e in entries.items() if k != key))
             new = copy.deepcopy(old)
-            for path in previous - applied.keys() - others:
-                remove_path(new, path)  # a field this manager stopped applying, owned by no one else
+            # A field this manager stopped applying, owned by no one else; keys with their elements, last.
+            for path in sorted(previous - applied.keys() - others, key=is_key_field):
+                remove_path(new, path)
             for path, value in applied.items():
                 present, current = get_path(new, path)
                 if value == {} and present and isinstance(current, dict):
@@ -341,6 +390,8 @@ class Store:
                 return copy.deepcopy(pending)
             if not dry_run:
                 del self._tables[resource][(namespace, name)]
+                self._collect_dependents(namespace, metadata["uid"])
+                self.workloads.changed(resource.kind, namespace)
             return status.success(resource, name, metadata["uid"])
 
     def delete_collection(
@@ -367,6 +418,9 @@ class Store:
             for table in self._tables.values():
                 table.clear()
             self._holds.clear()
+            self.served = set(RESOURCES)
+            self.status_hooks.clear()
+            self.workloads.reset()
 
     # -- the rules -----------------------------------------------------------------------------
 
@@ -396,6 +450,11 @@ class Store:
         else:
             metadata.pop("namespace", None)
         validate(resource, new)
+        if subresource != "status":
+            if old is not None:
+                immutability.check(resource, old, new)
+            if resource.namespaced:
+                admission.admit(resource, name, new, old, self._lister(namespace))
         apply_defaults(resource, new, old, status_write=subresource == "status")
         for field in _SERVER_METADATA:
             metadata.pop(field, None)
@@ -433,6 +492,7 @@ class Store:
         self._store(resource, namespace, new)
         stored = copy.deepcopy(self._tables[resource][(namespace if resource.namespaced else "", name)])
         self._settle(resource, namespace, name)
+        self._written(resource, namespace, stored, subresource)
         return stored
 
     def _track_update(
@@ -446,8 +506,8 @@ class Store:
     ) -> None:
         """A create, update or patch makes its manager the owner of every field it changed."""
         skip_status = resource.has_status and subresource != "status"
-        before = fields.owned_leaves(old or {}, skip_status)
-        after = fields.owned_leaves(new, skip_status)
+        before = fields.owned_leaves(old or {}, skip_status, keyed=resource.builtin)
+        after = fields.owned_leaves(new, skip_status, keyed=resource.builtin)
         changed = {path for path, value in after.items() if path not in before or before[path] != value}
         if subresource == "status":
             changed = {path for path in changed if path[0] == "status"}
@@ -518,11 +578,38 @@ class Store:
         if holder is None:
             raise status.not_found(NAMESPACE, namespace)
         if _is_terminating(holder):
-            raise status.forbidden(
-                resource,
-                name,
-                f"unable to create new content in namespace {namespace} because it is being terminated",
-            )
+            raise status.namespace_terminating(resource, name, namespace)
+
+    def _lister(self, namespace: str) -> admission.Lister:
+        def listed(kind: str) -> list[dict[str, Any]]:
+            [resource] = [r for r in RESOURCES if r.kind == kind and r.group == ""]
+            return [obj for key, obj in self._tables[resource].items() if key[0] == namespace]
+
+        return listed
+
+    def _written(self, resource: ResourceType, namespace: str, obj: dict[str, Any], subresource: str) -> None:
+        """What follows a write in a real cluster: its operator's status (a test's hook), and the
+        controllers' work."""
+        hook = self.status_hooks.get(resource.kind)
+        if hook is not None and subresource != "status":
+            wanted = hook(copy.deepcopy(obj))
+            if wanted is not None and wanted != obj.get("status"):
+                body = {"metadata": {"name": obj["metadata"]["name"]}, "status": wanted}
+                self.replace(
+                    resource, namespace, obj["metadata"]["name"], body, "operator", subresource="status"
+                )
+        self.workloads.changed(resource.kind, namespace)
+
+    def _collect_dependents(self, namespace: str, uid: str) -> None:
+        """The garbage collector, background propagation: what the deleted object owned goes too."""
+        for resource, table in self._tables.items():
+            if not resource.namespaced:
+                continue
+            for key, obj in list(table.items()):
+                if key[0] != namespace or key not in table:
+                    continue
+                if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
+                    self.delete(resource, namespace, key[1])
 
     @staticmethod
     def _body(body: Any) -> dict[str, Any]:
