@@ -20,7 +20,7 @@ local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
 local period = {period}
 --
 -- ARGV:
---  1 provider    2 delivery id    3 now (ms)    4 repository ('' if none)
+--  1 provider    2 delivery id    3 now (µs)    4 repository ('' if none)
 --  5 mode: 'accept', 'replay' or 'log'   6 entry JSON (the log entry for this attempt)
 -- accept and replay modes:
 --  7 arq job id  8 arq job (serialised)
@@ -29,10 +29,15 @@ local period = {period}
 --
 -- Returns {verdict, attempt, first_seen_ms}: verdict 1 accepted, 0 duplicate, 2 logged.
 
-local provider, delivery_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local provider, delivery_id, score = ARGV[1], ARGV[2], ARGV[3]
+local now_us = tonumber(score)
 local repository, mode = ARGV[4], ARGV[5]
 local ident = provider .. ':' .. delivery_id
-local cutoff = now - retention
+-- The log's indexes score in microseconds (arrival order within a millisecond), given as the
+-- argument's own text (Lua would print a 16-digit number with 14); the dedup key and arq's
+-- queue keep milliseconds.
+local now = math.floor(now_us / 1000)
+local cutoff = now_us - retention * 1000
 local housekeeping = true
 if period > 1 then
   local count = redis.call('INCR', writes)
@@ -69,7 +74,7 @@ local function log(entry)
     indexes[3] = repository_index_stem .. string.lower(repository)
   end
   for i, index in ipairs(indexes) do
-    redis.call('ZADD', index, now, member)
+    redis.call('ZADD', index, score, member)
     -- Each index expires from its own last write: one that stops being written (a repository
     -- seen once a week, a provider no longer used) goes with its newest member.
     redis.call('PEXPIRE', index, retention)
@@ -108,7 +113,7 @@ redis.call('ZADD', queue, now, ARGV[7])
 
 if ARGV[9] ~= '' then
   redis.call('SET', body_stem .. ident, ARGV[9], 'PX', retention)
-  redis.call('ZADD', bodies, now, ident)
+  redis.call('ZADD', bodies, score, ident)
   redis.call('PEXPIRE', bodies, retention)
   if housekeeping then
     trim(bodies, max_bodies, body_stem)

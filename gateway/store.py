@@ -135,6 +135,12 @@ def lua_string(value: str) -> str:
     return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in value.encode()) + '"'
 
 
+def _us(moment: datetime) -> int:
+    # The log's scores: microseconds, so that deliveries received one after the other in the
+    # same millisecond still list in the order they came (a double holds them exactly).
+    return int(moment.timestamp() * 1_000_000)
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -163,7 +169,7 @@ class DeliveryStore:
     def _common_args(
         provider: Provider, delivery_id: str, now: datetime, repository: str | None
     ) -> list[Any]:
-        return [provider.value, delivery_id, _ms(now), repository or ""]
+        return [provider.value, delivery_id, _us(now), repository or ""]
 
     @asynccontextmanager
     async def _deadline(self) -> AsyncIterator[None]:
