@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import api
+from gateway import api, api_actions, openapi
 from gateway.endpoints import ENDPOINTS, Endpoint, warn_insecure
 from gateway.figures import refresh
 from gateway.settings import GatewaySettings, load_gateway_settings
@@ -115,10 +115,17 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/api/v1/openapi.json", openapi.serve),
         Route("/api/v1/deliveries", api.list_deliveries),
+        Route("/api/v1/deliveries/{delivery_id:path}/replay", api_actions.replay_delivery, methods=["POST"]),
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
+        Route(
+            "/api/v1/environments/{provider}/{repository:path}/{number}/{action}",
+            api_actions.act_on_environment,
+            methods=["POST"],
+        ),
         # The repository URL-encoded (acme%2Fweb) or not: it is the path between provider and number.
         Route("/api/v1/environments/{provider}/{repository:path}/{number}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),

@@ -21,9 +21,11 @@ local period = {period}
 --
 -- ARGV:
 --  1 provider    2 delivery id    3 now (µs)    4 repository ('' if none)
---  5 mode: 'accept' or 'log'      6 entry JSON (the log entry for this attempt)
+--  5 mode: 'accept', 'replay' or 'log'   6 entry JSON (the log entry for this attempt)
+-- accept and replay modes:
+--  7 arq job id  8 arq job (serialised)
 -- accept mode only:
---  7 arq job id  8 arq job (serialised)   9 body blob ('' to keep none)
+--  9 body blob ('' to keep none)
 --
 -- Returns {verdict, attempt, first_seen_ms}: verdict 1 accepted, 0 duplicate, 2 logged.
 
@@ -86,6 +88,14 @@ end
 
 if mode == 'log' then
   return {2, log(ARGV[6]), 0}
+end
+
+-- A delivery accepted before, queued again on request (the admin API's replay): it passed
+-- dedup once, its body is stored already; the worker's result is the same however often it runs.
+if mode == 'replay' then
+  redis.call('SET', job_stem .. ARGV[7], ARGV[8], 'PX', job_expires)
+  redis.call('ZADD', queue, now, ARGV[7])
+  return {1, log(ARGV[6]), now}
 end
 
 local seen = seen_stem .. ident

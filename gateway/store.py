@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.batching import ScriptBatcher
 from gateway.settings import GatewaySettings
 from handlers.pages import Cursor
-from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key
+from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key, replay_job_id
 from providers.events import LifecycleEvent, Provider
 from providers.text import ascii_lower
 from providers.verdicts import Verdict
@@ -216,6 +216,33 @@ class DeliveryStore:
                 ]
             )
         return AcceptResult(verdict == 1, int(attempt), datetime.fromtimestamp(int(first) / 1000, tz=UTC))
+
+    async def replay(self, event: LifecycleEvent, now: datetime, replay: str) -> int:
+        """Queue an accepted delivery's event again, as a new attempt in its log; returns the attempt."""
+        event_json = event.__pydantic_serializer__.to_json(event)
+        entry = entry_json(
+            provider=event.provider,
+            delivery_id=event.delivery_id,
+            verdict="accepted",
+            status=202,
+            received_at=now,
+            reason="replayed through the admin API",
+            repository=event.repository,
+            event_type=event.type.value,
+            event_json=event_json,
+        )
+        job = encode_event_job(event_json, _ms(now))
+        async with self._deadline():
+            _, attempt, _ = await self._deliver(
+                [
+                    *self._common_args(event.provider, event.delivery_id, now, event.repository),
+                    "replay",
+                    entry,
+                    replay_job_id(event, replay),
+                    job,
+                ]
+            )
+        return int(attempt)
 
     async def log(
         self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes

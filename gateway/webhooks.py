@@ -149,7 +149,7 @@ async def _deliver(
         )
 
     if isinstance(outcome, Accepted):
-        return await _accept(state, outcome, headers, body)
+        return await accept_event(state, outcome, headers, body)
     if isinstance(outcome, Pong):
         await _log(state, provider, delivery_id, received_at, "pong", 200, "ping received", None, None)
         return JSON({"status": "pong", "delivery_id": delivery_id})
@@ -199,7 +199,10 @@ def _overloaded(state: AppState, provider: Provider) -> Response:
     )
 
 
-async def _accept(state: AppState, outcome: Accepted, headers: Mapping[str, str], body: bytes) -> Response:
+async def accept_event(
+    state: AppState, outcome: Accepted, headers: Mapping[str, str], body: bytes
+) -> Response:
+    """Store and queue an accepted event, and answer for it: the path of every event, whoever sent it."""
     event = outcome.event
     event_json = event.__pydantic_serializer__.to_json(event)
     try:

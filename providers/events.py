@@ -131,13 +131,19 @@ class LifecycleEvent(BaseModel):
     # Whose environment the event acts on when it is not the sender's own: the generic
     # trigger may name a code host to act on its environment of the same repository and number.
     target_provider: Provider | None = None
+    # Sent by the gateway's operator through the admin API, not by a code host: the chat commands
+    # it carries run without asking the host about their author, as the generic trigger's do.
+    operator: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Only a generic trigger that names a provider has one: other events look as they always did.
+        # Only a generic trigger that names a provider has a target, only the admin API's events are
+        # the operator's: every other event looks as it always did.
         data: dict[str, object] = handler(self)
         if data.get("target_provider") is None:
             data.pop("target_provider", None)
+        if not data.get("operator"):
+            data.pop("operator", None)
         return data
 
     @property

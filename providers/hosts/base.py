@@ -78,6 +78,12 @@ class Identity(BaseModel):
         return any(name is not None and name.casefold() in known for name in who)
 
 
+class ListedChange(ChangeState):
+    """An open change as the host lists it (for recovering missed deliveries)."""
+
+    number: int
+
+
 class Budget(NamedTuple):
     """What a credential had left of its rate-limit window, and the window's size when the host
     says it (so "below 10%" can be told)."""

@@ -310,10 +310,14 @@ class GitLabHost:
         return self._pacer.run("token", lambda: self._attempt(repository, what, call, write), write=write)
 
     def _attempt(self, repository: str, what: str, call: Callable[[Project], T], write: bool) -> T:
+        return self._guard(what, write, lambda: call(self._gitlab.projects.get(repository, lazy=True)))
+
+    def _guard(self, what: str, write: bool, call: Callable[[], T]) -> T:
+        """Run one call, turning what python-gitlab and requests raise into host errors."""
         action = "writing" if write else "reading"
         self._last.headers = None
         try:
-            return call(self._gitlab.projects.get(repository, lazy=True))
+            return call()
         except GitlabError as exc:
             # GitLab's messages start with the status ("404 Project Not Found"): say it once.
             detail = redact(str(exc.error_message), self._secrets).removeprefix(f"{exc.response_code} ")

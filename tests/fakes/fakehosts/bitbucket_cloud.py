@@ -7,7 +7,7 @@ endpoint resolves a hash prefix to the full commit. Lists are paged with `page` 
 to an access token carry `X-RateLimit-Limit`, `-Resource` and `-NearLimit` (Bitbucket sends no
 remaining count: a test adds `X-RateLimit-Remaining` with a fault's headers), and a spent budget
 answers 429. Comments (and replies to them) and build statuses are served by
-`bitbucket_cloud_writes`.
+`bitbucket_cloud_writes`; repository and workspace hooks by `bitbucket_cloud_hooks`.
 
 Accounts and access: each credential acts as an account (`GET /user`; an access token as its own
 bot account, which is how the docs say it appears in API answers). A user's permission on a
@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of, parse_authorization
+from .bitbucket_cloud_hooks import BitbucketCloudHooks, CloudHook
 from .bitbucket_cloud_writes import BitbucketCloudWrites, BuildStatus, CloudComment
 
 SHORT = 12
@@ -86,13 +87,14 @@ class CloudRepository:
     build_statuses: dict[tuple[str, str], BuildStatus] = field(default_factory=dict)  # (SHA, key)
     grants: dict[str, str] = field(default_factory=dict)  # account uuid -> read / write / admin
     group_grants: list[tuple[str, str, set[str]]] = field(default_factory=list)  # (group, level, uuids)
+    hooks: dict[str, CloudHook] = field(default_factory=dict)  # by UUID
 
     @property
     def full_name(self) -> str:
         return f"{self.workspace}/{self.slug}"
 
 
-class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
+class FakeBitbucketCloud(BitbucketCloudHooks, BitbucketCloudWrites, FakeHost):
     name = "bitbucket-cloud"
     prefix = "/2.0"
 
@@ -225,6 +227,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             "GET", "/workspaces/{workspace}/permissions/repositories/{slug}", self.list_repository_permissions
         )
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> CloudRepository:
         name = f"{request.params['workspace']}/{request.params['slug']}"

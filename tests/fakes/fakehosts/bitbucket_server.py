@@ -7,7 +7,7 @@ Pages are `{"size", "limit", "start", "isLastPage", "nextPageStart", "values"}`,
 each acting as a user, whom every authenticated answer names in `X-AUSERNAME` (and `X-AUSERID`).
 `/rest/api/latest/...` is served as `/rest/api/1.0/...`, as Data Center does. Comments (and replies),
 reactions (`/rest/comment-likes/latest/...`), activities and build statuses are served by
-`bitbucket_server_writes`.
+`bitbucket_server_writes`; repository and project hooks by `bitbucket_server_hooks`.
 
 Permissions, as Data Center computes them: a user's permission on a repository is the highest
 that any grant implies: the repository's grant to them or to a group of theirs (REPO_READ <
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, parse_authorization
+from .bitbucket_server_hooks import BitbucketServerHooks, ServerHook
 from .bitbucket_server_writes import Activity, BitbucketServerWrites, ServerBuildStatus, ServerComment, page
 
 JSON = "application/json;charset=UTF-8"
@@ -77,9 +78,10 @@ class ServerRepository:
     user_grants: dict[str, str] = field(default_factory=dict)  # user name (lower case) -> REPO_*
     group_grants: dict[str, str] = field(default_factory=dict)  # group -> REPO_*
     public: bool = False
+    hooks: dict[int, ServerHook] = field(default_factory=dict)
 
 
-class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
+class FakeBitbucketServer(BitbucketServerHooks, BitbucketServerWrites, FakeHost):
     name = "bitbucket-server"
     prefix = "/rest/api/1.0"
 
@@ -221,6 +223,7 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
         add("GET", f"{base}/pull-requests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/raw/{{path:path}}", self.get_raw)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> ServerRepository:
         key, slug = request.params["key"], request.params["slug"]

@@ -5,7 +5,8 @@ flow: `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access
 app's JWT, whose RS256 signature is checked with the app's public key; the installation tokens
 they mint expire, and each only opens its own account's repositories. Every answer carries the
 `X-RateLimit-*` headers; a spent limit answers 403 as GitHub does. What is written back on pull
-requests (comments, reactions, deployments, statuses) is served by `github_writes.GitHubWrites`.
+requests (comments, reactions, deployments, statuses) is served by `github_writes.GitHubWrites`; webhooks
+(repository, organisation and App hooks, their deliveries and redelivery) by `github_hooks`.
 
 Access, as GitHub computes it: a user's permission on a repository is the highest role among
 their direct collaborator grant and their teams' grants (roles `read` < `triage` < `write` <
@@ -31,6 +32,7 @@ from urllib.parse import urlencode
 import jwt
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .github_hooks import GitHubHooks, HookSet
 from .github_writes import CommitStatus, Deployment, GitHubWrites, IssueComment
 
 DOCS = "https://docs.github.com/rest"
@@ -90,6 +92,7 @@ class GitHubRepo:
     collaborators: dict[str, str] = field(default_factory=dict)  # login (lower case) -> role
     teams: list[GitHubTeam] = field(default_factory=list)
     public: bool = False
+    hook_set: HookSet = field(default_factory=lambda: HookSet("Repository", "repository"))
 
     @property
     def full_name(self) -> str:
@@ -104,7 +107,7 @@ class MintedToken:
     revoked: bool = False
 
 
-class FakeGitHub(GitHubWrites, FakeHost):
+class FakeGitHub(GitHubHooks, GitHubWrites, FakeHost):
     name = "github"
 
     def __init__(self, *, enterprise: bool = False) -> None:
@@ -271,6 +274,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/app", self.get_app)
         add("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _app_only(self, request: Request) -> None:
         if not (request.principal and request.principal[0] == "app"):
@@ -447,7 +451,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
                 "created_at": iso(datetime.now(UTC)),
                 "updated_at": iso(datetime.now(UTC)),
                 "permissions": {"contents": "read", "metadata": "read", "pull_requests": "write"},
-                "events": ["pull_request", "issue_comment"],
+                "events": list(self.app_events),
             },
         )
 

@@ -6,7 +6,8 @@ Lists are paginated with `page` / `per_page` and the `X-Page`, `X-Next-Page`, `X
 (and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`. With `rate_limit`
 set, answers carry GitLab's `RateLimit-*` headers and a spent budget answers 429 "Retry later"
 with `Retry-After`. Notes (with their discussions and award emoji), environments and commit
-statuses are served by `gitlab_writes.GitLabWrites`.
+statuses are served by `gitlab_writes.GitLabWrites`; project and group hooks, their events and
+resend by `gitlab_hooks`.
 
 Membership, as GitLab computes it: `members/all/:user_id` answers a project's member with the
 highest access level among their direct membership, their membership of any ancestor group of
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .gitlab_hooks import GitLabHook, GitLabHooks
 from .gitlab_writes import CommitStatus, Environment, GitLabWrites, Note
 
 
@@ -67,9 +69,10 @@ class GitLabProject:
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
     members: dict[int, int] = field(default_factory=dict)  # user id -> access level (direct)
     shared_with: dict[str, int] = field(default_factory=dict)  # group path -> the access it was given
+    hooks: dict[int, GitLabHook] = field(default_factory=dict)
 
 
-class FakeGitLab(GitLabWrites, FakeHost):
+class FakeGitLab(GitLabHooks, GitLabWrites, FakeHost):
     name = "gitlab"
     prefix = "/api/v4"
 
@@ -217,6 +220,7 @@ class FakeGitLab(GitLabWrites, FakeHost):
         add("GET", "/user", self.get_current_user)
         add("GET", "/users", self.list_users)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _project(self, request: Request) -> GitLabProject:
         wanted = request.params["id"]
