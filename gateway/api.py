@@ -51,7 +51,7 @@ def admin(handler: Handler) -> Handler:
     return guarded
 
 
-def _provider(value: str | None) -> Provider | None:
+def provider_of(value: str | None) -> Provider | None:
     if not value:
         return None
     try:
@@ -60,7 +60,7 @@ def _provider(value: str | None) -> Provider | None:
         raise ValueError(f"provider must be one of {', '.join(p.value for p in Provider)}") from None
 
 
-def _bad(reason: str) -> Response:
+def bad_request(reason: str) -> Response:
     return JSON({"error": reason}, status_code=400)
 
 
@@ -69,16 +69,16 @@ async def list_deliveries(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
-        provider = _provider(query.get("provider"))
+        provider = provider_of(query.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     verdict = query.get("verdict") or None
     if verdict is not None and verdict not in get_args(Verdict):
-        return _bad(f"verdict must be one of {', '.join(get_args(Verdict))}")
+        return bad_request(f"verdict must be one of {', '.join(get_args(Verdict))}")
     try:
         limit, cursor = limit_param(query), cursor_param(query)
     except BadParameter as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     page, after = await state.store.recent(
         provider=provider,
         repository=query.get("repository") or None,
@@ -98,9 +98,9 @@ async def list_deliveries(request: Request) -> Response:
 async def get_delivery(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     try:
-        provider = _provider(request.query_params.get("provider"))
+        provider = provider_of(request.query_params.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     delivery_id = request.path_params["delivery_id"]
     attempts = await state.store.get(delivery_id, provider)
     if not attempts:
@@ -120,12 +120,12 @@ async def list_environments(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     query = request.query_params
     try:
-        provider = _provider(query.get("provider"))
+        provider = provider_of(query.get("provider"))
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     wanted = query.get("state") or None
     if wanted is not None and wanted not in get_args(StatusState):
-        return _bad(f"state must be one of {', '.join(get_args(StatusState))}")
+        return bad_request(f"state must be one of {', '.join(get_args(StatusState))}")
     found = await state.statuses.recent(
         provider=provider, repository=query.get("repository") or None, state=wanted
     )
@@ -143,20 +143,26 @@ async def get_environment(request: Request) -> Response:
     return await _environment(state, status)
 
 
+def environment_key(request: Request) -> str:
+    """`{provider}:{repository}:{number}` of a path `…/{provider}/{repository}/{number}`; ValueError
+    says what is wrong with it."""
+    params = request.path_params
+    provider = provider_of(params["provider"])
+    number = str(params["number"])
+    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+        raise ValueError("number must be a whole number")
+    return f"{provider}:{params['repository']}:{int(number)}"
+
+
 @admin
 async def get_environment_by_key(request: Request) -> Response:
     """By key (provider, repository, number): also the environments that have no namespace
     (skipped, failed before one was chosen, refused one another environment owns)."""
     state: AppState = request.app.state.k8s_ee
-    params = request.path_params
     try:
-        provider = _provider(params["provider"])
+        key = environment_key(request)
     except ValueError as exc:
-        return _bad(str(exc))
-    number = params["number"]
-    if not (number.isascii() and number.isdigit() and len(number) <= 18):
-        return _bad("number must be a whole number")
-    key = f"{provider}:{params['repository']}:{int(number)}"
+        return bad_request(str(exc))
     status = await state.statuses.get(key)
     if status is None:
         return JSON(

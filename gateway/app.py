@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -16,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import api, api_lifecycle
+from gateway import api, api_actions, openapi
 from gateway.endpoints import ENDPOINTS, Endpoint, warn_insecure
-from gateway.metrics import MAX_RATE_LIMIT_SERIES
+from gateway.figures import refresh
 from gateway.settings import GatewaySettings, load_gateway_settings
 from gateway.state import AppState
 from gateway.webhooks import JSON, endpoint
@@ -62,15 +63,21 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     state: AppState = request.app.state.k8s_ee
     state.metrics.body_bytes_in_flight.set(state.bodies.in_flight)
+    connection = state.settings.connection
     try:
-        state.metrics.queue_depth.set(await state.store.queue_depth())
-        # Written by the worker after each call to a host (handlers/report.py), per provider/installation.
-        for key, remaining in sorted((await state.store.rate_limits()).items())[:MAX_RATE_LIMIT_SERIES]:
-            state.metrics.rate_limit_remaining.labels(key).set(remaining)
-        async with asyncio.timeout(state.settings.connection.redis_timeout):
+        await refresh(
+            state.metrics.figures,
+            state.redis,
+            state.settings.keys,
+            connection.queue_name,
+            state.statuses,
+            datetime.now(UTC),
+            connection.redis_timeout,
+        )
+        async with asyncio.timeout(connection.redis_timeout):
             last = await last_beat(state.redis, state.settings.keys)
         state.metrics.worker_heartbeat_age.set(silence(last, time.time()))
-        async with asyncio.timeout(state.settings.connection.redis_timeout):
+        async with asyncio.timeout(connection.redis_timeout):
             await state.metrics.lifecycle.refresh(state.redis, state.settings.keys)
     except (RedisError, TimeoutError):
         state.metrics.redis_errors.inc()
@@ -110,13 +117,15 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/api/v1/openapi.json", openapi.serve),
         Route("/api/v1/deliveries", api.list_deliveries),
+        Route("/api/v1/deliveries/{delivery_id:path}/replay", api_actions.replay_delivery, methods=["POST"]),
         Route("/api/v1/deliveries/{delivery_id:path}", api.get_delivery),
         Route("/api/v1/environments", api.list_environments),
         Route("/api/v1/environments/{namespace}", api.get_environment),
         Route(
-            "/api/v1/environments/{provider}/{repository:path}/{number:int}/{action}",
-            api_lifecycle.act,
+            "/api/v1/environments/{provider}/{repository:path}/{number}/{action}",
+            api_actions.act_on_environment,
             methods=["POST"],
         ),
         # The repository URL-encoded (acme%2Fweb) or not: it is the path between provider and number.

@@ -20,17 +20,24 @@ local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
 local period = {period}
 --
 -- ARGV:
---  1 provider    2 delivery id    3 now (ms)    4 repository ('' if none)
---  5 mode: 'accept' or 'log'      6 entry JSON (the log entry for this attempt)
+--  1 provider    2 delivery id    3 now (µs)    4 repository ('' if none)
+--  5 mode: 'accept', 'replay' or 'log'   6 entry JSON (the log entry for this attempt)
+-- accept and replay modes:
+--  7 arq job id  8 arq job (serialised)
 -- accept mode only:
---  7 arq job id  8 arq job (serialised)   9 body blob ('' to keep none)
+--  9 body blob ('' to keep none)
 --
 -- Returns {verdict, attempt, first_seen_ms}: verdict 1 accepted, 0 duplicate, 2 logged.
 
-local provider, delivery_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local provider, delivery_id, score = ARGV[1], ARGV[2], ARGV[3]
+local now_us = tonumber(score)
 local repository, mode = ARGV[4], ARGV[5]
 local ident = provider .. ':' .. delivery_id
-local cutoff = now - retention
+-- The log's indexes score in microseconds (arrival order within a millisecond), given as the
+-- argument's own text (Lua would print a 16-digit number with 14); the dedup key and arq's
+-- queue keep milliseconds.
+local now = math.floor(now_us / 1000)
+local cutoff = now_us - retention * 1000
 local housekeeping = true
 if period > 1 then
   local count = redis.call('INCR', writes)
@@ -67,7 +74,7 @@ local function log(entry)
     indexes[3] = repository_index_stem .. string.lower(repository)
   end
   for i, index in ipairs(indexes) do
-    redis.call('ZADD', index, now, member)
+    redis.call('ZADD', index, score, member)
     -- Each index expires from its own last write: one that stops being written (a repository
     -- seen once a week, a provider no longer used) goes with its newest member.
     redis.call('PEXPIRE', index, retention)
@@ -81,6 +88,14 @@ end
 
 if mode == 'log' then
   return {2, log(ARGV[6]), 0}
+end
+
+-- A delivery accepted before, queued again on request (the admin API's replay): it passed
+-- dedup once, its body is stored already; the worker's result is the same however often it runs.
+if mode == 'replay' then
+  redis.call('SET', job_stem .. ARGV[7], ARGV[8], 'PX', job_expires)
+  redis.call('ZADD', queue, now, ARGV[7])
+  return {1, log(ARGV[6]), now}
 end
 
 local seen = seen_stem .. ident
@@ -98,7 +113,7 @@ redis.call('ZADD', queue, now, ARGV[7])
 
 if ARGV[9] ~= '' then
   redis.call('SET', body_stem .. ident, ARGV[9], 'PX', retention)
-  redis.call('ZADD', bodies, now, ident)
+  redis.call('ZADD', bodies, score, ident)
   redis.call('PEXPIRE', bodies, retention)
   if housekeeping then
     trim(bodies, max_bodies, body_stem)

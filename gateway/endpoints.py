@@ -105,6 +105,8 @@ class Endpoint:
     refuses_unusable: bool = False
     # What an accepted event must also pass (raises `Unusable`).
     check: Callable[[LifecycleEvent], None] = field(default=_no_check)
+    # Other providers whose deliveries come to this endpoint (Data Center's, to `bitbucket`).
+    also: tuple[Provider, ...] = ()
 
     def secret_names(self) -> str:
         return " or ".join(env_name(secret.setting) for secret in self.secrets)
@@ -166,6 +168,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         insecure="bitbucket_insecure",
         verify=lambda h, b, s, now: bitbucket.verify(h, b, s["secrets"]),
         choose=_bitbucket_adapter,
+        also=(Provider.BITBUCKET_SERVER,),
     ),
     Endpoint(
         name="generic",
@@ -191,6 +194,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         check=inline_config,
     ),
 )
+
+
+def endpoint_for(provider: Provider) -> Endpoint:
+    """The endpoint a provider's deliveries are sent to (`POST /webhooks/{name}`)."""
+    for endpoint in ENDPOINTS:
+        if provider == endpoint.provider or provider in endpoint.also:
+            return endpoint
+    raise ValueError(f"no endpoint receives {provider.value} deliveries")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,20 +8,19 @@ The sweeps run on whichever worker holds their lock, so what they did is counted
 - `k8s_ee_sweep_errors_total{kind, provider}`: hosts that could not be read (the environment
   was kept), cluster calls that failed;
 - `k8s_ee_sweep_changes_total{kind, action}`: what they changed;
-- `k8s_ee_hibernations_total{source}`: environments put to sleep (`idle`, `api`, `webhook`);
-- `k8s_ee_environments{state}`, `k8s_ee_idle_environments{state}` (idle: no activity for
-  K8S_EE_HIBERNATE_AFTER, awake or hibernated) and `k8s_ee_hibernated_share_of_idle`, as the
-  last sweep counted them.
+- `k8s_ee_hibernations_total{source}`: environments put to sleep (`idle`, `api`, `webhook`).
+
+The environments by state and the share of idle ones hibernated are the installation's figures
+(gateway/figures.py), idle read from the same activity.
 
 Labels take values from fixed sets only, whatever Redis holds.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
@@ -56,15 +55,11 @@ SOURCES = frozenset(s.value for s in EventSource)
 class LifecycleCollector(Collector):
     def __init__(self) -> None:
         self.counts: dict[tuple[str, ...], int] | None = None
-        self.figures: dict[str, float] = {}
 
     async def refresh(self, redis: Redis, keys: Keys) -> None:
         """Read this scrape's values; on a failure, none are exported (an alert sees them absent)."""
         self.counts = None
-        store = LifecycleCounters(redis, keys)
-        counts = await store.read()
-        self.figures = await store.figures()
-        self.counts = counts
+        self.counts = await LifecycleCounters(redis, keys).read()
 
     def collect(self) -> Iterable[Metric]:
         if self.counts is None:
@@ -98,26 +93,3 @@ class LifecycleCollector(Collector):
             elif len(parts) == 2 and parts[0] == "hibernations" and parts[1] in SOURCES:
                 hibernations.add_metric([parts[1]], n)
         yield from (runs, errors, changes, hibernations)
-        if not self.figures:
-            return
-        environments = GaugeMetricFamily(
-            "k8s_ee_environments", "Environments by state, at the last sweep.", labels=["state"]
-        )
-        for name, value in sorted(self.figures.items()):
-            if name.startswith("state|"):
-                environments.add_metric([name.removeprefix("state|")[:20]], value)
-        idle = GaugeMetricFamily(
-            "k8s_ee_idle_environments",
-            "Environments without activity for K8S_EE_HIBERNATE_AFTER, awake or hibernated, at the last sweep.",
-            labels=["state"],
-        )
-        awake = self.figures.get("idle|awake", 0.0)
-        asleep = self.figures.get("idle|hibernated", 0.0)
-        idle.add_metric(["awake"], awake)
-        idle.add_metric(["hibernated"], asleep)
-        share = GaugeMetricFamily(
-            "k8s_ee_hibernated_share_of_idle",
-            "Hibernated / idle environments (NaN when none is idle), at the last sweep.",
-            value=asleep / (awake + asleep) if awake + asleep else math.nan,
-        )
-        yield from (environments, idle, share)

@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.figures import FiguresCollector
 from gateway.lifecycle_metrics import LifecycleCollector
 from providers.events import EventType, Provider
 from providers.verdicts import Verdict
@@ -21,9 +22,6 @@ NO_TYPE = "-"
 OTHER = "other"
 TYPES = frozenset({*(t.value for t in EventType), NO_TYPE})
 PROVIDERS = frozenset(p.value for p in Provider)
-# `key` of the rate-limit gauge: one per host credential the worker used (written by the worker,
-# never by a sender); capped all the same.
-MAX_RATE_LIMIT_SERIES = 100
 # `unavailable`: answered 503 (Redis, or too many bodies in flight), which the log cannot record.
 VERDICTS = frozenset({*get_args(Verdict), "unavailable"})
 
@@ -48,15 +46,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "k8s_ee_queue_depth", "Jobs waiting in the arq queue.", registry=self.registry
-        )
-        self.rate_limit_remaining = Gauge(
-            "k8s_ee_provider_rate_limit_remaining",
-            "Requests left in a code host's rate-limit window, as the worker last saw it.",
-            ["key"],
-            registry=self.registry,
-        )
+        # The installation's figures, read from Redis at each scrape (gateway/figures.py).
+        self.figures = FiguresCollector()
+        self.registry.register(self.figures)
         self.redis_errors = Counter(
             "k8s_ee_redis_errors", "Redis operations that failed.", registry=self.registry
         )

@@ -12,6 +12,7 @@ from gateway.endpoints import ENDPOINTS, Endpoint, Receiver, receivers
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.store import DeliveryStore
+from handlers.redis_client import redis_client
 from handlers.status import StatusStore
 
 
@@ -32,10 +33,8 @@ class AppState:
         connection, web = settings.connection, settings.web
         # No per-socket timeout: redis-py wraps every send in asyncio.wait_for (a task per
         # command) when one is set. Each store call has one deadline instead (store.py).
-        redis = Redis.from_url(
-            connection.redis_url,
-            socket_connect_timeout=connection.redis_timeout,
-            health_check_interval=30,
+        redis: Redis = redis_client(
+            connection, socket_connect_timeout=connection.redis_timeout, health_check_interval=30
         )
         return cls(
             settings=settings,

@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.batching import ScriptBatcher
 from gateway.settings import GatewaySettings
 from handlers.pages import Cursor
-from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key
+from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key, replay_job_id
 from providers.events import LifecycleEvent, Provider
 from providers.text import ascii_lower
 from providers.verdicts import Verdict
@@ -135,6 +135,12 @@ def lua_string(value: str) -> str:
     return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in value.encode()) + '"'
 
 
+def _us(moment: datetime) -> int:
+    # The log's scores: microseconds, so that deliveries received one after the other in the
+    # same millisecond still list in the order they came (a double holds them exactly).
+    return int(moment.timestamp() * 1_000_000)
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -163,7 +169,7 @@ class DeliveryStore:
     def _common_args(
         provider: Provider, delivery_id: str, now: datetime, repository: str | None
     ) -> list[Any]:
-        return [provider.value, delivery_id, _ms(now), repository or ""]
+        return [provider.value, delivery_id, _us(now), repository or ""]
 
     @asynccontextmanager
     async def _deadline(self) -> AsyncIterator[None]:
@@ -211,6 +217,33 @@ class DeliveryStore:
             )
         return AcceptResult(verdict == 1, int(attempt), datetime.fromtimestamp(int(first) / 1000, tz=UTC))
 
+    async def replay(self, event: LifecycleEvent, now: datetime, replay: str) -> int:
+        """Queue an accepted delivery's event again, as a new attempt in its log; returns the attempt."""
+        event_json = event.__pydantic_serializer__.to_json(event)
+        entry = entry_json(
+            provider=event.provider,
+            delivery_id=event.delivery_id,
+            verdict="accepted",
+            status=202,
+            received_at=now,
+            reason="replayed through the admin API",
+            repository=event.repository,
+            event_type=event.type.value,
+            event_json=event_json,
+        )
+        job = encode_event_job(event_json, _ms(now))
+        async with self._deadline():
+            _, attempt, _ = await self._deliver(
+                [
+                    *self._common_args(event.provider, event.delivery_id, now, event.repository),
+                    "replay",
+                    entry,
+                    replay_job_id(event, replay),
+                    job,
+                ]
+            )
+        return int(attempt)
+
     async def log(
         self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes
     ) -> int:
@@ -220,15 +253,6 @@ class DeliveryStore:
                 [*self._common_args(provider, delivery_id, now, repository), "log", entry]
             )
         return int(attempt)
-
-    async def queue_depth(self) -> int:
-        async with self._deadline():
-            return int(await self.redis.zcard(self.connection.queue_name))
-
-    async def rate_limits(self) -> dict[str, float]:
-        async with self._deadline():
-            raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rate_limits())  # type: ignore[misc]
-        return {k.decode(): float(v) for k, v in raw.items()}
 
     # -- reading the log (admin API) --
 

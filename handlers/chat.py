@@ -17,8 +17,8 @@ counted as activity:
    per command, what happens or why not (a refusal names what the host reported).
 
 Each decision is logged with the author and the permission the host reported. Commands from the
-generic trigger's `comment` come from whoever holds its token: they are trusted, and answered in
-the delivery log.
+generic trigger's `comment`, and those the admin API sends (`envs preserve`: events marked
+`operator`), come from whoever holds its token: they are trusted, and answered in the delivery log.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ logger = logging.getLogger("k8s_ee.worker")
 # Hidden in every answer the gateway writes, so that an answer is never read as a command.
 ANSWER_MARKER = "<!-- k8s-ee-answer -->"
 GENERIC_ACTOR = "generic-trigger"
+OPERATOR_ACTOR = "admin-api"
 # How long a comment stays marked as answered (a job is retried within minutes, not days).
 ANSWERED_TTL_S = 7 * 24 * 3600
 
@@ -97,8 +98,9 @@ class Chat:
         if MARKER in comment.body or ANSWER_MARKER in comment.body:
             return "a comment of the gateway's own: ignored"
         key = EnvKey(provider=event.provider, repository=event.repository, number=event.number)
-        if event.provider == Provider.GENERIC:
-            answers = [await self._run(key, event, parsed, GENERIC_ACTOR, None, None) for parsed in found]
+        if event.provider == Provider.GENERIC or event.operator:
+            actor = OPERATOR_ACTOR if event.operator else GENERIC_ACTOR
+            answers = [await self._run(key, event, parsed, actor, None, None) for parsed in found]
             return "; ".join(answer.text for answer in answers)
         host = self.hosts.get(event.provider)
         if host is None:
@@ -160,7 +162,8 @@ class Chat:
                     f"{name} needs write access to run {parsed} ({host.name} reports: {permission.reported})",
                     accepted=False,
                 )
-        reported = permission.reported if permission is not None else "trusted (generic trigger token)"
+        trusted = "admin API token" if event.operator else "generic trigger token"
+        reported = permission.reported if permission is not None else f"trusted ({trusted})"
         try:
             head = await self._head(host, key) if parsed.name == Name.DEPLOY else None
         except HostError as exc:
@@ -179,11 +182,6 @@ class Chat:
             account=_account(event),
         )
         return Answer(f"`{parsed}`: {reason}" if done else f"`{parsed}`: not done: {reason}", accepted=done)
-
-    async def act(self, key: EnvKey, event: LifecycleEvent, name: Name) -> Decision | None:
-        """A command asked for through the admin API (and the command line, which calls it):
-        `/preserve` or `/unpreserve`, with the same limit; the API's token stands for write access."""
-        return await self._decide(key, event, Command(name), event.actor or "admin API", None)
 
     async def _decide(
         self, key: EnvKey, event: LifecycleEvent, command: Command, actor: str, head: Head | None

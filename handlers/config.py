@@ -27,7 +27,6 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -179,10 +178,20 @@ def _hibernate_after(value: str) -> str:
     return value
 
 
-Cpu = Annotated[StrictStr, BeforeValidator(_number_to_str), _pattern(CPU_PATTERN)]
+# What editors are told a field takes, where it is more than its type says (a number for a string).
+_CPU_INPUT = Annotated[str, StringConstraints(pattern=CPU_PATTERN)] | Annotated[int, Field(ge=0)]
+_VERSION_INPUT = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] | Annotated[int, Field(ge=0)]
+
+Cpu = Annotated[
+    StrictStr, BeforeValidator(_number_to_str, json_schema_input_type=_CPU_INPUT), _pattern(CPU_PATTERN)
+]
 Memory = Annotated[StrictStr, _pattern(MEMORY_PATTERN)]
 Storage = Annotated[StrictStr, _pattern(STORAGE_PATTERN)]
-Version = Annotated[StrictStr, BeforeValidator(_number_to_str), _pattern(VERSION_PATTERN)]
+Version = Annotated[
+    StrictStr,
+    BeforeValidator(_number_to_str, json_schema_input_type=_VERSION_INPUT),
+    _pattern(VERSION_PATTERN),
+]
 HttpPath = Annotated[StrictStr, _pattern(PATH_PATTERN)]
 EnvName = Annotated[str, _pattern(ENV_NAME_PATTERN)]
 ObjectName = Annotated[StrictStr, AfterValidator(_dns_subdomain)]
@@ -191,7 +200,9 @@ WritableDir = Annotated[StrictStr, _pattern(WRITABLE_DIR_PATTERN)]
 SqlStatements = Annotated[
     tuple[StrictStr, ...],
     # One script or a list of statements; CloudNativePG takes a list.
-    BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+    BeforeValidator(
+        lambda value: [value] if isinstance(value, str) else value, json_schema_input_type=str | list[str]
+    ),
 ]
 
 
@@ -203,16 +214,30 @@ class _Section(BaseModel):
 
 
 class AppConfig(_Section):
-    port: StrictInt = Field(default=3000, ge=1, le=65535)
-    health_path: HttpPath = Field(default="/health", alias="healthPath")
-    metrics_path: HttpPath | None = Field(default=None, alias="metricsPath")
+    port: StrictInt = Field(default=3000, ge=1, le=65535, description="The port the app listens on.")
+    health_path: HttpPath = Field(
+        default="/health",
+        alias="healthPath",
+        description="The path the liveness, readiness and startup probes ask; it must answer 2xx.",
+    )
+    metrics_path: HttpPath | None = Field(
+        default=None, alias="metricsPath", description="Where the app serves Prometheus metrics."
+    )
 
 
 class ImageConfig(_Section):
-    repository: Annotated[StrictStr, AfterValidator(_image_repository)] | None = None
+    repository: Annotated[StrictStr, AfterValidator(_image_repository)] | None = Field(
+        default=None,
+        description="The app's image repository, without tag or digest (`ghcr.io/acme/web`); it is tagged "
+        "`pr-{number}`. Default: `{K8S_EE_IMAGE_REGISTRY}/{owner}/{repo}/{projectId}`.",
+    )
     # For the CI that builds the image; the gateway does not read them.
-    context: StrictStr | None = None
-    dockerfile: StrictStr | None = None
+    context: StrictStr | None = Field(
+        default=None, description="For the CI that builds the image; not read here."
+    )
+    dockerfile: StrictStr | None = Field(
+        default=None, description="For the CI that builds the image; not read here."
+    )
 
 
 def _within(resource: str, bound: str) -> Any:
@@ -240,18 +265,30 @@ def _within(resource: str, bound: str) -> Any:
 
 
 class ResourceRequests(_Section):
-    cpu: Annotated[Cpu, _within("cpu", "min")] = "50m"
-    memory: Annotated[Memory, _within("memory", "min")] = "128Mi"
+    cpu: Annotated[Cpu, _within("cpu", "min")] = Field(
+        default="50m", description="CPU the app is guaranteed (`250m`, `1`); at least the LimitRange's 10m."
+    )
+    memory: Annotated[Memory, _within("memory", "min")] = Field(
+        default="128Mi", description="Memory the app is guaranteed (`256Mi`); at least the LimitRange's 32Mi."
+    )
 
 
 class ResourceLimits(_Section):
-    cpu: Annotated[Cpu, _within("cpu", "max")] = "200m"
-    memory: Annotated[Memory, _within("memory", "max")] = "384Mi"
+    cpu: Annotated[Cpu, _within("cpu", "max")] = Field(
+        default="200m", description="The most CPU the app may use; at most the LimitRange's 1 (CPU)."
+    )
+    memory: Annotated[Memory, _within("memory", "max")] = Field(
+        default="384Mi", description="The most memory the app may use; at most the LimitRange's 1Gi."
+    )
 
 
 class ResourcesConfig(_Section):
-    requests: ResourceRequests = ResourceRequests()
-    limits: ResourceLimits = ResourceLimits()
+    requests: ResourceRequests = Field(
+        default=ResourceRequests(), description="What the app container requests."
+    )
+    limits: ResourceLimits = Field(
+        default=ResourceLimits(), description="Its limits; each at least the matching request."
+    )
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> ResourcesConfig:
@@ -274,12 +311,16 @@ class ResourcesConfig(_Section):
 
 
 class _Ref(_Section):
-    name: ObjectName
+    name: ObjectName = Field(description="The name of the object in the environment's namespace.")
 
 
 class EnvFromSource(_Section):
-    secret_ref: _Ref | None = Field(default=None, alias="secretRef")
-    config_map_ref: _Ref | None = Field(default=None, alias="configMapRef")
+    secret_ref: _Ref | None = Field(
+        default=None, alias="secretRef", description="A Secret whose keys become variables."
+    )
+    config_map_ref: _Ref | None = Field(
+        default=None, alias="configMapRef", description="A ConfigMap whose keys become variables."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EnvFromSource:
@@ -302,8 +343,12 @@ def _database_shape(value: Any) -> Any:
 
 
 class _Database(_Section):
-    enabled: StrictBool = True
-    version: Version | None = None
+    enabled: StrictBool = Field(default=True, description="Whether the database is created.")
+    version: Version | None = Field(
+        default=None,
+        description='The engine\'s version (an image tag); quote it (`"11.10"`). Default: postgresql 16, '
+        "mongodb 7.0.14, redis 7.4, mariadb 11.4, minio the operator's.",
+    )
 
 
 def _claim_bounds(value: str) -> str:
@@ -321,18 +366,32 @@ def _claim_bounds(value: str) -> str:
 
 
 class _DatabaseWithStorage(_Database):
-    storage: Annotated[Storage, AfterValidator(_claim_bounds)] = DEFAULT_STORAGE
+    storage: Annotated[Storage, AfterValidator(_claim_bounds)] = Field(
+        default=DEFAULT_STORAGE,
+        description="Its volume's size (`1Gi`, `500Mi`), within the LimitRange's 100Mi to 5Gi.",
+    )
 
 
 class PostgresqlBootstrap(_Section):
     # Run as superuser in the `postgres` database once the cluster exists.
-    init_sql: SqlStatements = Field(default=(), alias="initSQL")
+    init_sql: SqlStatements = Field(
+        default=(),
+        alias="initSQL",
+        description="SQL run as superuser in the `postgres` database once, when the cluster is created "
+        "(one script or a list of statements).",
+    )
     # Run as superuser in the application database `app`.
-    post_init_application_sql: SqlStatements = Field(default=(), alias="postInitApplicationSQL")
+    post_init_application_sql: SqlStatements = Field(
+        default=(),
+        alias="postInitApplicationSQL",
+        description="SQL run as superuser in the application database `app` once, when it is created.",
+    )
 
 
 class PostgresqlConfig(_DatabaseWithStorage):
-    bootstrap: PostgresqlBootstrap = PostgresqlBootstrap()
+    bootstrap: PostgresqlBootstrap = Field(
+        default=PostgresqlBootstrap(), description="SQL run when it is created."
+    )
 
 
 class MongodbConfig(_DatabaseWithStorage):
@@ -351,43 +410,65 @@ class MariadbConfig(_DatabaseWithStorage):
     pass
 
 
-def _off(model: type[_Database]) -> Any:
-    return Field(default_factory=lambda: model.model_validate({"enabled": False}))
+def _off(model: type[_Database], description: str) -> Any:
+    return Field(
+        default_factory=lambda: model.model_validate({"enabled": False}),
+        description=f"{description} `true` turns it on with the defaults; off unless set.",
+    )
+
+
+def _shorthand(model: type[_Database]) -> BeforeValidator:
+    # `postgresql: true` is short for `postgresql: {}`: editors are told both shapes.
+    return BeforeValidator(_database_shape, json_schema_input_type=bool | model)
 
 
 class DatabasesConfig(_Section):
-    postgresql: PostgresqlConfig = _off(PostgresqlConfig)
-    mongodb: MongodbConfig = _off(MongodbConfig)
-    redis: RedisConfig = _off(RedisConfig)
-    minio: MinioConfig = _off(MinioConfig)
-    mariadb: MariadbConfig = _off(MariadbConfig)
-
-    @field_validator(*(engine.value for engine in Engine), mode="before")
-    @classmethod
-    def _shape(cls, value: Any) -> Any:
-        return _database_shape(value)
+    postgresql: Annotated[PostgresqlConfig, _shorthand(PostgresqlConfig)] = _off(
+        PostgresqlConfig, "PostgreSQL, as a CloudNativePG Cluster."
+    )
+    mongodb: Annotated[MongodbConfig, _shorthand(MongodbConfig)] = _off(
+        MongodbConfig, "MongoDB, as a one-member MongoDBCommunity replica set."
+    )
+    redis: Annotated[RedisConfig, _shorthand(RedisConfig)] = _off(
+        RedisConfig, "Redis, as a Deployment (in memory: no storage)."
+    )
+    minio: Annotated[MinioConfig, _shorthand(MinioConfig)] = _off(
+        MinioConfig, "S3 storage, as a MinIO Tenant with bucket `data`."
+    )
+    mariadb: Annotated[MariadbConfig, _shorthand(MariadbConfig)] = _off(
+        MariadbConfig, "MariaDB, as a Deployment."
+    )
 
 
 class IngressConfig(_Section):
-    enabled: StrictBool = True
-    annotations: dict[AnnotationKey, StrictStr] = Field(default_factory=dict)
+    enabled: StrictBool = Field(default=True, description="Whether the preview URL is served (an Ingress).")
+    annotations: dict[AnnotationKey, StrictStr] = Field(
+        default_factory=dict,
+        description="Annotations added to the Ingress; the gateway's own (K8S_EE_INGRESS_ANNOTATIONS) win.",
+    )
+
+
+class MetricsConfig(_Section):
+    enabled: StrictBool = Field(
+        default=False, description="Whether a ServiceMonitor has Prometheus scrape `app.metricsPath`."
+    )
+    interval: Annotated[StrictStr, _pattern(INTERVAL_PATTERN)] = Field(
+        default="30s", description="How often it is scraped (`30s`, `1m`)."
+    )
 
 
 class HibernationConfig(_Section):
-    # Idle time before the environment hibernates (`30m`, `8h`, `2d`); the gateway's
-    # K8S_EE_HIBERNATE_AFTER when not set.
     after: (
         Annotated[StrictStr, _pattern(HIBERNATE_AFTER_PATTERN), AfterValidator(_hibernate_after)] | None
-    ) = None
+    ) = Field(
+        default=None,
+        description="Idle time before the environment hibernates (`30m`, `8h`, `2d`; 5 minutes to "
+        "7 days); the gateway's K8S_EE_HIBERNATE_AFTER when not set.",
+    )
 
     @property
     def after_seconds(self) -> float | None:
         return None if self.after is None else float(int(self.after[:-1]) * UNITS[self.after[-1]])
-
-
-class MetricsConfig(_Section):
-    enabled: StrictBool = False
-    interval: Annotated[StrictStr, _pattern(INTERVAL_PATTERN)] = "30s"
 
 
 class DatabaseConfig(BaseModel):
@@ -409,18 +490,45 @@ class DatabaseConfig(BaseModel):
 
 
 class RepoConfig(_Section):
-    project_id: Annotated[StrictStr, _pattern(PROJECT_ID_PATTERN)] = Field(alias="projectId")
-    trigger: Trigger = Trigger.AUTOMATIC
-    app: AppConfig = AppConfig()
-    image: ImageConfig = ImageConfig()
-    resources: ResourcesConfig = ResourcesConfig()
-    env: dict[EnvName, StrictStr] = Field(default_factory=dict)
-    env_from: tuple[EnvFromSource, ...] = Field(default=(), alias="envFrom")
-    writable_dirs: tuple[WritableDir, ...] = Field(default=(), alias="writableDirs")
-    databases: DatabasesConfig = DatabasesConfig()
-    ingress: IngressConfig = IngressConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    hibernation: HibernationConfig = HibernationConfig()
+    project_id: Annotated[StrictStr, _pattern(PROJECT_ID_PATTERN)] = Field(
+        alias="projectId",
+        description="The project's short name: lower-case letters, digits and `-`, at most 20; the "
+        "namespace is `{projectId}-pr-{number}`. Required.",
+    )
+    trigger: Trigger = Field(
+        default=Trigger.AUTOMATIC,
+        description="`automatic`: every pull request gets an environment; `on-demand`: only when asked "
+        "(`/deploy-preview`, or the generic trigger's deploy).",
+    )
+    app: AppConfig = Field(default=AppConfig(), description="The app.")
+    image: ImageConfig = Field(default=ImageConfig(), description="Where the app's image is.")
+    resources: ResourcesConfig = Field(
+        default=ResourcesConfig(), description="The app container's CPU and memory."
+    )
+    env: dict[EnvName, StrictStr] = Field(
+        default_factory=dict,
+        description="Variables for the app (strings: quote numbers and booleans).",
+        json_schema_extra={"additionalProperties": False},
+    )
+    env_from: tuple[EnvFromSource, ...] = Field(
+        default=(),
+        alias="envFrom",
+        description="Secrets and ConfigMaps whose keys become the app's variables.",
+    )
+    writable_dirs: tuple[WritableDir, ...] = Field(
+        default=(),
+        alias="writableDirs",
+        description="Absolute paths the app may write (each an emptyDir; the root filesystem is read-only).",
+    )
+    databases: DatabasesConfig = Field(
+        default=DatabasesConfig(),
+        description="Databases created with the environment; the app gets their connection variables.",
+    )
+    ingress: IngressConfig = Field(default=IngressConfig(), description="The preview URL.")
+    metrics: MetricsConfig = Field(default=MetricsConfig(), description="Prometheus scraping.")
+    hibernation: HibernationConfig = Field(
+        default=HibernationConfig(), description="When the environment sleeps for want of activity."
+    )
 
     def enabled_databases(self) -> list[DatabaseConfig]:
         """The enabled databases in the fixed order postgresql, mongodb, redis, minio, mariadb."""
@@ -532,13 +640,14 @@ def config_from_mapping(data: Mapping[str, Any]) -> RepoConfig:
 def _string_keys(value: Any) -> Any:
     """YAML allows `1: x` or `true: x`; keys are names here, so read them as YAML wrote them."""
     if isinstance(value, Mapping):
-        return {_key_text(key): _string_keys(item) for key, item in value.items()}
+        return {key_text(key): _string_keys(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_string_keys(item) for item in value]
     return value
 
 
-def _key_text(key: Any) -> str:
+def key_text(key: Any) -> str:
+    """A YAML key as the path names it."""
     if isinstance(key, str):
         return key
     if isinstance(key, bool):
@@ -557,7 +666,8 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _format_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location of a field as the dotted path messages show (`envFrom[0].secretRef`)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -580,8 +690,8 @@ def _problem(error: Mapping[str, Any]) -> Problem:
     if kind == "request_over_limit":
         # Raised on `resources` but about one of its fields.
         path, _, message = error["msg"].partition(": ")
-        return Problem(path=_format_path((*loc, *path.split("."))), message=message)
-    return Problem(path=_format_path(loc), message=_message(kind, loc, ctx, value, error["msg"]))
+        return Problem(path=field_path((*loc, *path.split("."))), message=message)
+    return Problem(path=field_path(loc), message=_message(kind, loc, ctx, value, error["msg"]))
 
 
 def _message(kind: str, loc: tuple[int | str, ...], ctx: Mapping[str, Any], value: Any, default: str) -> str:

@@ -198,6 +198,28 @@ class Keys:
         """The budget each host credential had left, as the worker last saw it."""
         return self._key("rate-limits")
 
+    # -- DORA (handlers/dora.py): written by the worker, read by the gateway's /metrics --
+
+    def dora_environment(self, env: str) -> str:
+        """One environment's deployments already counted, since when it fails, its lead time taken."""
+        return self._key("dora", "env", env)
+
+    def dora_deployments(self) -> str:
+        """Deployments by series and result."""
+        return self._key("dora", "deployments")
+
+    def dora_change_failures(self) -> str:
+        """Failure streaks started, by series."""
+        return self._key("dora", "change-failures")
+
+    def dora_lead_time(self) -> str:
+        """The lead-time histogram's buckets and sum, by series."""
+        return self._key("dora", "lead-time")
+
+    def dora_recovery(self) -> str:
+        """The recovery-time histogram's buckets and sum, by series."""
+        return self._key("dora", "recovery")
+
     def status_delivery(self, delivery_id: str) -> str:
         """One status-webhook delivery (handlers.status_webhooks.store)."""
         return self._key("status-webhook", delivery_id)
@@ -231,10 +253,6 @@ class Keys:
     def lifecycle_counters(self) -> str:
         """What the sweeps did, counted (`runs:sweep:ok`, `changes:resync:deployed`, ...)."""
         return self._key("lifecycle-counters")
-
-    def lifecycle_figures(self) -> str:
-        """The last sweep's count of environments by state, idle and hibernated."""
-        return self._key("lifecycle-figures")
 
     def gone_seen(self) -> str:
         """Environments a successful host read showed closed or gone, and when it first did."""

@@ -60,6 +60,11 @@ def event_job_id(event: LifecycleEvent) -> str:
     return f"event:{event.provider.value}:{event.delivery_id}"
 
 
+def replay_job_id(event: LifecycleEvent, replay: str) -> str:
+    """A job of its own for each replay of a delivery (`replay` names the replay)."""
+    return f"replay:{event.provider.value}:{event.delivery_id}:{replay}"
+
+
 def encode_event_job(event_json: bytes, enqueued_at_ms: int) -> bytes:
     """The `process_event` job of an event, as arq's worker reads it (arq.jobs.serialize_job)."""
     job: dict[str, object] = {

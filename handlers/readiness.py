@@ -86,6 +86,8 @@ class Readiness:
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
     # Told of a progress update (the comment follows it).
     on_progress: Callable[[EnvironmentStatus], Awaitable[None]] | None = None
+    # Told of each apply's outcome once it is known, deployed or failed (the DORA counts).
+    on_settled: Callable[[EnvironmentStatus], Awaitable[None]] | None = None
 
     # -- from the reconcile, which holds the environment's lock ---------------------------------
 
@@ -224,6 +226,8 @@ class Readiness:
             logger.warning("environment %s failed: %s", status.key, error)
         settled = status.model_copy(update=update)
         await self.statuses.publish(settled, self.on_change, fence)
+        if self.on_settled is not None:
+            await self.on_settled(settled)
         return settled
 
     async def _progress(self, status: EnvironmentStatus, progress: str, now: datetime, fence: Fence) -> None:

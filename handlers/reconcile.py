@@ -37,8 +37,10 @@ from handlers.config import (
     load_config,
 )
 from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
+from handlers.dora import DoraStore, Result, Series
 from handlers.forks import without_secrets
 from handlers.lifecycle.shaping import Lifecycle
+from handlers.metrics import WorkerMetrics
 from handlers.policy import deploy_commit, fork_note, gate
 from handlers.preserve import PreserveIndex
 from handlers.readiness import Readiness
@@ -117,6 +119,9 @@ class Reconciler:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Told of every state change (report back, status webhooks).
     on_change: Callable[[EnvironmentStatus, str | None], Awaitable[None]] | None = None
+    metrics: WorkerMetrics | None = None
+    # Where deployments are counted for the DORA keys (handlers/dora.py).
+    dora: DoraStore | None = None
     # How many environments may be awake at once; None: no limit, nothing counted.
     admission: Admission | None = None
     # The preserved environments' index; a destroyed environment leaves it.
@@ -174,7 +179,10 @@ class Reconciler:
         """A transient failure that outlasted every retry: the environment is failed, with why."""
         status = await self.statuses.get(str(key))
         if status is not None:
-            await self._failed(status, message)
+            failed = await self._failed(status, message)
+            _, want = await self.desired.load(key)
+            if status.state == "deploying" and want is not None:
+                await self._count_deployment(want, failed)
 
     async def _note_error(self, key: EnvKey, message: str) -> None:
         status = await self.statuses.get(str(key))
@@ -237,7 +245,11 @@ class Reconciler:
         if want.action == "destroy":
             return await self._destroy(want, status, fence)
         if want.action == "deploy":
-            return await self._deploy(want, status, fence)
+            deployed = await self._deploy(want, status, fence)
+            if deployed.state == "failed":
+                # Failed before the rollout could be followed (its k8s-ee.yaml, the apply).
+                await self._count_deployment(want, deployed)
+            return deployed
         skipped = status.model_copy(
             update={"state": "skipped", "note": want.reason, "updated_at": self.clock()}
         )
@@ -274,6 +286,50 @@ class Reconciler:
             update |= {"action": "deploy", "closed": False}
         # The host may say for the first time that the change comes from a fork.
         return gate(want.model_copy(update=update))
+
+    async def settled(self, status: EnvironmentStatus) -> None:
+        """An apply's outcome, as readiness found it (handlers/readiness.py): the rollout is up
+        (deployed) or will not be (failed)."""
+        _, want = await self.desired.load(
+            EnvKey(provider=status.provider, repository=status.repository, number=status.number)
+        )
+        if want is None or want.action != "deploy":
+            return
+        await self._count_deployment(want, status)
+        if self.metrics is not None and status.state == "deployed" and want.updated_at is not None:
+            # From the webhook that last changed what is wanted (its receipt by the gateway) to the
+            # moment the environment was found up.
+            waited = ((status.deployed_at or self.clock()) - want.updated_at).total_seconds()
+            self.metrics.webhook_to_ready.observe(max(0.0, waited))
+
+    async def _count_deployment(self, want: Desired, status: EnvironmentStatus) -> None:
+        """A deploy that ended deployed or failed is one deployment, counted once (handlers/dora.py)."""
+        if self.dora is None or status.state not in ("deployed", "failed"):
+            return
+        result: Result = "success" if status.state == "deployed" else "failure"
+        env = str(want.key)
+        first_commit = None
+        if result == "success" and await self.dora.lead_time_pending(env):
+            first_commit = await self._first_commit_at(want)
+        await self.dora.record(
+            env,
+            Series(want.provider.value, want.repository),
+            f"{status.head_sha}:{want.built_sha or ''}:{result}",
+            result,
+            status.updated_at or self.clock(),
+            first_commit,
+        )
+
+    async def _first_commit_at(self, want: Desired) -> datetime | None:
+        host = self.hosts.get(want.provider)
+        if host is None:
+            return None  # no credentials: no lead time for this change
+        try:
+            return await asyncio.to_thread(host.first_commit_at, want.repository, want.number)
+        except HostError as exc:
+            # Asked again at the next successful deployment of the change.
+            logger.warning("could not read the first commit of %s: %s", want.key, exc)
+            return None
 
     async def _read_config(self, want: Desired) -> RepoConfig:
         if want.config is not None:

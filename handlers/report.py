@@ -9,6 +9,7 @@ so two racing updates cannot both create a comment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -123,11 +124,11 @@ class Reporter:
         )
 
     async def _record_rate_limits(self, host: Host) -> None:
-        remaining = host.rate_limits()
-        if remaining:
+        budgets = host.rate_limits()
+        if budgets:
             key = self.keys.rate_limits()
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={k: str(v) for k, v in remaining.items()})
+                pipe.hset(key, mapping={k: json.dumps(v._asdict()) for k, v in budgets.items()})
                 # A budget nobody has looked at for the retention period says nothing any more.
                 pipe.pexpire(key, self.statuses.retention_ms)
                 await pipe.execute()

@@ -49,6 +49,10 @@ class WorkerSettings(Section):
     # a second to every webhook: an event job and then its reconcile job each wait for it).
     poll_delay: float = Field(0.02, gt=0, le=5)
 
+    # Where this worker serves its own Prometheus metrics (handlers/metrics.py); port 0: nowhere.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(9090, ge=0, le=65535)
+
     # Outbound status webhooks (handlers/status_webhooks): a JSON list of subscribers.
     status_webhooks: Subscribers = []
     # Let them reach loopback, private, link-local and metadata addresses (receivers inside the network).

@@ -86,6 +86,23 @@ class AppliedBy(BaseModel):
     at: datetime
 
 
+# Record where each delivery ended up. The first reconcile that applied it stays its answer, so
+# later reconciles, which list the environment's deliveries again, change nothing. What came
+# before it is not an answer yet and gives way to it: a decision's note (a chat command's, the
+# reconcile it asked for still to come), or a reconcile that only queued it for a slot.
+_LINK = """
+for _, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local provisional = current and (string.find(current, '"reconcile":null', 1, true)
+    or string.find(current, '"state":"queued"', 1, true))
+  if not current or (provisional and ARGV[3] == '1') then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  end
+end
+return 0
+"""
+
+
 # Take a namespace for an environment unless another environment owns it. An owner whose
 # claim has an expiry (it was destroyed) or whose status record is gone owns nothing any more.
 #   KEYS: namespace key    ARGV: environment, the status key stem
@@ -123,6 +140,7 @@ class StatusStore:
         self.redis = redis
         self.keys = keys
         # The delivery links' retention, and the destroyed environments'.
+        self._link = redis.register_script(_LINK)
         self.retention_ms = retention_ms
         self.environment_retention_ms = environment_retention_ms
         self._claim = redis.register_script(_CLAIM)
@@ -286,16 +304,16 @@ class StatusStore:
         )
 
     async def link(self, provider: Provider, delivery_ids: list[str], applied: AppliedBy) -> None:
+        """Record where each delivery ended up (see `_LINK`); a replay clears the record first
+        (`forget_applied`), to record anew."""
         if not delivery_ids:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in delivery_ids:
-                pipe.set(
-                    self.keys.applied(provider, delivery_id),
-                    applied.model_dump_json(),
-                    px=self.retention_ms,
-                )
-            await pipe.execute()
+        keys = [self.keys.applied(provider, delivery_id) for delivery_id in delivery_ids]
+        applies = "1" if applied.reconcile is not None else "0"
+        await self._link(keys=keys, args=[applied.model_dump_json(), self.retention_ms, applies])
+
+    async def forget_applied(self, provider: Provider, delivery_id: str) -> None:
+        await self.redis.delete(self.keys.applied(provider, delivery_id))
 
     async def applied(self, provider: Provider, delivery_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.applied(provider, delivery_id))

@@ -15,31 +15,37 @@ import contextlib
 import functools
 import logging
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from arq import Retry, func
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import Worker
+from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from handlers.admission import Admission
 from handlers.chat import Chat, Guard
 from handlers.cluster import Cluster, ClusterError, detect_cluster
-from handlers.commands import Name
+from handlers.connection import ConnectionSettings
 from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
+from handlers.dora import DoraStore
 from handlers.heartbeat import keep_beating
 from handlers.lifecycle import jobs as lifecycle_jobs
 from handlers.lifecycle.jobs import LifecycleDeps
+from handlers.metrics import WorkerMetrics
 from handlers.permissions import PermissionCache
 from handlers.policy import Decision, Rules, decide, is_activity, same_commit
 from handlers.preserve import PreserveIndex
 from handlers.queue import Job
 from handlers.readiness import Readiness
 from handlers.reconcile import TRANSIENT, Reconciler
+from handlers.redis_client import redis_client
 from handlers.render import RenderSettings
 from handlers.report import ReportBusy, Reporter
 from handlers.settings import WorkerConfig
@@ -50,6 +56,7 @@ from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
 from providers.hosts.settings import HostSettings, load_host_settings
 from providers.logs import delivery_id_var
+from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
 
@@ -70,6 +77,7 @@ class Deps:
     readiness: Readiness
     reporter: Reporter
     rules: Rules
+    metrics: WorkerMetrics
     chat: Chat
     admission: Admission
     lifecycle: LifecycleDeps
@@ -106,14 +114,14 @@ async def process_event(ctx: dict[str, Any], event_json: str) -> str:
         if event.type == EventType.COMMENT_CREATED:
             handled = await _commands(ctx, deps, event)
             if handled is not None:
-                if event.number is not None and await deps.statuses.get(event.key) is not None:
+                if event.number is not None:
+                    # A command is activity too (of an environment that exists).
                     key = EnvKey(
                         provider=event.environment_provider, repository=event.repository, number=event.number
                     )
-                    await _used(deps, key, event)
+                    if await deps.statuses.get(str(key)) is not None:
+                        await _used(deps, key, event)
                 return handled
-        if event.type in (EventType.ENV_PRESERVE, EventType.ENV_UNPRESERVE):
-            return await _preserve(ctx, deps, event)
         numbers = await _numbers(deps, event)
         outcomes = [await _apply(ctx, deps, event, number) for number in numbers]
         summary = _summary(event, outcomes)
@@ -185,18 +193,6 @@ async def _used(deps: Deps, key: EnvKey, event: LifecycleEvent) -> None:
     await deps.lifecycle.activity.touch(str(key), moment.timestamp())
 
 
-async def _preserve(ctx: dict[str, Any], deps: Deps, event: LifecycleEvent) -> str:
-    """`env.preserve` / `env.unpreserve` (the admin API, the command line): what `/preserve` and
-    `/unpreserve` do, the repository's limit included."""
-    assert event.number is not None
-    key = EnvKey(provider=event.environment_provider, repository=event.repository, number=event.number)
-    name = Name.PRESERVE if event.type == EventType.ENV_PRESERVE else Name.UNPRESERVE
-    decision = await deps.chat.act(key, event, name)
-    if await deps.statuses.get(str(key)) is not None:
-        await _used(deps, key, event)
-    return f"{key}: {decision.reason if decision else 'nothing to do'}"
-
-
 async def apply_decision(
     ctx: dict[str, Any],
     key: EnvKey,
@@ -257,24 +253,45 @@ async def enqueue_reconcile(ctx: dict[str, Any], key: EnvKey, job_id: str) -> No
 async def reconcile(ctx: dict[str, Any], key_text: str) -> str:
     deps: Deps = ctx["deps"]
     key = EnvKey.parse(key_text)
+    started = time.perf_counter()
+    outcome = "error"
     try:
-        return await deps.reconciler.reconcile(key)
+        outcome = await deps.reconciler.reconcile(key)
+        return outcome
     except LockLost:
         # Another reconcile took over while this one was paused: it stopped writing, and made a
         # new generation, which this job (or the lock's holder, before it lets go) applies.
         generation, _ = await deps.desired.load(key)
         if generation:
             await enqueue_reconcile(ctx, key, f"reconcile:{key}:{generation}")
+        outcome = "lost lock"
         return "lost the lock; queued again"
     except TRANSIENT as exc:
         tries = int(ctx.get("job_try", 1))
         if tries >= deps.settings.worker.reconcile_max_tries:
             await deps.reconciler.give_up(key, f"gave up after {tries} attempts: {exc}")
+            outcome = "gave_up"
             return "failed"
         # Exponential backoff with full jitter, capped at five minutes.
         delay = random.uniform(0, min(300.0, 2.0**tries))
         logger.warning("reconcile of %s will be retried in %.1f s: %s", key, delay, exc)
+        outcome = "retried"
         raise Retry(defer=delay) from exc
+    finally:
+        deps.metrics.reconciles.labels(_outcome_label(outcome)).inc()
+        deps.metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+# The outcomes a reconcile reports (the states it settles in, and what else it can say), so the
+# metric's label stays within a known set whatever a message says.
+_OUTCOMES = frozenset(
+    {*get_args(State), "busy", "nothing_desired", "lost_lock", "retried", "gave_up", "error"}
+)
+
+
+def _outcome_label(outcome: str) -> str:
+    label = outcome.replace(" ", "_")
+    return label if label in _OUTCOMES else "other"
 
 
 async def check_ready(ctx: dict[str, Any], key_text: str, token: str) -> str:
@@ -314,10 +331,14 @@ async def report(ctx: dict[str, Any], env: str) -> str:
     deps: Deps = ctx["deps"]
     tries = int(ctx.get("job_try", 1))
     try:
-        return await deps.reporter.report(env, datetime.now(UTC))
+        result = await deps.reporter.report(env, datetime.now(UTC))
+        if result.startswith("not reported"):  # refused for good (handlers/report.py)
+            deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
+        return result
     except ReportBusy as exc:
         raise Retry(defer=0.5) from exc
     except HostUnavailable as exc:
+        deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
         if tries >= REPORT_MAX_TRIES:
             logger.warning("giving up reporting %s after %d attempts: %s", env, tries, exc)
             return "gave up"
@@ -344,6 +365,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                 )
     redis = ctx["redis"]
     connection = settings.connection
+    # worker_settings puts this worker's metrics in ctx (run_worker serves them); a caller that
+    # builds its own ctx gets a registry of its own.
+    metrics: WorkerMetrics = ctx.setdefault("metrics", WorkerMetrics())
     desired = DesiredStore(redis, settings.keys, connection.environment_retention_ms)
     statuses = StatusStore(redis, settings.keys, connection.retention_ms, connection.environment_retention_ms)
     render = await _render_settings(settings.render, cluster)
@@ -416,6 +440,8 @@ async def startup(ctx: dict[str, Any]) -> None:
             admission=admission,
             preserved=preserved,
             lifecycle=lifecycle.hooks,
+            metrics=metrics,
+            dora=DoraStore(redis, settings.keys, connection.environment_retention_ms),
         ),
         readiness=readiness,
         rules=rules,
@@ -430,8 +456,10 @@ async def startup(ctx: dict[str, Any]) -> None:
             apply=functools.partial(apply_decision, ctx),
         ),
         admission=admission,
+        metrics=metrics,
         lifecycle=lifecycle,
     )
+    readiness.on_settled = ctx["deps"].reconciler.settled
     # Loaded once now: the first activity an event records needs no second round trip.
     await lifecycle.activity.prepare()
     if ctx.get("periodic"):
@@ -552,17 +580,25 @@ def worker_settings(
             "cluster": cluster,
             "hosts": hosts,
             "host_settings": host_settings,
+            "metrics": WorkerMetrics(),
             # This worker takes part in the lifecycle's tick (idle check, sweep, resync); tests
             # that drain the queue leave it out, and run those jobs on purpose.
             "periodic": periodic,
         },
-        "redis_settings": RedisSettings.from_dsn(settings.connection.redis_url),
+        "redis_pool": arq_pool(settings.connection),
         "queue_name": settings.connection.queue_name,
         "max_jobs": worker.max_jobs,
         "poll_delay": worker.poll_delay,
         "keep_result": 3600,
         "handle_signals": True,
     }
+
+
+def arq_pool(connection: ConnectionSettings) -> ArqRedis:
+    """arq's Redis, at one address or wherever Sentinel says the master is (handlers/redis_client.py)."""
+    pool = redis_client(connection, ArqRedis, socket_connect_timeout=connection.redis_timeout)
+    pool.default_queue_name = connection.queue_name
+    return pool
 
 
 def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
@@ -572,7 +608,43 @@ def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
     cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
     logger.info(explanation)
     try:
-        Worker(**worker_settings(settings, cluster=cluster, host_settings=host_settings)).run()
+        options = worker_settings(settings, cluster=cluster, host_settings=host_settings)
+        if worker.worker_metrics_port:
+            # Its own thread, so a scrape never waits for the event loop (or a long job on it).
+            start_http_server(
+                worker.worker_metrics_port,
+                worker.worker_metrics_host,
+                registry=options["ctx"]["metrics"].registry,
+            )
+            logger.info(
+                "metrics on http://%s:%d/metrics", worker.worker_metrics_host, worker.worker_metrics_port
+            )
+        # arq's worker takes the loop current when it is built: wait for Redis on that one.
+        asyncio.set_event_loop(loop := asyncio.new_event_loop())
+        loop.run_until_complete(wait_for_redis(options["redis_pool"]))
+        Worker(**options).run()
     finally:
         cluster.close()
     return 0
+
+
+# A worker that starts with its Redis (a first install, a node restart) waits for it this long
+# before giving up, rather than exiting at once into the kubelet's growing restart back-off.
+REDIS_START_WAIT_S = 60.0
+
+
+async def wait_for_redis(redis: ArqRedis, budget: float = REDIS_START_WAIT_S) -> None:
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            await redis.ping()
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "Redis does not answer yet (%s); trying again in %.1f s", type(exc).__name__, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

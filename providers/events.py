@@ -47,9 +47,6 @@ class EventType(StrEnum):
     ENV_DESTROY = "env.destroy"
     ENV_HIBERNATE = "env.hibernate"
     ENV_WAKE = "env.wake"
-    # Keep the environment past its TTL and past its close, for the default time (renewable).
-    ENV_PRESERVE = "env.preserve"
-    ENV_UNPRESERVE = "env.unpreserve"
 
 
 class EventSource(StrEnum):
@@ -107,8 +104,6 @@ NUMBERED = frozenset(
         EventType.ENV_DESTROY,
         EventType.ENV_HIBERNATE,
         EventType.ENV_WAKE,
-        EventType.ENV_PRESERVE,
-        EventType.ENV_UNPRESERVE,
     }
 )
 
@@ -154,13 +149,19 @@ class LifecycleEvent(BaseModel):
     # Whose environment the event acts on when it is not the sender's own: the generic
     # trigger may name a code host to act on its environment of the same repository and number.
     target_provider: Provider | None = None
+    # Sent by the gateway's operator through the admin API, not by a code host: the chat commands
+    # it carries run without asking the host about their author, as the generic trigger's do.
+    operator: bool = False
 
     @model_serializer(mode="wrap")
     def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Only a generic trigger that names a provider has one: other events look as they always did.
+        # Only a generic trigger that names a provider has a target, only the admin API's events are
+        # the operator's: every other event looks as it always did.
         data: dict[str, object] = handler(self)
         if data.get("target_provider") is None:
             data.pop("target_provider", None)
+        if not data.get("operator"):
+            data.pop("operator", None)
         return data
 
     @property

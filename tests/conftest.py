@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,21 @@ def worker_config(tmp_path: Path, redis_server: RedisServer) -> WorkerConfig:
         lock_ttl=3,
         reconcile_max_tries=3,
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `after_all_others` read what the others did (tests/install/test_rbac.py)."""
+    last = [item for item in items if item.get_closest_marker("after_all_others")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With K8S_EE_KUBE_REQUEST_LOG set, write every request the test API servers received
+    (tests/install/test_rbac.py runs the end-to-end suites this way when they are not part of
+    its own session)."""
+    target = os.environ.get("K8S_EE_KUBE_REQUEST_LOG")
+    if target:
+        from tests.fakes.kubeapi.controls import SESSION_REQUESTS
+
+        Path(target).write_text(json.dumps(sorted(SESSION_REQUESTS)))

@@ -11,8 +11,6 @@ installation however many workers there are, and they survive restarts.
 - changes:   `k8s_ee_sweep_changes_total{kind, action}`: what the run changed (`created`,
              `deployed`, `destroyed`, `ttl_destroyed`, `hibernated`, `warned`, `preserve_expired`,
              `orphan_deleted`, ...);
-- figures:   the environments by state, the idle ones and how many of those are hibernated, as
-             the last sweep counted them.
 """
 
 from __future__ import annotations
@@ -68,17 +66,6 @@ class LifecycleCounters:
     async def read(self) -> dict[tuple[str, ...], int]:
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.lifecycle_counters())  # type: ignore[misc]
         return {tuple(k.decode().split("|")): int(v) for k, v in raw.items()}
-
-    async def save_figures(self, figures: Mapping[str, float]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.lifecycle_figures())
-            pipe.hset(self.keys.lifecycle_figures(), mapping={k: str(v) for k, v in figures.items()})
-            pipe.pexpire(self.keys.lifecycle_figures(), self.ttl_ms)
-            await pipe.execute()
-
-    async def figures(self) -> dict[str, float]:
-        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.lifecycle_figures())  # type: ignore[misc]
-        return {k.decode(): float(v) for k, v in raw.items()}
 
 
 class Tally:

@@ -243,7 +243,6 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
             warn=lambda env, kind, deadline, text: deps.notices.warn(deps.arq, env, kind, deadline, text),
             unpreserve=deps.preserved.release if deps.preserved is not None else None,
             ttl_s=settings.ttl,
-            idle_s=settings.hibernate_after,
             interval_s=settings.sweep_interval,
         )
         tally = await sweep.run()
@@ -259,7 +258,6 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
             )
             await closed.run(found)
         await _record(deps, "sweep", tally)
-        await deps.counters.save_figures(sweep.figures)
         return _summary(tally)
 
     return await deps.runs.locked("sweep", body) or "skipped: another worker is sweeping"

@@ -109,12 +109,13 @@ class Pass:
                 self.left.extend(repos[index:])
                 return
             budgets = host.rate_limits()
-            if budgets and min(budgets.values()) < BUDGET_RESERVE:
+            least = min((budget.remaining for budget in budgets.values()), default=None)
+            if least is not None and least < BUDGET_RESERVE:
                 left = len(repos) - index
                 logger.warning(
                     "resync: %s has %d requests left; %d repositories wait for the next pass",
                     provider.value,
-                    int(min(budgets.values())),
+                    int(least),
                     left,
                 )
                 self.tally.change("deferred", left)

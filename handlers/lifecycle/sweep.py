@@ -18,14 +18,12 @@ with a desired state:
   the generic trigger, it is kept and counted: nothing is deleted that could not be checked.
 - **Hibernated PostgreSQL**: an environment asleep whose CloudNativePG cluster was not healthy
   enough to hibernate is reconciled again, so its comment follows what the operator did.
-- **Figures**: environments by state, and how many idle ones are hibernated (for /metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,17 +75,12 @@ class Sweep:
     # Take an environment whose preservation ended out of the preserve index (None: no index).
     unpreserve: Callable[[EnvKey], Awaitable[None]] | None
     ttl_s: float
-    idle_s: float
     interval_s: float
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     tally: Tally = field(default_factory=Tally)
-    figures: dict[str, float] = field(default_factory=dict)
 
     async def run(self) -> Tally:
         envs = await self._envs()
-        states: Counter[str] = Counter()
-        idle_awake = 0
-        hibernated = 0
         for start in range(0, len(envs), BATCH):
             batch = envs[start : start + BATCH]
             desired, statuses, last = await self._read(batch)
@@ -98,22 +91,10 @@ class Sweep:
                 activity = last.get(env)
                 if activity is None:
                     activity = await self._seed(env, want, status)
-                if status is not None:
-                    states[status.state] += 1
-                    if status.state == "hibernated":
-                        hibernated += 1
-                    elif status.state == "deployed" and self.idle_s and self._now - activity >= self.idle_s:
-                        idle_awake += 1
                 await self._preserve(env, want)
                 await self._ttl(env, want, activity)
                 await self._postgres(env, want, status)
         await self._orphans()
-        self.figures = {
-            **{f"state|{state}": float(n) for state, n in states.items()},
-            "idle|awake": float(idle_awake),
-            "idle|hibernated": float(hibernated),
-            "at": self._now,
-        }
         return self.tally
 
     @property

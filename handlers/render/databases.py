@@ -218,23 +218,15 @@ def _mongodb(ctx: Context, db: DatabaseConfig) -> list[Manifest]:
             "metadata": ctx.metadata(MONGODB_SERVICE_ACCOUNT, labels=labels),
         },
         {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": ctx.metadata(MONGODB_SERVICE_ACCOUNT, labels=labels),
-            # What the agent's readiness probe needs: its automation config and its pod.
-            "rules": [
-                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch", "delete"]},
-            ],
-        },
-        {
+            # Binds the installation's ClusterRole for the agent (secrets get; pods get, patch,
+            # delete), in this namespace only: see RenderSettings.mongodb_cluster_role.
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": ctx.metadata(MONGODB_SERVICE_ACCOUNT, labels=labels),
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": MONGODB_SERVICE_ACCOUNT,
+                "kind": "ClusterRole",
+                "name": ctx.settings.mongodb_cluster_role,
             },
             "subjects": [{"kind": "ServiceAccount", "name": MONGODB_SERVICE_ACCOUNT}],
         },

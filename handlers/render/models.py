@@ -147,6 +147,11 @@ class RenderSettings(Section):
     # The tiny image the app's wait-for-<db> init containers run (sh and nc).
     wait_image: str = "busybox:1.36"
     dashboard_url: str | None = None
+    # The ClusterRole the MongoDB agent's ServiceAccount is bound to in each namespace (what its
+    # readiness probe needs). A ClusterRole the installation provides (the Helm chart makes it)
+    # rather than a Role the worker writes: writing a Role with rules the worker does not hold
+    # itself would need `escalate`; binding this one role needs only `bind` on its name.
+    mongodb_cluster_role: str = Field("k8s-ee-mongodb-database", min_length=1, max_length=253)
 
     @field_validator(
         "ingress_annotations",

@@ -16,8 +16,9 @@ synchronous, as the SDKs are; the worker runs them in a thread.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -83,6 +84,27 @@ class ListedChange(ChangeState):
     number: int
 
 
+class Budget(NamedTuple):
+    """What a credential had left of its rate-limit window, and the window's size when the host
+    says it (so "below 10%" can be told)."""
+
+    remaining: float
+    limit: float | None = None
+
+
+def earliest(stamps: Iterable[object]) -> datetime | None:
+    """The earliest of ISO-8601 times as hosts write them (`Z` or an offset); others are skipped."""
+    found: list[datetime] = []
+    for stamp in stamps:
+        if isinstance(stamp, str):
+            try:
+                moment = datetime.fromisoformat(stamp)
+            except ValueError:
+                continue
+            found.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return min(found) if found else None
+
+
 class HostError(Exception):
     """A call to a code host failed. The message is safe to show: it never holds a secret."""
 
@@ -132,6 +154,12 @@ class Host(Protocol):
         """The file's text at `ref`; None when there is no such file there."""
         ...
 
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        """When the change's first commit was written: the earliest author date of its commits
+        (a rebase rewrites committer dates, not author dates); None when it lists none. Asked
+        once per change, for the DORA lead time (handlers/dora.py)."""
+        ...
+
     def upsert_comment(
         self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
     ) -> str:
@@ -169,7 +197,7 @@ class Host(Protocol):
         return the reply's id."""
         ...
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         """The request budget each credential had left when the host last said so, keyed
         `"{provider}:{credential}"` (never a secret: "token", or a GitHub App installation id)."""
         ...

@@ -20,6 +20,7 @@ credentials need admin on the repository for commands to be obeyed. The gateway 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -28,7 +29,16 @@ from atlassian.bitbucket.cloud import Cloud
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, Identity, ListedChange, NotFound, Permission
+from providers.hosts.base import (
+    Budget,
+    ChangeState,
+    HostError,
+    Identity,
+    ListedChange,
+    NotFound,
+    Permission,
+    earliest,
+)
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -129,6 +139,14 @@ class BitbucketCloudHost:
         return self._request(
             lambda: [_change(p) for p in self._pages(endpoint, params)],
             f"the open pull requests of {repository}",
+        )
+
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+        endpoint = f"{_repository_path(repository)}/pullrequests/{number}/commits"
+        # Newest first: every page is read to reach the first commit.
+        return self._request(
+            lambda: earliest(c.get("date") for c in self._pages(endpoint, {"pagelen": 100})), what
         )
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
@@ -232,7 +250,7 @@ class BitbucketCloudHost:
 
         return self._request(write, f"a reply on pull request {repository}#{number}", write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:

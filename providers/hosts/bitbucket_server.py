@@ -32,7 +32,15 @@ from atlassian import Bitbucket
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, Identity, ListedChange, NotFound, Permission
+from providers.hosts.base import (
+    Budget,
+    ChangeState,
+    HostError,
+    Identity,
+    ListedChange,
+    NotFound,
+    Permission,
+)
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
@@ -118,6 +126,22 @@ class BitbucketServerHost:
             return [_change(p) for p in pulls if isinstance(p, dict)]
 
         return self._request(read, f"the open pull requests of {repository}")
+
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+        key, slug = _key_and_slug(repository)
+
+        def read() -> datetime | None:
+            # Newest first, paged: every page is read to reach the first commit. Epoch ms.
+            stamps = [
+                c.get("authorTimestamp")
+                for c in self._server.get_pull_requests_commits(key, slug, number, limit=100)
+                if isinstance(c, dict)
+            ]
+            found = [s for s in stamps if isinstance(s, int)]
+            return datetime.fromtimestamp(min(found) / 1000, UTC) if found else None
+
+        return self._request(read, what)
 
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
@@ -237,7 +261,7 @@ class BitbucketServerHost:
 
         return self._request(write, f"a reply on pull request {repository}#{number}", write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:

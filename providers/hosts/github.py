@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from pydantic import SecretStr
 
 from providers.events import Provider
 from providers.hosts.base import (
+    Budget,
     ChangeState,
     HostError,
     HostUnavailable,
@@ -231,6 +233,18 @@ class GitHubHost:
 
         return self._call(repository, f"the open pull requests of {repository}", read)
 
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of pull request {repository}#{number}"
+
+        def read(repo: Repository) -> datetime | None:
+            # Every page (at most 250 commits): a rebased or cherry-picked commit keeps its
+            # author date wherever it sits in the list.
+            commits = repo.get_pull(number).get_commits()
+            dates = [c.commit.author.date for c in commits if c.commit.author and c.commit.author.date]
+            return min(dates) if dates else None
+
+        return self._call(repository, what, read)
+
     def read_file(self, repository: str, path: str, ref: str) -> str | None:
         what = f"{path} at {ref} in {repository}"
 
@@ -360,7 +374,7 @@ class GitHubHost:
 
         return self._call(repository, f"a reply on pull request {repository}#{number}", write, write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:
@@ -453,11 +467,11 @@ class GitHubHost:
             )
         if client is None:
             return
-        remaining, _limit = client.requester.rate_limiting
+        remaining, limit = client.requester.rate_limiting
         if remaining >= 0:
             reset = client.requester.rate_limiting_resettime
             key = "token" if self._github is not None else str(installation_id)
-            self._pacer.record(key, remaining, reset or None)
+            self._pacer.record(key, remaining, reset or None, limit)
 
     def _client(self, repository: str) -> Github:
         if self._github is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import gitlab
@@ -29,7 +30,17 @@ from gitlab.v4.objects import Project, ProjectEnvironment
 from pydantic import SecretStr
 
 from providers.events import Provider
-from providers.hosts.base import ChangeState, HostError, Identity, Level, ListedChange, NotFound, Permission
+from providers.hosts.base import (
+    Budget,
+    ChangeState,
+    HostError,
+    Identity,
+    Level,
+    ListedChange,
+    NotFound,
+    Permission,
+    earliest,
+)
 from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
 from providers.hosts.pacer import Pacer
 from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
@@ -120,6 +131,17 @@ class GitLabHost:
                 state = change_state(attributes, what)
                 found.append(ListedChange(**state.model_dump(), number=int(attributes["iid"])))
             return found
+
+        return self._call(repository, what, read)
+
+    def first_commit_at(self, repository: str, number: int) -> datetime | None:
+        what = f"commits of merge request {repository}!{number}"
+
+        def read(project: Project) -> datetime | None:
+            # Newest first: every page is read to reach the first commit.
+            mr = project.mergerequests.get(number, lazy=True)
+            commits = mr.commits(get_all=True, per_page=100, **_CALL)
+            return earliest(commit.attributes.get("authored_date") for commit in commits)
 
         return self._call(repository, what, read)
 
@@ -236,7 +258,7 @@ class GitLabHost:
 
         return self._call(repository, f"a reply on merge request {repository}!{number}", write, write=True)
 
-    def rate_limits(self) -> dict[str, float]:
+    def rate_limits(self) -> dict[str, Budget]:
         return self._pacer.budgets()
 
     def close(self) -> None:
@@ -306,10 +328,14 @@ class GitLabHost:
         return self._pacer.run("token", lambda: self._attempt(repository, what, call, write), write=write)
 
     def _attempt(self, repository: str, what: str, call: Callable[[Project], T], write: bool) -> T:
+        return self._guard(what, write, lambda: call(self._gitlab.projects.get(repository, lazy=True)))
+
+    def _guard(self, what: str, write: bool, call: Callable[[], T]) -> T:
+        """Run one call, turning what python-gitlab and requests raise into host errors."""
         action = "writing" if write else "reading"
         self._last.headers = None
         try:
-            return call(self._gitlab.projects.get(repository, lazy=True))
+            return call()
         except GitlabError as exc:
             # GitLab's messages start with the status ("404 Project Not Found"): say it once.
             detail = redact(str(exc.error_message), self._secrets).removeprefix(f"{exc.response_code} ")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from providers.hosts.base import HostUnavailable
+from providers.hosts.base import Budget, HostUnavailable
 from providers.hosts.http import HttpPolicy
 
 T = TypeVar("T")
@@ -36,17 +36,19 @@ class Pacer:
         self.name = name
         self.policy = policy
         self._lock = threading.Lock()
-        self._remaining: dict[str, float] = {}
+        self._remaining: dict[str, Budget] = {}
         self._until: dict[str, float] = {}  # credential key -> time.monotonic() the hold ends
 
-    def budgets(self) -> dict[str, float]:
+    def budgets(self) -> dict[str, Budget]:
         with self._lock:
             return {f"{self.provider}:{key}": value for key, value in self._remaining.items()}
 
-    def record(self, key: str, remaining: float, reset_at: float | None = None) -> None:
+    def record(
+        self, key: str, remaining: float, reset_at: float | None = None, limit: float | None = None
+    ) -> None:
         """The host's last word on the budget; a spent one holds calls until `reset_at` (epoch s)."""
         with self._lock:
-            self._remaining[key] = float(remaining)
+            self._remaining[key] = Budget(float(remaining), float(limit) if limit and limit > 0 else None)
         if remaining <= 0 and reset_at is not None:
             self.hold(key, reset_at - time.time())
 
@@ -61,7 +63,7 @@ class Pacer:
                 # GitLab and GitHub send epoch seconds; the IETF draft's form is seconds from now.
                 if reset is not None and reset < 1_000_000_000:
                     reset += time.time()
-                self.record(key, remaining, reset)
+                self.record(key, remaining, reset, _number(lowered.get(prefix + "limit")))
                 return
 
     def hold(self, key: str, seconds: float) -> None:

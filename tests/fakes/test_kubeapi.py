@@ -657,6 +657,7 @@ def test_http_controls(kube: KubeAPIServer, core: client.CoreV1Api, namespace: s
 
     code, requests = control(url, "GET", "/_test/requests")
     assert requests["items"][-1].pop("at") > 0
+    assert requests["items"][-1].pop("user_agent").startswith("OpenAPI-Generator/")
     assert requests["items"][-1] == {
         "method": "GET",
         "path": "/api/v1/namespaces",

@@ -27,7 +27,17 @@ from handlers.cluster.kubernetes import ANNOTATION_APPLIED_OBJECTS, KubernetesCl
 from handlers.cluster.retry import RetryPolicy
 from tests.fakes.kubeapi import Fault, KubeAPIServer
 from tests.support.loopback_server import LoopbackServer, QuietHandler
-from tests.support.manifests import NS, REPO, b64, environment, labels, namespace_manifest, obj, rendered
+from tests.support.manifests import (
+    NS,
+    REPO,
+    b64,
+    environment,
+    labels,
+    namespace_manifest,
+    obj,
+    rendered,
+    rendered_config,
+)
 
 APPLY = "application/apply-patch+yaml"
 FAST = RetryPolicy(attempts=4, budget=10.0, base_delay=0.01, max_delay=0.05)
@@ -828,7 +838,6 @@ def test_rendered_environment_applies_reapplies_and_prunes(
     assert stored == kept - {("Namespace", namespace)}
     assert {ref.kind for ref in result.pruned} >= {
         "MongoDBCommunity",
-        "Role",
         "RoleBinding",
         "Tenant",
         "Secret",
@@ -925,3 +934,66 @@ def test_manifests_passed_in_are_not_changed(cluster: KubernetesCluster) -> None
     original = copy.deepcopy(manifests)
     run(cluster.apply(NS, REPO, manifests))
     assert manifests == original
+
+
+def test_every_kind_a_config_can_leave_out_is_pruned(cluster: KubernetesCluster, kube: KubeAPIServer) -> None:
+    """Apply everything a k8s-ee.yaml can ask for, then the least: whatever kind the second leaves
+    out is deleted (so the chart's RBAC is checked against every deletion the worker can make)."""
+
+    databases = {name: True for name in ("postgresql", "mongodb", "redis", "minio", "mariadb")}
+    everything = rendered_config({"projectId": "shop", "databases": databases, "metrics": {"enabled": True}})
+    least = rendered_config({"projectId": "shop", "ingress": {"enabled": False}})
+    namespace = everything[0]["metadata"]["name"]
+    run(cluster.apply(namespace, "Acme/Shop", everything))
+    result = run(cluster.apply(namespace, "Acme/Shop", least))
+    kinds = {m["kind"] for m in everything} - {m["kind"] for m in least}
+    assert kinds >= {"Cluster", "MongoDBCommunity", "Tenant", "Ingress", "ServiceMonitor", "RoleBinding"}
+    assert {ref.kind for ref in result.pruned} >= kinds
+    # What is left is what the least config applies (and what controllers made of it: pods).
+    stored = {(o["kind"], o["metadata"]["name"]) for o in kube.objects(namespace=namespace)}
+    assert not {kind for kind, _ in stored} & kinds
+    assert {(m["kind"], m["metadata"]["name"]) for m in least[1:]} <= stored
+
+
+def test_adoption_hands_over_every_kind_and_deletes_a_leftover_of_each(
+    cluster: KubernetesCluster, kube: KubeAPIServer
+) -> None:
+    """A first edition's namespace holding a leftover of every kind: adoption reads every object
+    it renders to hand it over, and deletes each leftover (so the chart's RBAC is checked against
+    every read and deletion adoption can make)."""
+    databases = {name: True for name in ("postgresql", "mongodb", "redis", "minio", "mariadb")}
+    everything = rendered_config({"projectId": "shop", "databases": databases, "metrics": {"enabled": True}})
+    namespace, repository = everything[0]["metadata"]["name"], "Acme/Shop"
+    kube.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": namespace,
+                "labels": {naming.LABEL_MANAGED_BY: "github-actions"},
+                "annotations": {naming.ANNOTATION_REPOSITORY: repository},
+            },
+        },
+        manager="kubectl-client-side-apply",
+    )
+    # A Role too: the first edition's MongoDB agent had one (this gateway binds a ClusterRole).
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "agent"},
+        "rules": [],
+    }
+    leftovers = [*copy.deepcopy(everything[1:]), role]
+    for legacy in leftovers:
+        metadata = legacy["metadata"]
+        metadata.update(namespace=namespace, name=f"legacy-{metadata['name']}"[:63])
+        metadata.setdefault("labels", {}).update(naming.common_labels("shop", 42))
+        first_edition(kube, legacy)
+
+    result = run(cluster.apply(namespace, repository, everything))
+
+    assert result.adopted
+    assert {ref.kind for ref in result.pruned if ref.name.startswith("legacy-")} == {
+        m["kind"] for m in leftovers
+    }
+    assert not [o for o in kube.objects(namespace=namespace) if o["metadata"]["name"].startswith("legacy-")]

@@ -284,7 +284,6 @@ def test_apply_order_everything() -> None:
         ("Secret", "app-mariadb-credentials"),
         ("Cluster", "app-postgresql"),
         ("ServiceAccount", "mongodb-database"),
-        ("Role", "mongodb-database"),
         ("RoleBinding", "mongodb-database"),
         ("MongoDBCommunity", "app-mongodb"),
         ("Deployment", "app-redis"),
@@ -958,9 +957,15 @@ def test_mongodb_community() -> None:
     assert set(claims) == {"data-volume", "logs-volume"}
     # The service account the operator runs the pods under, with what its agent needs.
     assert find(manifests, "ServiceAccount", "mongodb-database")
-    assert find(manifests, "RoleBinding", "mongodb-database")["subjects"] == [
-        {"kind": "ServiceAccount", "name": "mongodb-database"}
-    ]
+    binding = find(manifests, "RoleBinding", "mongodb-database")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mongodb-database"}]
+    # The installation's ClusterRole, bound in this namespace: the worker writes no Role.
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "k8s-ee-mongodb-database",
+    }
+    assert not [m for m in manifests if m["kind"] == "Role"]
 
 
 def test_minio_tenant_and_its_credentials() -> None:

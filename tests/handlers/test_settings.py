@@ -41,6 +41,7 @@ RENDER_VALUES: dict[str, tuple[str, Any]] = {
     "image_registry": ("registry.example.org/team", "registry.example.org/team"),
     "wait_image": ("busybox:1.37", "busybox:1.37"),
     "dashboard_url": ("https://grafana.example.org/d/x", "https://grafana.example.org/d/x"),
+    "mongodb_cluster_role": ("previews-mongodb-agent", "previews-mongodb-agent"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -283,3 +283,23 @@ def test_server_fake_pages_with_next_page_start(server: FakeBitbucketServer) -> 
     assert [pull["id"] for pull in pulls] == [5, 4, 3, 2, 1]
     assert [r.query.get("start") for r in server.requests] == [None, "2", "4"]
     client.close()
+
+
+def test_cloud_first_commit_at_follows_next_links(cloud: FakeBitbucketCloud) -> None:
+    start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+    commits = [(fake_sha(f"c{i}"), start + timedelta(minutes=i)) for i in range(130)]
+    cloud.add_pull_request(CLOUD_REPO, 5, commits=commits)
+    host = cloud_host(cloud)
+    assert host.first_commit_at(CLOUD_REPO, 5) == start
+    with pytest.raises(NotFound):
+        host.first_commit_at(CLOUD_REPO, 6)
+
+
+def test_server_first_commit_at_reads_every_page(server: FakeBitbucketServer) -> None:
+    start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+    commits = [(fake_sha(f"c{i}"), start + timedelta(minutes=i)) for i in range(230)]
+    server.add_pull_request(SERVER_REPO, 5, commits=commits)
+    host = server_host(server)
+    assert host.first_commit_at(SERVER_REPO, 5) == start
+    with pytest.raises(NotFound):
+        host.first_commit_at(SERVER_REPO, 6)

@@ -454,3 +454,18 @@ def test_fake_sends_rate_limit_headers(fake: FakeGitHub) -> None:
     assert (remaining, limit) == (4999, 5000)
     assert client.rate_limiting_resettime > time.time()
     client.close()
+
+
+def test_first_commit_at_is_the_earliest_author_date(fake: FakeGitHub) -> None:
+    start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+    # 40 commits (two pages of 30), and a rebased one on the second page whose author date is
+    # the earliest.
+    commits = [(fake_sha(f"c{i}"), start + timedelta(hours=i)) for i in range(40)]
+    commits[35] = (commits[35][0], start - timedelta(days=2))
+    fake.add_pull(REPO, 7, commits=commits)
+    fake.add_pull(REPO, 8)
+    host = host_for(fake)
+    assert host.first_commit_at(REPO, 7) == start - timedelta(days=2)
+    assert host.first_commit_at(REPO, 8) == fake.repos[REPO].pulls[8].created_at
+    with pytest.raises(NotFound):
+        host.first_commit_at(REPO, 9)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gitlab
@@ -191,3 +191,14 @@ def test_fake_paginates_like_gitlab(fake: FakeGitLab) -> None:
     opened = project.mergerequests.list(get_all=True, state="opened")
     assert [mr.iid for mr in opened] == [5, 3, 1]
     client.session.close()
+
+
+def test_first_commit_at_reads_every_page_of_the_newest_first_list(fake: FakeGitLab) -> None:
+    start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+    # 150 commits: GitLab lists them newest first, so the first is on the last page.
+    commits = [(fake_sha(f"c{i}"), start + timedelta(minutes=i)) for i in range(150)]
+    fake.add_merge_request(PROJECT, 3, commits=commits)
+    host = host_for(fake)
+    assert host.first_commit_at(PROJECT, 3) == start
+    with pytest.raises(NotFound):
+        host.first_commit_at(PROJECT, 4)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.base import Budget, Host, HostUnavailable
 from providers.hosts.bitbucket_cloud import BitbucketCloudHost
 from providers.hosts.bitbucket_server import BitbucketServerHost
 from providers.hosts.http import HttpPolicy
@@ -237,7 +237,7 @@ def test_cloud_rate_limits_follow_the_remaining_header_when_present(cloud: FakeB
 
     cloud.add_fault(None, method="PUT", headers={"X-RateLimit-Remaining": "42"})
     host.upsert_comment(CLOUD_REPO, 5, body("y"), MARKER)
-    assert host.rate_limits() == {"bitbucket-cloud:token": 42.0}
+    assert host.rate_limits() == {"bitbucket-cloud:token": Budget(42.0, 1000.0)}
 
 
 # == Bitbucket Data Center ======================================================================
@@ -410,4 +410,4 @@ def test_server_rate_limits_follow_the_remaining_header(server: FakeBitbucketSer
 
     server.add_fault(None, headers={"X-RateLimit-Remaining": "57"})
     host.upsert_comment(SERVER_REPO, 5, body("x"), MARKER)
-    assert host.rate_limits() == {"bitbucket-server:token": 57.0}
+    assert host.rate_limits() == {"bitbucket-server:token": Budget(57.0, None)}

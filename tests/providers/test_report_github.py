@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.base import Budget, Host, HostUnavailable
 from providers.hosts.github import GitHubHost
 from providers.hosts.http import HttpPolicy
 from providers.hosts.reporting import MARKER, STATUS_CONTEXT
@@ -232,17 +232,17 @@ def test_rate_limits_follow_the_headers(fake: FakeGitHub) -> None:
     fake.rate_remaining = 1234
 
     host.upsert_comment(REPO, 5, body("x"), MARKER)
-    assert host.rate_limits() == {"github:token": 1232.0}  # a GET and a POST
+    assert host.rate_limits() == {"github:token": Budget(1232.0, 5000.0)}  # a GET and a POST
 
     host.upsert_comment(REPO, 5, body("y"), MARKER, known_id=str(fake.comments(REPO, 5)[0].id))
-    assert host.rate_limits() == {"github:token": 1231.0}
+    assert host.rate_limits() == {"github:token": Budget(1231.0, 5000.0)}
 
 
 def test_a_spent_budget_holds_back_calls_until_its_reset(fake: FakeGitHub) -> None:
     fake.rate_remaining = 2
     host = host_for(fake)
     host.upsert_comment(REPO, 5, body("x"), MARKER)
-    assert host.rate_limits() == {"github:token": 0.0}
+    assert host.rate_limits() == {"github:token": Budget(0.0, 5000.0)}
     fake.reset_requests()
 
     with pytest.raises(HostUnavailable) as raised:

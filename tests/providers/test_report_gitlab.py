@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from providers.hosts.base import Host, HostUnavailable
+from providers.hosts.base import Budget, Host, HostUnavailable
 from providers.hosts.gitlab import GitLabHost
 from providers.hosts.http import HttpPolicy
 from providers.hosts.reporting import MARKER, STATUS_CONTEXT
@@ -169,7 +169,7 @@ def test_rate_limits_follow_the_headers(fake: FakeGitLab) -> None:
 
     fake.set_rate_limit(600, remaining=100)
     host.upsert_comment(PROJECT, 5, body("y"), MARKER)
-    assert host.rate_limits() == {"gitlab:token": 98.0}
+    assert host.rate_limits() == {"gitlab:token": Budget(98.0, 600.0)}
 
 
 def test_a_spent_budget_holds_back_calls_until_its_reset(fake: FakeGitLab) -> None:
@@ -177,7 +177,7 @@ def test_a_spent_budget_holds_back_calls_until_its_reset(fake: FakeGitLab) -> No
     host = host_for(fake)
 
     host.change(PROJECT, 5)  # spends the last request
-    assert host.rate_limits() == {"gitlab:token": 0.0}
+    assert host.rate_limits() == {"gitlab:token": Budget(0.0, 600.0)}
     fake.reset_requests()
 
     with pytest.raises(HostUnavailable, match="pause") as raised:

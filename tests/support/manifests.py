@@ -101,7 +101,12 @@ def environment(mongodb: bool = True, name: str = NS, repository: str = REPO) ->
 
 
 def rendered(databases: dict[str, bool], passwords: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    config = config_from_mapping({"projectId": "shop", "databases": databases})
+    return rendered_config({"projectId": "shop", "databases": databases}, passwords)
+
+
+def rendered_config(mapping: dict[str, Any], passwords: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The environment of change Acme/Shop#42 for a k8s-ee.yaml given as a mapping."""
+    config = config_from_mapping(mapping)
     target = RenderTarget(
         provider=Provider.GITHUB,
         repository="Acme/Shop",

@@ -33,10 +33,13 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, *extra: str, password: str | None = None) -> None:
+        """`extra` arguments go to redis-server (`--replicaof`, `--requirepass` ...)."""
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="k8s-ee-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra = extra
+        self.password = password
 
     @property
     def url(self) -> str:
@@ -58,11 +61,12 @@ class RedisServer:
                 self.dir,
                 "--protected-mode",
                 "no",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
+        client = self.client()
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -82,7 +86,7 @@ class RedisServer:
             self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+        return redis.Redis(port=self.port, password=self.password)
 
     def cleanup(self) -> None:
         self.stop()

@@ -3,7 +3,8 @@
 One module per host (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_server`), each a small
 router of handler functions over an in-memory state; `base` holds the server, the request log and
 fault injection they share. What is written back on changes (comments, deployments, environments,
-statuses) lives in each host's `*_writes` module, mixed into its fake. To serve more of an API,
+statuses) lives in each host's `*_writes` module, and its webhooks (hooks, delivery logs,
+redelivery) in its `*_hooks` module, both mixed into its fake. To serve more of an API,
 add a handler and a `router.add` line in that host's `routes()` (or `write_routes()`).
 """
 

@@ -38,11 +38,15 @@ from tests.support.loopback_server import KeepAliveHandler, LoopbackServer, Trac
 class Failure(Exception):
     """Raised by a handler: answered in the host's own error shape."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None, body: Any = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        # The whole answer, when the host's usual error shape is not what it sends here.
+        self.body = body
 
 
 @dataclass
@@ -379,7 +383,10 @@ class FakeHost:
             handler, request.params = found
             return handler(request)
         except Failure as failure:
-            response = self.error(failure.status, failure.message)
+            if failure.body is not None:
+                response = Response(failure.status, failure.body)
+            else:
+                response = self.error(failure.status, failure.message)
             response.headers.update(failure.headers)
             return response
 

@@ -7,7 +7,7 @@ endpoint resolves a hash prefix to the full commit. Lists are paged with `page` 
 to an access token carry `X-RateLimit-Limit`, `-Resource` and `-NearLimit` (Bitbucket sends no
 remaining count: a test adds `X-RateLimit-Remaining` with a fault's headers), and a spent budget
 answers 429. Comments (and replies to them) and build statuses are served by
-`bitbucket_cloud_writes`.
+`bitbucket_cloud_writes`; repository and workspace hooks by `bitbucket_cloud_hooks`.
 
 Accounts and access: each credential acts as an account (`GET /user`; an access token as its own
 bot account, which is how the docs say it appears in API answers). A user's permission on a
@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of, parse_authorization
+from .bitbucket_cloud_hooks import BitbucketCloudHooks, CloudHook
 from .bitbucket_cloud_writes import BitbucketCloudWrites, BuildStatus, CloudComment
 
 SHORT = 12
@@ -48,6 +49,8 @@ class CloudPullRequest:
     title: str = "A change"
     updated_on: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_on: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # (full sha, authored at), oldest first; empty: the source commit alone, at creation.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
     # "": the repository's own branch; `workspace/slug`: a fork's; None: the fork was deleted.
     source_repository: str | None = ""
 
@@ -84,13 +87,14 @@ class CloudRepository:
     build_statuses: dict[tuple[str, str], BuildStatus] = field(default_factory=dict)  # (SHA, key)
     grants: dict[str, str] = field(default_factory=dict)  # account uuid -> read / write / admin
     group_grants: list[tuple[str, str, set[str]]] = field(default_factory=list)  # (group, level, uuids)
+    hooks: dict[str, CloudHook] = field(default_factory=dict)  # by UUID
 
     @property
     def full_name(self) -> str:
         return f"{self.workspace}/{self.slug}"
 
 
-class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
+class FakeBitbucketCloud(BitbucketCloudHooks, BitbucketCloudWrites, FakeHost):
     name = "bitbucket-cloud"
     prefix = "/2.0"
 
@@ -215,6 +219,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         add("GET", base, self.get_repository)
         add("GET", f"{base}/pullrequests", self.list_pull_requests)
         add("GET", f"{base}/pullrequests/{{id}}", self.get_pull_request)
+        add("GET", f"{base}/pullrequests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/commit/{{commit}}", self.get_commit)
         add("GET", f"{base}/src/{{commit}}/{{path:path}}", self.get_source)
         add("GET", "/user", self.get_user)
@@ -222,6 +227,7 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
             "GET", "/workspaces/{workspace}/permissions/repositories/{slug}", self.list_repository_permissions
         )
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> CloudRepository:
         name = f"{request.params['workspace']}/{request.params['slug']}"
@@ -285,6 +291,29 @@ class FakeBitbucketCloud(BitbucketCloudWrites, FakeHost):
         if pull is None:
             raise Failure(404, "Resource not found")
         return Response(200, self.pull_request_json(repository, pull))
+
+    def list_pull_request_commits(self, request: Request) -> Response:
+        """Newest first, paginated by `next` links, as Bitbucket Cloud lists them."""
+        repository = self._repository(request)
+        id = request.params["id"]
+        pull = repository.pull_requests.get(int(id)) if id.isdigit() else None
+        if pull is None:
+            raise Failure(404, "Resource not found")
+        commits = list(reversed(pull.commits or [(pull.source_commit, pull.created_on)]))
+        page = request.int_param("page", 1)
+        pagelen = min(100, request.int_param("pagelen", 10))
+        items, last = page_of(commits, page, pagelen)
+        body: dict[str, Any] = {
+            "pagelen": pagelen,
+            "page": page,
+            "values": [
+                {"type": "commit", "hash": sha, "date": iso(at), "message": "A commit"} for sha, at in items
+            ],
+        }
+        if page < last:
+            query = {**request.query, "page": str(page + 1), "pagelen": str(pagelen)}
+            body["next"] = f"{self.origin}{request.path}?{urlencode(query)}"
+        return Response(200, body)
 
     def list_pull_requests(self, request: Request) -> Response:
         repository = self._repository(request)

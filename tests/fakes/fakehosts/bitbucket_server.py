@@ -7,7 +7,7 @@ Pages are `{"size", "limit", "start", "isLastPage", "nextPageStart", "values"}`,
 each acting as a user, whom every authenticated answer names in `X-AUSERNAME` (and `X-AUSERID`).
 `/rest/api/latest/...` is served as `/rest/api/1.0/...`, as Data Center does. Comments (and replies),
 reactions (`/rest/comment-likes/latest/...`), activities and build statuses are served by
-`bitbucket_server_writes`.
+`bitbucket_server_writes`; repository and project hooks by `bitbucket_server_hooks`.
 
 Permissions, as Data Center computes them: a user's permission on a repository is the highest
 that any grant implies: the repository's grant to them or to a group of theirs (REPO_READ <
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, parse_authorization
+from .bitbucket_server_hooks import BitbucketServerHooks, ServerHook
 from .bitbucket_server_writes import Activity, BitbucketServerWrites, ServerBuildStatus, ServerComment, page
 
 JSON = "application/json;charset=UTF-8"
@@ -53,6 +54,8 @@ class ServerPullRequest:
     title: str = "A change"
     updated: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # (sha, authored at), oldest first; empty: the latest commit alone, at creation.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
     # "": the repository's own branch; `KEY/slug`: a fork's.
     from_repository: str = ""
 
@@ -75,9 +78,10 @@ class ServerRepository:
     user_grants: dict[str, str] = field(default_factory=dict)  # user name (lower case) -> REPO_*
     group_grants: dict[str, str] = field(default_factory=dict)  # group -> REPO_*
     public: bool = False
+    hooks: dict[int, ServerHook] = field(default_factory=dict)
 
 
-class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
+class FakeBitbucketServer(BitbucketServerHooks, BitbucketServerWrites, FakeHost):
     name = "bitbucket-server"
     prefix = "/rest/api/1.0"
 
@@ -216,8 +220,10 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
         add("GET", base, self.get_repository)
         add("GET", f"{base}/pull-requests", self.list_pull_requests)
         add("GET", f"{base}/pull-requests/{{id}}", self.get_pull_request)
+        add("GET", f"{base}/pull-requests/{{id}}/commits", self.list_pull_request_commits)
         add("GET", f"{base}/raw/{{path:path}}", self.get_raw)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _repository(self, request: Request) -> ServerRepository:
         key, slug = request.params["key"], request.params["slug"]
@@ -277,6 +283,43 @@ class FakeBitbucketServer(BitbucketServerWrites, FakeHost):
                 404, f"Pull request {id} does not exist in {repository.project_key}/{repository.slug}."
             )
         return Response(200, self.pull_request_json(repository, pull), content_type=JSON)
+
+    def list_pull_request_commits(self, request: Request) -> Response:
+        """Newest first, paged by `start` and `limit`, as Data Center lists them."""
+        repository = self._repository(request)
+        id = request.params["id"]
+        pull = repository.pull_requests.get(int(id)) if id.isdigit() else None
+        if pull is None:
+            raise Failure(
+                404, f"Pull request {id} does not exist in {repository.project_key}/{repository.slug}."
+            )
+        commits = list(reversed(pull.commits or [(pull.latest_commit, pull.created)]))
+        start = request.int_param("start", 0)
+        limit = max(1, min(1000, request.int_param("limit", 25)))
+        values = commits[start : start + limit]
+        last = start + limit >= len(commits)
+        body: dict[str, Any] = {
+            "size": len(values),
+            "limit": limit,
+            "isLastPage": last,
+            "start": start,
+            "values": [
+                {
+                    "id": sha,
+                    "displayId": sha[:11],
+                    "author": {"name": "admin", "emailAddress": "admin@example.com"},
+                    "authorTimestamp": millis(at),
+                    # A rebase rewrites the committer's time; the author's stays.
+                    "committerTimestamp": millis(datetime.now(UTC)),
+                    "message": "A commit",
+                    "parents": [],
+                }
+                for sha, at in values
+            ],
+        }
+        if not last:
+            body["nextPageStart"] = start + limit
+        return Response(200, body, content_type=JSON)
 
     def list_pull_requests(self, request: Request) -> Response:
         repository = self._repository(request)

@@ -5,7 +5,8 @@ flow: `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access
 app's JWT, whose RS256 signature is checked with the app's public key; the installation tokens
 they mint expire, and each only opens its own account's repositories. Every answer carries the
 `X-RateLimit-*` headers; a spent limit answers 403 as GitHub does. What is written back on pull
-requests (comments, reactions, deployments, statuses) is served by `github_writes.GitHubWrites`.
+requests (comments, reactions, deployments, statuses) is served by `github_writes.GitHubWrites`; webhooks
+(repository, organisation and App hooks, their deliveries and redelivery) by `github_hooks`.
 
 Access, as GitHub computes it: a user's permission on a repository is the highest role among
 their direct collaborator grant and their teams' grants (roles `read` < `triage` < `write` <
@@ -31,6 +32,7 @@ from urllib.parse import urlencode
 import jwt
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .github_hooks import GitHubHooks, HookSet
 from .github_writes import CommitStatus, Deployment, GitHubWrites, IssueComment
 
 DOCS = "https://docs.github.com/rest"
@@ -57,6 +59,8 @@ class GitHubPull:
     user: str = "octocat"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # (sha, authored at), oldest first; empty: the head alone, authored when the pull was opened.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
     # "": the base repository's own branch; `owner/name`: a fork's; None: the fork was deleted.
     head_repo: str | None = ""
 
@@ -88,6 +92,7 @@ class GitHubRepo:
     collaborators: dict[str, str] = field(default_factory=dict)  # login (lower case) -> role
     teams: list[GitHubTeam] = field(default_factory=list)
     public: bool = False
+    hook_set: HookSet = field(default_factory=lambda: HookSet("Repository", "repository"))
 
     @property
     def full_name(self) -> str:
@@ -102,7 +107,7 @@ class MintedToken:
     revoked: bool = False
 
 
-class FakeGitHub(GitHubWrites, FakeHost):
+class FakeGitHub(GitHubHooks, GitHubWrites, FakeHost):
     name = "github"
 
     def __init__(self, *, enterprise: bool = False) -> None:
@@ -260,6 +265,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/repos/{owner}/{repo}", self.get_repo)
         add("GET", "/repos/{owner}/{repo}/pulls", self.list_pulls)
         add("GET", "/repos/{owner}/{repo}/pulls/{number}", self.get_pull)
+        add("GET", "/repos/{owner}/{repo}/pulls/{number}/commits", self.list_pull_commits)
         add("GET", "/repos/{owner}/{repo}/contents/{path:path}", self.get_contents)
         add("GET", "/repos/{owner}/{repo}/git/blobs/{sha}", self.get_blob)
         add("GET", "/repos/{owner}/{repo}/installation", self.get_installation)
@@ -268,6 +274,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
         add("GET", "/app", self.get_app)
         add("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _app_only(self, request: Request) -> None:
         if not (request.principal and request.principal[0] == "app"):
@@ -295,6 +302,39 @@ class FakeGitHub(GitHubWrites, FakeHost):
         if pull is None:
             raise Failure(404, "Not Found")
         return Response(200, self.pull_json(repo, pull))
+
+    def list_pull_commits(self, request: Request) -> Response:
+        """Oldest first, at most 250 (GitHub's own limit for this endpoint), paginated."""
+        repo = self._repo(request)
+        pull = repo.pulls.get(int(request.params["number"])) if request.params["number"].isdigit() else None
+        if pull is None:
+            raise Failure(404, "Not Found")
+        commits = (pull.commits or [(pull.head_sha, pull.created_at)])[:250]
+        page = request.int_param("page", 1)
+        per_page = min(100, request.int_param("per_page", 30))
+        items, last = page_of(commits, page, per_page)
+        response = Response(200, [self.commit_json(repo, sha, at) for sha, at in items])
+        link = self._link(request, page, last, per_page)
+        if link:
+            response.headers["Link"] = link
+        return response
+
+    def commit_json(self, repo: GitHubRepo, sha: str, at: datetime) -> dict[str, Any]:
+        person = {"name": "Mona Octocat", "email": "mona@example.com", "date": iso(at)}
+        return {
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}",
+            "html_url": f"{self.web}/{repo.full_name}/commit/{sha}",
+            "commit": {
+                "author": person,
+                # A rebase rewrites the committer's date; the author's stays when it was written.
+                "committer": {**person, "date": iso(datetime.now(UTC).replace(microsecond=0))},
+                "message": "A commit",
+                "tree": {"sha": fake_sha(f"tree-{sha}")},
+            },
+            "parents": [],
+        }
 
     def list_pulls(self, request: Request) -> Response:
         repo = self._repo(request)
@@ -411,7 +451,7 @@ class FakeGitHub(GitHubWrites, FakeHost):
                 "created_at": iso(datetime.now(UTC)),
                 "updated_at": iso(datetime.now(UTC)),
                 "permissions": {"contents": "read", "metadata": "read", "pull_requests": "write"},
-                "events": ["pull_request", "issue_comment"],
+                "events": list(self.app_events),
             },
         )
 

@@ -6,7 +6,8 @@ Lists are paginated with `page` / `per_page` and the `X-Page`, `X-Next-Page`, `X
 (and `Link`) headers. Credentials: `PRIVATE-TOKEN` or `Authorization: Bearer`. With `rate_limit`
 set, answers carry GitLab's `RateLimit-*` headers and a spent budget answers 429 "Retry later"
 with `Retry-After`. Notes (with their discussions and award emoji), environments and commit
-statuses are served by `gitlab_writes.GitLabWrites`.
+statuses are served by `gitlab_writes.GitLabWrites`; project and group hooks, their events and
+resend by `gitlab_hooks`.
 
 Membership, as GitLab computes it: `members/all/:user_id` answers a project's member with the
 highest access level among their direct membership, their membership of any ancestor group of
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .base import Failure, FakeHost, Request, Response, fake_sha, page_of
+from .gitlab_hooks import GitLabHook, GitLabHooks
 from .gitlab_writes import CommitStatus, Environment, GitLabWrites, Note
 
 
@@ -48,6 +50,8 @@ class GitLabMergeRequest:
     author: str = "root"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # (sha, authored at), oldest first; empty: the head alone, authored when the MR was opened.
+    commits: list[tuple[str, datetime]] = field(default_factory=list)
     # The fork's project id, when the source branch is in a fork.
     source_project_id: int | None = None
 
@@ -65,9 +69,10 @@ class GitLabProject:
     statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
     members: dict[int, int] = field(default_factory=dict)  # user id -> access level (direct)
     shared_with: dict[str, int] = field(default_factory=dict)  # group path -> the access it was given
+    hooks: dict[int, GitLabHook] = field(default_factory=dict)
 
 
-class FakeGitLab(GitLabWrites, FakeHost):
+class FakeGitLab(GitLabHooks, GitLabWrites, FakeHost):
     name = "gitlab"
     prefix = "/api/v4"
 
@@ -208,12 +213,14 @@ class FakeGitLab(GitLabWrites, FakeHost):
         add("GET", "/projects/{id}", self.get_project)
         add("GET", "/projects/{id}/merge_requests", self.list_merge_requests)
         add("GET", "/projects/{id}/merge_requests/{iid}", self.get_merge_request)
+        add("GET", "/projects/{id}/merge_requests/{iid}/commits", self.list_merge_request_commits)
         add("GET", "/projects/{id}/repository/files/{file_path}/raw", self.get_raw_file)
         add("GET", "/projects/{id}/members/all/{user_id}", self.get_member_all)
         add("GET", "/projects/{id}/members/{user_id}", self.get_member)
         add("GET", "/user", self.get_current_user)
         add("GET", "/users", self.list_users)
         self.write_routes(add)
+        self.hook_routes(add)
 
     def _project(self, request: Request) -> GitLabProject:
         wanted = request.params["id"]
@@ -271,6 +278,40 @@ class FakeGitLab(GitLabWrites, FakeHost):
         if mr is None:
             raise Failure(404, "404 Not found")
         return Response(200, self.merge_request_json(project, mr))
+
+    def list_merge_request_commits(self, request: Request) -> Response:
+        """Newest first, as GitLab lists them, paginated."""
+        project = self._project(request)
+        iid = request.params["iid"]
+        mr = project.merge_requests.get(int(iid)) if iid.isdigit() else None
+        if mr is None:
+            raise Failure(404, "404 Not found")
+        commits = list(reversed(mr.commits or [(mr.sha, mr.created_at)]))
+        page = request.int_param("page", 1)
+        per_page = min(100, request.int_param("per_page", 20))
+        items, last = page_of(commits, page, per_page)
+        response = Response(
+            200,
+            [
+                {
+                    "id": sha,
+                    "short_id": sha[:8],
+                    "title": "A commit",
+                    "message": "A commit",
+                    "author_name": "Administrator",
+                    "author_email": "admin@example.com",
+                    "authored_date": iso(at),
+                    # A rebase rewrites these; the authored date stays when it was written.
+                    "committed_date": iso(datetime.now(UTC)),
+                    "created_at": iso(datetime.now(UTC)),
+                    "parent_ids": [],
+                    "web_url": f"{self.origin}/{project.path_with_namespace}/-/commit/{sha}",
+                }
+                for sha, at in items
+            ],
+        )
+        response.headers.update(self._pagination(request, page, per_page, last, len(commits)))
+        return response
 
     def list_merge_requests(self, request: Request) -> Response:
         project = self._project(request)

@@ -19,6 +19,7 @@ class RequestRecord(NamedTuple):
     content_type: str
     # Wall-clock time (time.time()) the request arrived: the benchmark times environments by it.
     at: float = 0.0
+    user_agent: str = ""
 
     @property
     def params(self) -> dict[str, str]:
@@ -64,6 +65,13 @@ class Fault:
         }
 
 
+# Every distinct (method, path, query, content type, user agent) any server of this process
+# received, kept across resets and servers: what tests/charts/test_rbac.py checks the chart's
+# RBAC against.
+SESSION_REQUESTS: set[tuple[str, str, str, str, str]] = set()
+_session_lock = threading.Lock()
+
+
 class Controls:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,6 +81,10 @@ class Controls:
     def record(self, record: RequestRecord) -> None:
         with self._lock:
             self._requests.append(record)
+        with _session_lock:
+            SESSION_REQUESTS.add(
+                (record.method, record.path, record.query, record.content_type, record.user_agent)
+            )
 
     @property
     def requests(self) -> list[RequestRecord]:

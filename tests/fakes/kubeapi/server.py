@@ -222,7 +222,14 @@ class KubeAPIServer:
             if request.path.startswith("/_test/"):
                 return control_api.handle(self, request)
             self._controls.record(
-                RequestRecord(request.method, request.path, request.query, request.content_type, time.time())
+                RequestRecord(
+                    request.method,
+                    request.path,
+                    request.query,
+                    request.content_type,
+                    time.time(),
+                    request.user_agent,
+                )
             )
             fault = self._controls.take_fault(request.method, request.path)
             if fault is not None:

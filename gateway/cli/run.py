@@ -1,14 +1,12 @@
-"""`k8s-ee`: run the web process (`serve`) or the worker (`worker`)."""
+"""`k8s-ee serve` (the web process) and `k8s-ee worker` (the arq worker): the service itself."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import logging
-import sys
 
-from providers.logs import configure_logging
-from providers.settings import SettingsError
+from gateway.cli.output import EXAMPLE, Command
 
 
 def tune_gc() -> None:
@@ -26,23 +24,27 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="k8s-ee", description="k8s-ee gateway: preview environments per pull request"
+def register(commands: Command) -> None:
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the webhook gateway (Starlette on uvicorn)",
+        description="Run the webhook gateway. Its settings are K8S_EE_* variables (see the README).",
+        epilog=EXAMPLE.format(
+            "K8S_EE_GENERIC_TOKEN=dev-token K8S_EE_ADMIN_TOKEN=dev-admin k8s-ee serve --port 8080"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the webhook gateway (Starlette on uvicorn)")
     serve_parser.add_argument("--host", help="listen address (default K8S_EE_HOST or 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="listen port (default K8S_EE_PORT or 8080)")
-    commands.add_parser("worker", help="run the arq worker that acts on lifecycle events")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "serve":
-            return serve(args.host, args.port)
-        return worker()
-    except SettingsError as exc:
-        print(f"k8s-ee: {exc}", file=sys.stderr)
-        return 2
+    serve_parser.set_defaults(run=lambda args: serve(args.host, args.port))
+    worker_parser = commands.add_parser(
+        "worker",
+        help="run the arq worker that acts on lifecycle events",
+        description="Run the worker: it consumes the queued events and reconciles environments.",
+        epilog=EXAMPLE.format("K8S_EE_CLUSTER=directory k8s-ee worker"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker_parser.set_defaults(run=lambda args: worker())
 
 
 def serve(host: str | None, port: int | None) -> int:
@@ -50,6 +52,7 @@ def serve(host: str | None, port: int | None) -> int:
     from gateway.serving import serve as run
     from gateway.settings import load_gateway_settings
     from gateway.wake import create_wake_app
+    from providers.logs import configure_logging
 
     settings = load_gateway_settings()
     configure_logging(settings.connection.log_level)
@@ -72,6 +75,7 @@ def worker() -> int:
     from handlers.settings import load_worker_config
     from handlers.worker import run_worker
     from providers.hosts.settings import load_host_settings
+    from providers.logs import configure_logging
 
     # Both checked before anything starts, so a bad value is a message, not a traceback.
     config = load_worker_config()
@@ -79,7 +83,3 @@ def worker() -> int:
     configure_logging(config.connection.log_level)
     logging.getLogger("k8s_ee.worker").info("starting worker")
     return run_worker(config, hosts)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
