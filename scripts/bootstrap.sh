@@ -74,3 +74,14 @@ ensure_redis_server() {
 }
 
 export PATH="$VENV/bin:$PATH"
+
+# Debian's chromium, for the tests that load the wake page in a headless browser.
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    if apt_install chromium && [ -x /usr/bin/chromium ]; then
+        say "chromium: installed from the OS packages"
+    else
+        say "chromium: not available here; the browser tests of the wake page will be skipped"
+    fi
+}
+
