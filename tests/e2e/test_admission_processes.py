@@ -73,6 +73,7 @@ def workers(redis_client: Any, redis_server: Any, tmp_path: Path) -> Iterator[Wo
         "K8S_EE_MAX_ENVIRONMENTS": str(LIMIT),
         "K8S_EE_MAX_JOBS": "4",
         "K8S_EE_LOG_LEVEL": "WARNING",
+        "K8S_EE_WORKER_METRICS_PORT": "0",  # several workers at once
     }
     running = Workers(env, tmp_path)
     yield running

@@ -123,6 +123,8 @@ def worker_process(
         "K8S_EE_DEFAULT_CONFIG": str(config.worker.default_config),
         "K8S_EE_PREVIEW_DOMAIN": "preview.example.com",
         "K8S_EE_LOG_LEVEL": "INFO",
+        # No metrics port: several workers run at once, and 9090 may be taken on the machine.
+        "K8S_EE_WORKER_METRICS_PORT": "0",
         **{f"K8S_EE_{name.upper()}": value for name, value in settings.items()},
     }
     with log.open("a") as stream:
