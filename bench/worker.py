@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -177,18 +178,32 @@ class Bench:
         return len(mine) / seconds
 
     def split(self, commands: list[Command]) -> Counter[str]:
+        """By sender: the gateway; the worker's reports, its polling (what it sends when idle), the rest.
+        MULTI, EXEC and the like name no key: they go with the command before them on their connection."""
         found: Counter[str] = Counter()
+        others: Counter[tuple[str, bytes]] = Counter()
+        last: dict[int, str] = {}
         for command in commands:
             who = self.ports.get(command.port)
             if who == "gateway":
                 found["gateway"] += 1
             elif who == "worker":
-                if command.reports:
-                    found["worker reports"] += 1
+                if not command.first and command.port in last:
+                    kind = last[command.port]
+                elif command.reports:
+                    kind = "worker reports"
                 elif shape(command) in self.idle:
-                    found["worker polling"] += 1
+                    kind = "worker polling"
                 else:
-                    found["worker other"] += 1
+                    kind = "worker other"
+                    others[shape(command)] += 1
+                last[command.port] = kind
+                found[kind] += 1
+        if os.environ.get("BENCH_TRACE"):
+            print(
+                "    the worker's other commands:",
+                ", ".join(f"{n} {k.decode()} x{c}" for (n, k), c in others.most_common(12)),
+            )
         return found
 
     def commandstats(self) -> int:
@@ -401,7 +416,7 @@ def main() -> int:
     try:
         bench.github_worker()
         idle = bench.measure_idle()
-        print(f"idle worker: {idle:.0f} Redis commands/s ({', '.join(sorted(n for n, _ in bench.idle))})")
+        print(f"idle worker: {idle:.0f} Redis commands/s ({', '.join(sorted({n for n, _ in bench.idle}))})")
         lifecycle(bench, args.quiet)
         concurrent(bench, args.prs, args.quiet)
         print(f"environments per second, {args.environments} opened at once, no code host")
