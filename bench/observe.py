@@ -26,6 +26,8 @@ _FIELD = {
     name: re.compile(rb'\\"' + name.encode() + rb'\\":(?:\\"([^\\]*)\\"|(\d+))')
     for name in ("updated_at", "reconciles")
 }
+# Where a delivery ended up, once a reconcile applied it (handlers/status.py's link).
+_APPLIED = re.compile(rb'"[^"]*applied:github:([^"]+)" "\{\\"reconcile\\":\\"')
 _LINE = re.compile(rb'^(\d+\.\d+) \[\d+ ([^\]]+)\] "([^"]+)"(?: "((?:[^"\\]|\\.)*)")?')
 # Commands of the reports: their job ids, the report records and locks, the hosts' budgets and pacing.
 REPORT_WORDS = (b"report", b"rate-limit", b"bucket", b"pacing")
@@ -72,6 +74,7 @@ class RedisMonitor:
         self.lock = threading.Lock()
         self.commands: list[Command] = []
         self.environments: dict[int, Environment] = {}
+        self.applied: set[str] = set()  # delivery ids a reconcile applied
         self._monitor = redis.Redis(port=port).monitor()  # type: ignore[no-untyped-call]
         self._monitor.__enter__()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -95,8 +98,11 @@ class RedisMonitor:
                 float(at), caller, name.decode().lower(), first or b"", any(w in line for w in REPORT_WORDS)
             )
             status = _STATUS.search(line)
+            applied = _APPLIED.search(line)
             with self.lock:
                 self.commands.append(command)
+                if applied is not None:
+                    self.applied.add(applied.group(1).decode())
                 if status is not None:
                     self._status(int(status.group(2)), status.group(3).decode(), line, float(at))
 
@@ -114,6 +120,10 @@ class RedisMonitor:
         with self.lock:
             env = self.environments.get(number, Environment())
             return Environment(list(env.changes), env.reconciles, env.state)
+
+    def was_applied(self, delivery_id: str) -> bool:
+        with self.lock:
+            return delivery_id in self.applied
 
     def since(self, index: int) -> list[Command]:
         with self.lock:
