@@ -87,10 +87,14 @@ def wrk(url: str, connections: int, seconds: int, env: dict[str, str]) -> dict[s
     return result
 
 
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`cmd` with `env` added to this process's; its stderr appended to `log` (else dropped)."""
+    if log is None:
+        return subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    with log.open("ab") as stream:
+        return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stream)
 
 
 def redis_binary() -> str | None:

@@ -38,6 +38,7 @@ from typing import Any, cast
 import redis
 
 from bench.ingest import free_port, peak_rss_mib, redis_binary, redis_command, start, wait_http
+from bench.stack import start_kubeapi, write_kubeconfig
 from handlers.keys import Keys
 from handlers.status import EnvironmentStatus
 
@@ -108,29 +109,9 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(start(redis_command(redis_bin, redis_port, workdir), {}))
-        kube = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.fakes.kubeapi",
-                "--port",
-                "0",
-                "--ready-delay",
-                str(args.ready_delay),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        kube_url = (kube.stdout.readline() if kube.stdout else "").strip()
+        kube, kube_url = start_kubeapi(args.ready_delay)
         processes.append(kube)  # type: ignore[arg-type]
-        kubeconfig = workdir / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: bench\n"
-            f"clusters:\n- name: bench\n  cluster:\n    server: {kube_url}\n"
-            "users:\n- name: bench\n  user:\n    token: bench\n"
-            "contexts:\n- name: bench\n  context:\n    cluster: bench\n    user: bench\n"
-        )
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", kube_url)
         env = {
             "K8S_EE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "K8S_EE_GITHUB_WEBHOOK_SECRET": SECRET,
