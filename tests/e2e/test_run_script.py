@@ -72,6 +72,7 @@ def run(tmp_path: Path) -> Iterator[Run]:
         K8S_EE_REDIS_URL=redis.url,
         K8S_EE_PORT=str(port),
         K8S_EE_WAKE_PORT=str(free_port()),
+        K8S_EE_WORKER_METRICS_PORT=str(free_port()),
         K8S_EE_CLUSTER="directory",
         K8S_EE_DIRECTORY=str(tmp_path / "environments"),
         K8S_EE_GENERIC_TOKEN="run-token",
