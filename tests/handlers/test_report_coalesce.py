@@ -99,7 +99,9 @@ def test_many_changes_one_job_the_last_state_wins_none_lost(redis_client: Any, r
                 assert await change(reporter, statuses, 30, "destroyed") is None
                 assert await reporter.report(ENV, datetime.now(UTC)) == "reported"
                 assert "destroyed" in github.comments(REPO, 5)[0].body
-                assert github.commit_statuses(REPO, sha(30))[-1].description == "Preview environment destroyed"
+                assert (
+                    github.commit_statuses(REPO, sha(30))[-1].description == "Preview environment destroyed"
+                )
                 assert not await redis.exists(keys.report_pending(ENV))
             finally:
                 await redis.aclose()
