@@ -44,10 +44,12 @@ MAX_PASSES = 8
 # entry lost) lets the next state change queue a new one after this.
 PENDING_TTL_MS = 15 * 60 * 1000
 
-# KEYS: generation, pending; ARGV: pending ttl ms. Returns the new generation when this change
-# set the marker (its caller queues the job), else 0 (a job is pending and will see it).
+# KEYS: generation, pending; ARGV: pending ttl ms, generation ttl ms (the retention: a count that
+# expires starts again at 1, which only ever asks for one pass more). Returns the new generation
+# when this change set the marker (its caller queues the job), else 0 (a job is pending).
 _MARK = """
 local generation = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('SET', KEYS[2], generation, 'NX', 'PX', ARGV[1]) then
   return generation
 end
@@ -83,7 +85,7 @@ class Reporter:
         generation = int(
             await self._mark(
                 keys=[self.keys.report_generation(env), self.keys.report_pending(env)],
-                args=[PENDING_TTL_MS],
+                args=[PENDING_TTL_MS, self.statuses.environment_retention_ms],
             )
         )
         return generation or None

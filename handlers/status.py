@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -71,11 +72,12 @@ class ReportState(BaseModel):
 
     comment_id: str | None = None
     # A digest of the comment as last written: the same text is not written again.
-    comment_digest: str | None = None
+    # Internal (the API leaves both out): not in the OpenAPI document either.
+    comment_digest: SkipJsonSchema[str | None] = None
     # What the host client wrote for the environment (deployment ids, status digests): a
     # providers.hosts.reporting.ReportMemo, kept as plain data (the gateway reads this model and
     # never imports the host clients).
-    memo: dict[str, Any] = Field(default_factory=dict)
+    memo: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
     reported: str | None = None  # state@head@updated_at of the last report that got through
     last_error: str | None = None
     attempts: int = 0
