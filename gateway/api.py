@@ -175,7 +175,11 @@ async def get_environment_by_key(request: Request) -> Response:
 async def _environment(state: AppState, status: EnvironmentStatus) -> Response:
     # What the last report back to the code host did (the comment, the native status).
     last_report = await state.statuses.report_state(status.key)
-    report = last_report.model_dump(mode="json", exclude={"reported"}) if last_report else None
+    report = (
+        last_report.model_dump(mode="json", exclude={"reported", "comment_digest", "memo"})
+        if last_report
+        else None
+    )
     return JSON({**status.model_dump(mode="json"), "report": report})
 
 

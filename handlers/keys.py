@@ -190,6 +190,21 @@ class Keys:
     def report_lock(self, env: str) -> str:
         return self._key("lock", "report", env)
 
+    def report_generation(self, env: str) -> str:
+        """Counts the environment's state changes: a report pass that began at a lower count is
+        followed by another (handlers/report.py)."""
+        return self._key("report-generation", env)
+
+    def report_pending(self, env: str) -> str:
+        """Set while the environment has a report job queued or running (the dirty marker): one job
+        per environment, cleared only by a pass that saw no later change."""
+        return self._key("report-pending", env)
+
+    def write_bucket(self, credential: str) -> str:
+        """A host credential's write bucket (handlers/write_gate.py); `credential` is its
+        fingerprint (providers/hosts/gate.py), never a secret."""
+        return self._key("write-bucket", credential)
+
     def report_warned(self, env: str) -> str:
         """Set once "no credentials, not reporting" was logged for the environment."""
         return self._key("report-skip-warned", env)

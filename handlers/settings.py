@@ -45,6 +45,9 @@ class WorkerSettings(Section):
     # Least seconds between two progress updates of a deploying environment (its comment).
     ready_progress_interval: float = Field(5.0, ge=0, le=600)
     max_jobs: int = Field(10, ge=1, le=1000)
+    # Seconds an environment's report waits after the state change that queued it, so that the
+    # changes of one reconcile (queued, then deploying) are reported once, as the latest.
+    report_delay: float = Field(0.25, ge=0, le=10)
     # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
     # a second to every webhook: an event job and then its reconcile job each wait for it).
     poll_delay: float = Field(0.02, gt=0, le=5)

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -70,6 +71,13 @@ class ReportState(BaseModel):
     """What was last told to the host about one environment (kept beside its status record)."""
 
     comment_id: str | None = None
+    # A digest of the comment as last written: the same text is not written again.
+    # Internal (the API leaves both out): not in the OpenAPI document either.
+    comment_digest: SkipJsonSchema[str | None] = None
+    # What the host client wrote for the environment (deployment ids, status digests): a
+    # providers.hosts.reporting.ReportMemo, kept as plain data (the gateway reads this model and
+    # never imports the host clients).
+    memo: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
     reported: str | None = None  # state@head@updated_at of the last report that got through
     last_error: str | None = None
     attempts: int = 0

@@ -47,10 +47,11 @@ from handlers.readiness import Readiness
 from handlers.reconcile import TRANSIENT, Reconciler
 from handlers.redis_client import redis_client
 from handlers.render import RenderSettings
-from handlers.report import ReportBusy, Reporter
+from handlers.report import Reporter
 from handlers.settings import WorkerConfig
 from handlers.status import AppliedBy, EnvironmentStatus, StatusStore
 from handlers.status_webhooks.queue import enqueue_status_event, status_webhook_function
+from handlers.write_gate import RedisWriteGate
 from providers.events import EventType, LifecycleEvent, Provider
 from providers.hosts.base import Host, HostError, HostUnavailable
 from providers.hosts.build import build_hosts
@@ -317,12 +318,20 @@ async def progress_changed(ctx: dict[str, Any], status: EnvironmentStatus) -> No
 
 
 async def _enqueue_report(ctx: dict[str, Any], status: EnvironmentStatus) -> None:
+    """Mark the environment dirty; queue its report job unless one is pending (it drains)."""
     deps: Deps = ctx["deps"]
-    stamp = status.updated_at.timestamp() if status.updated_at else 0
+    generation = await deps.reporter.mark(status.key)
+    if generation is not None:
+        await _queue_report(ctx, status.key, generation, deps.settings.worker.report_delay or None)
+
+
+async def _queue_report(ctx: dict[str, Any], env: str, generation: int, delay: float | None = None) -> None:
+    deps: Deps = ctx["deps"]
     await ctx["redis"].enqueue_job(
         Job.REPORT,
-        status.key,
-        _job_id=f"report:{status.key}:{status.state}:{stamp}",
+        env,
+        _job_id=f"report:{env}:{generation}",
+        _defer_by=delay,
         _queue_name=deps.settings.connection.queue_name,
     )
 
@@ -334,17 +343,20 @@ async def report(ctx: dict[str, Any], env: str) -> str:
         result = await deps.reporter.report(env, datetime.now(UTC))
         if result.startswith("not reported"):  # refused for good (handlers/report.py)
             deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
+        if result == "again":
+            # Still changing after a job's passes: a new job (its marker stays set) carries on.
+            await _queue_report(ctx, env, int(ctx.get("job_id", "0").rpartition(":")[2] or 0) + 1, 1.0)
         return result
-    except ReportBusy as exc:
-        raise Retry(defer=0.5) from exc
     except HostUnavailable as exc:
         deps.metrics.report_failures.labels(EnvKey.parse(env).provider.value).inc()
         if tries >= REPORT_MAX_TRIES:
             logger.warning("giving up reporting %s after %d attempts: %s", env, tries, exc)
+            await deps.reporter.release(env)
             return "gave up"
         # Back off as the host asked, or exponentially; never at once.
         delay = max(exc.retry_after or 0.0, random.uniform(1.0, min(600.0, 2.0**tries)))
         logger.warning("reporting %s will be retried in %.1f s: %s", env, delay, exc)
+        await deps.reporter.hold(env, delay)
         raise Retry(defer=delay) from exc
 
 
@@ -355,15 +367,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     if cluster is None:
         cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
         logger.info(explanation)
+    redis = ctx["redis"]
     hosts: Mapping[Provider, Host] | None = ctx.get("hosts")
     if hosts is None:
-        hosts = build_hosts(ctx.get("host_settings") or load_host_settings())
+        # Every worker process paces each credential's writes through the same bucket in Redis.
+        gate = RedisWriteGate(redis, settings.keys)
+        hosts = build_hosts(ctx.get("host_settings") or load_host_settings(), write_gate=gate)
         for provider in Provider:
             if provider not in hosts and provider != Provider.GENERIC:
                 logger.info(
                     "no credentials for %s: its changes are not re-read from the host", provider.value
                 )
-    redis = ctx["redis"]
     connection = settings.connection
     # worker_settings puts this worker's metrics in ctx (run_worker serves them); a caller that
     # builds its own ctx gets a registry of its own.

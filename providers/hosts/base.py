@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from providers.events import Provider
 
 if TYPE_CHECKING:
-    from providers.hosts.reporting import StatusReport
+    from providers.hosts.reporting import ReportMemo, StatusReport
 
 
 class ChangeState(BaseModel):
@@ -171,9 +171,13 @@ class Host(Protocol):
         `HostUnavailable(retry_after=...)` asks for the whole call to be run again later."""
         ...
 
-    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+    def report_status(
+        self, repository: str, number: int, report: StatusReport, memo: ReportMemo | None = None
+    ) -> ReportMemo:
         """Show the environment's state with the host's own status (deployment, environment,
-        commit or build status) at the report's head commit."""
+        commit or build status) at the report's head commit. `memo` is what the last report of
+        this environment returned: ids found or made then are used without a search, and a
+        status written then with the same content is not written again. Returns the new memo."""
         ...
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:

@@ -43,7 +43,15 @@ from providers.hosts.base import (
 )
 from providers.hosts.http import HttpPolicy, decode_text, owner_and_name, requests_error
 from providers.hosts.pacer import Pacer
-from providers.hosts.reporting import BUILD_KEY, BUILD_NAME, StatusReport, check_marker, check_report
+from providers.hosts.reporting import (
+    BUILD_KEY,
+    BUILD_NAME,
+    ReportMemo,
+    StatusReport,
+    check_marker,
+    check_report,
+    digest,
+)
 
 T = TypeVar("T")
 NAME = "Bitbucket Data Center"
@@ -173,8 +181,14 @@ class BitbucketServerHost:
 
         return self._request(write, f"the comment on pull request {repository}#{number}", write=True)
 
-    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+    def report_status(
+        self, repository: str, number: int, report: StatusReport, memo: ReportMemo | None = None
+    ) -> ReportMemo:
+        """Not written again when the last report wrote the same (the memo's digest)."""
         check_report(report, number)
+        content = digest(report.model_dump_json())
+        if memo is not None and memo.written.get("status") == content:
+            return memo
         key, slug = _key_and_slug(repository)
         status: dict[str, Any] = {
             "key": BUILD_KEY,
@@ -193,6 +207,7 @@ class BitbucketServerHost:
             self._server.post(endpoint, data=status)
 
         self._request(write, f"the build status of pull request {repository}#{number}", write=True)
+        return ReportMemo(written={"status": content})
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         key, slug = owner_and_name(repository, "PROJECTKEY/repo-slug")

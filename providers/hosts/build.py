@@ -6,6 +6,7 @@ from typing import cast
 
 from providers.events import Provider
 from providers.hosts.base import Host, HostError
+from providers.hosts.gate import WriteGate
 from providers.hosts.hooks import HookHost
 from providers.hosts.http import HttpPolicy
 from providers.hosts.settings import HostSettings
@@ -31,11 +32,13 @@ def configured(provider: Provider, settings: HostSettings) -> bool:
     return False
 
 
-def build_hosts(settings: HostSettings) -> dict[Provider, Host]:
-    """One client per provider whose credentials are set. An SDK is imported only when it is used."""
+def build_hosts(settings: HostSettings, write_gate: WriteGate | None = None) -> dict[Provider, Host]:
+    """One client per provider whose credentials are set. An SDK is imported only when it is used.
+    `write_gate` paces the writes of each credential (the worker's is shared through Redis); without
+    one, each client paces its writes in its own process."""
     policy = HttpPolicy.from_settings(settings)
     return {
-        provider: _build(provider, settings, policy, hooks=False)
+        provider: _build(provider, settings, policy, hooks=False, write_gate=write_gate)
         for provider in Provider
         if configured(provider, settings)
     }
@@ -52,12 +55,19 @@ def build_hook_host(provider: Provider, settings: HostSettings, policy: HttpPoli
     )
 
 
-def _build(provider: Provider, settings: HostSettings, policy: HttpPolicy, *, hooks: bool) -> Host:
+def _build(
+    provider: Provider,
+    settings: HostSettings,
+    policy: HttpPolicy,
+    *,
+    hooks: bool,
+    write_gate: WriteGate | None = None,
+) -> Host:
     if provider == Provider.GITHUB:
         from providers.hosts.github import GitHubHost
         from providers.hosts.github_hooks import GitHubHookHost
 
-        return (GitHubHookHost if hooks else GitHubHost).from_settings(settings, policy)
+        return (GitHubHookHost if hooks else GitHubHost).from_settings(settings, policy, write_gate)
     if provider == Provider.GITLAB:
         from providers.hosts.gitlab import GitLabHost
         from providers.hosts.gitlab_hooks import GitLabHookHost

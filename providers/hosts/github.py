@@ -46,6 +46,7 @@ from providers.hosts.base import (
     NotFound,
     Permission,
 )
+from providers.hosts.gate import LocalWriteGate, WriteGate, fingerprint, pass_gate
 from providers.hosts.http import (
     USER_AGENT,
     HttpPolicy,
@@ -58,7 +59,14 @@ from providers.hosts.http import (
     unreachable,
 )
 from providers.hosts.pacer import Pacer
-from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
+from providers.hosts.reporting import (
+    STATUS_CONTEXT,
+    ReportMemo,
+    StatusReport,
+    check_marker,
+    check_report,
+    digest,
+)
 from providers.hosts.settings import HostSettings
 
 T = TypeVar("T")
@@ -104,6 +112,36 @@ def _comment_id(comment_id: str) -> int:
     return int(comment_id)
 
 
+class _Notes:
+    """A report's memo as it is being written (see `ReportMemo`): deployment ids by commit, the
+    digest last written to each deployment and commit, each deployment's last known state."""
+
+    def __init__(self, memo: ReportMemo) -> None:
+        self.ids = {k: v for k, v in memo.ids.items() if not k.startswith("state:")}
+        self.states = {k.removeprefix("state:"): v for k, v in memo.ids.items() if k.startswith("state:")}
+        self.written = dict(memo.written)
+        self.complete = memo.complete
+
+    def forget_others(self, sha: str) -> None:
+        """Keep what the next reports need: the head commit's, and the deployments still live."""
+        for key, deployment_id in list(self.ids.items()):
+            if key != f"deployment:{sha}" and self.states.get(deployment_id) == "inactive":
+                del self.ids[key]
+                self.states.pop(deployment_id, None)
+                self.written.pop(f"deployment:{deployment_id}", None)
+        live = set(self.ids.values())
+        for deployment_id in list(self.states):
+            if deployment_id not in live:
+                del self.states[deployment_id]
+        for key in list(self.written):
+            if key.startswith("commit:") and key != f"commit:{sha}":
+                del self.written[key]
+
+    def memo(self) -> ReportMemo:
+        ids = {**self.ids, **{f"state:{k}": v for k, v in self.states.items()}}
+        return ReportMemo(ids=ids, written=self.written, complete=self.complete)
+
+
 class _Retry(WaitCappedMixin, GithubRetry):
     """PyGithub's retry (it knows GitHub's 403 rate-limit answers), bounded like every host's."""
 
@@ -134,6 +172,8 @@ class GitHubHost:
         private_key: SecretStr | None = None,
         seconds_between_requests: float | None = 0.25,
         seconds_between_writes: float | None = 1.0,
+        write_burst: int = 3,
+        write_gate: WriteGate | None = None,
         per_page: int = 100,
     ) -> None:
         self.api_url = api_url.rstrip("/")
@@ -143,12 +183,18 @@ class GitHubHost:
             "user_agent": USER_AGENT,
             "retry": _retry(policy),
             "seconds_between_requests": seconds_between_requests or None,
-            "seconds_between_writes": seconds_between_writes or None,
+            # Writes are paced by the write gate (below), per credential across clients and
+            # processes, not by each PyGithub client on its own.
+            "seconds_between_writes": None,
             # Comments and deployments are listed page by page: fewer, larger pages.
             "per_page": per_page,
             "lazy": True,
         }
         self._pacer = Pacer(Provider.GITHUB.value, NAME, policy)
+        self._policy = policy
+        self._write_interval = seconds_between_writes or 0.0
+        self._write_burst = write_burst
+        self._write_gate: WriteGate = write_gate or LocalWriteGate()
         self._lock = threading.Lock()
         self._github: Github | None = None
         self._integration: GithubIntegration | None = None
@@ -168,7 +214,9 @@ class GitHubHost:
             raise ValueError("GitHubHost needs a token, or an app id and private key")
 
     @classmethod
-    def from_settings(cls, settings: HostSettings, policy: HttpPolicy) -> GitHubHost:
+    def from_settings(
+        cls, settings: HostSettings, policy: HttpPolicy, write_gate: WriteGate | None = None
+    ) -> GitHubHost:
         if settings.github_app:
             credentials: dict[str, Any] = {
                 "app_id": settings.github_app_id,
@@ -181,6 +229,8 @@ class GitHubHost:
             policy,
             seconds_between_requests=settings.github_seconds_between_requests,
             seconds_between_writes=settings.github_seconds_between_writes,
+            write_burst=settings.github_write_burst,
+            write_gate=write_gate,
             **credentials,
         )
 
@@ -275,6 +325,7 @@ class GitHubHost:
             issue = repo.get_issue(number)
             if known_id is not None and known_id.isdigit():
                 try:
+                    self._gate(repository)
                     issue.get_comment(int(known_id)).edit(body)
                     return known_id
                 except GithubException as exc:
@@ -283,38 +334,45 @@ class GitHubHost:
             # Oldest first, every page: the first comment holding the marker is the one.
             for comment in issue.get_comments():
                 if marker in (comment.body or ""):
+                    self._gate(repository)
                     comment.edit(body)
                     return str(comment.id)
+            self._gate(repository)
             return str(issue.create_comment(body).id)
 
         return self._call(repository, f"the comment on pull request {repository}#{number}", write, write=True)
 
-    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+    def report_status(
+        self, repository: str, number: int, report: StatusReport, memo: ReportMemo | None = None
+    ) -> ReportMemo:
+        """The deployment status, then the commit status, each skipped when the memo says it was
+        written with this content already. Progress is kept in `notes` across the whole call's
+        reruns (after a rate-limit answer), so nothing it made is made again."""
         check_report(report, number)
+        notes = _Notes(memo or ReportMemo())
 
         def write(repo: Repository) -> None:
             sha = self._full_sha(repo, report.head_sha)
             state = _DEPLOYMENT_STATES.get(report.state)
             if state == "inactive":
-                self._deactivate(repo, report)
+                self._deactivate(repo, report, notes)
             elif state is not None:
-                deployment = self._deployment(repo, report, sha)
-                deployment.create_status(
-                    state,
-                    target_url=report.target_url or NotSet,
+                self._deployment_status(repo, report, sha, state, notes)
+            link = report.link or NotSet
+            content = digest(_COMMIT_STATES[report.state], report.description, report.link)
+            if notes.written.get(f"commit:{sha}") != content:
+                self._gate(repository)
+                repo.get_commit(sha).create_status(
+                    _COMMIT_STATES[report.state],
+                    target_url=link,
                     description=report.description,
-                    environment_url=report.preview_url
-                    if state == "success" and report.preview_url
-                    else NotSet,
+                    context=STATUS_CONTEXT,
                 )
-            repo.get_commit(sha).create_status(
-                _COMMIT_STATES[report.state],
-                target_url=report.link or NotSet,
-                description=report.description,
-                context=STATUS_CONTEXT,
-            )
+                notes.written[f"commit:{sha}"] = content
+            notes.forget_others(sha)
 
         self._call(repository, f"the status of pull request {repository}#{number}", write, write=True)
+        return notes.memo()
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         what = f"the permission of {user} on {repository}"
@@ -360,6 +418,7 @@ class GitHubHost:
 
     def react(self, repository: str, number: int, comment_id: str) -> None:
         def write(repo: Repository) -> None:
+            self._gate(repository)
             repo.get_issue(number).get_comment(_comment_id(comment_id)).create_reaction("+1")
 
         self._call(
@@ -370,6 +429,7 @@ class GitHubHost:
         self, repository: str, number: int, comment_id: str, body: str, thread_id: str | None = None
     ) -> str:
         def write(repo: Repository) -> str:
+            self._gate(repository)
             return str(repo.get_issue(number).create_comment(body).id)
 
         return self._call(repository, f"a reply on pull request {repository}#{number}", write, write=True)
@@ -394,11 +454,54 @@ class GitHubHost:
             return sha
         return str(repo.get_commit(sha).complete().sha)
 
-    def _deployment(self, repo: Repository, report: StatusReport, sha: str) -> Deployment:
-        """The commit's deployment to the environment: the one made before, or a new one."""
-        for deployment in repo.get_deployments(sha=sha, environment=report.environment):
-            return deployment
-        return repo.create_deployment(
+    def _deployment_status(
+        self, repo: Repository, report: StatusReport, sha: str, state: str, notes: _Notes
+    ) -> None:
+        environment_url = report.preview_url if state == "success" and report.preview_url else None
+        content = digest(state, report.description, report.target_url, environment_url)
+        known = notes.ids.get(f"deployment:{sha}")
+        if known is not None and notes.written.get(f"deployment:{known}") == content:
+            return
+        for attempt in (1, 2):
+            deployment = self._deployment(repo, report, sha, notes)
+            self._gate(repo.full_name)
+            try:
+                deployment.create_status(
+                    state,
+                    target_url=report.target_url or NotSet,
+                    description=report.description,
+                    environment_url=environment_url or NotSet,
+                )
+            except GithubException as exc:
+                # A remembered deployment that was deleted since: find or make it afresh, once.
+                if exc.status != 404 or attempt == 2:
+                    raise
+                notes.ids.pop(f"deployment:{sha}", None)
+                notes.complete = False
+                continue
+            break
+        notes.written[f"deployment:{deployment.id}"] = content
+        notes.states[str(deployment.id)] = state
+        if state == "success":
+            # GitHub's auto_inactive: the environment's other deployments that succeeded are
+            # inactive now.
+            for other, was in notes.states.items():
+                if other != str(deployment.id) and was == "success":
+                    notes.states[other] = "inactive"
+
+    def _deployment(self, repo: Repository, report: StatusReport, sha: str, notes: _Notes) -> Deployment:
+        """The commit's deployment to the environment: the remembered one, the one made before, or a
+        new one (without a search first when the memo is complete)."""
+        known = notes.ids.get(f"deployment:{sha}")
+        if known is not None and known.isdigit():
+            return repo.get_deployment(int(known))
+        if not notes.complete:
+            self._learn(repo, report, notes)
+            known = notes.ids.get(f"deployment:{sha}")
+            if known is not None:
+                return repo.get_deployment(int(known))
+        self._gate(repo.full_name)
+        found = repo.create_deployment(
             ref=sha,
             environment=report.environment,
             description=f"Preview environment {report.environment}",
@@ -410,14 +513,43 @@ class GitHubHost:
             transient_environment=False,
             production_environment=False,
         )
+        notes.ids[f"deployment:{sha}"] = str(found.id)
+        notes.states.setdefault(str(found.id), "unknown")
+        return found
 
-    def _deactivate(self, repo: Repository, report: StatusReport) -> None:
-        """Mark every deployment of the environment that is not inactive yet as inactive: one that
-        succeeded before a later push failed is still shown as live otherwise."""
+    def _learn(self, repo: Repository, report: StatusReport, notes: _Notes) -> None:
+        """List the environment's deployments once (one request per 100): their ids by commit,
+        their states not known yet. The memo is complete then."""
         for deployment in repo.get_deployments(environment=report.environment):
-            latest = next(iter(deployment.get_statuses()), None)
-            if latest is None or latest.state != "inactive":
+            # Newest first: a commit's newest deployment is the one its reports use.
+            if f"deployment:{deployment.sha}" not in notes.ids:
+                notes.ids[f"deployment:{deployment.sha}"] = str(deployment.id)
+                notes.states.setdefault(str(deployment.id), "unknown")
+        notes.complete = True
+
+    def _deactivate(self, repo: Repository, report: StatusReport, notes: _Notes) -> None:
+        """Mark every deployment of the environment that is not inactive yet as inactive: one that
+        succeeded before a later push failed is still shown as live otherwise. With a complete
+        memo, those it knows to be live; else every one the host lists."""
+        if not notes.complete:
+            self._learn(repo, report, notes)
+        for deployment_id, state in list(notes.states.items()):
+            if state == "inactive":
+                continue
+            deployment = repo.get_deployment(int(deployment_id))
+            try:
+                if state == "unknown":
+                    # Listed, never written by this memo: it may be inactive already.
+                    latest = next(iter(deployment.get_statuses()), None)
+                    if latest is not None and latest.state == "inactive":
+                        notes.states[deployment_id] = "inactive"
+                        continue
+                self._gate(repo.full_name)
                 deployment.create_status("inactive", description=report.description)
+            except GithubException as exc:
+                if exc.status != 404:  # deleted meanwhile: nothing left to deactivate
+                    raise
+            notes.states[deployment_id] = "inactive"
 
     # -- clients -----------------------------------------------------------------------------------
 
@@ -450,6 +582,18 @@ class GitHubHost:
             raise self._error(exc, what, action) from exc
         except requests.RequestException as exc:
             raise unreachable(NAME, self.api_url, exc) from exc
+
+    def _gate(self, repository: str) -> None:
+        """Wait for a write slot of the credential this repository's calls use."""
+        credential = fingerprint(Provider.GITHUB.value, self._secrets[0], self._key(repository))
+        pass_gate(
+            self._write_gate,
+            credential,
+            self._write_interval,
+            self._write_burst,
+            self._policy.max_wait,
+            NAME,
+        )
 
     def _key(self, repository: str) -> str:
         """Whose budget a call spends: the token's, or the app installation's (never a secret)."""

@@ -43,7 +43,14 @@ from providers.hosts.base import (
 )
 from providers.hosts.http import USER_AGENT, HttpPolicy, decode_text, redact, status_error, unreachable
 from providers.hosts.pacer import Pacer
-from providers.hosts.reporting import STATUS_CONTEXT, StatusReport, check_marker, check_report
+from providers.hosts.reporting import (
+    STATUS_CONTEXT,
+    ReportMemo,
+    StatusReport,
+    check_marker,
+    check_report,
+    digest,
+)
 
 T = TypeVar("T")
 NAME = "GitLab"
@@ -182,8 +189,14 @@ class GitLabHost:
 
         return self._call(repository, f"the note on merge request {repository}!{number}", write, write=True)
 
-    def report_status(self, repository: str, number: int, report: StatusReport) -> None:
+    def report_status(
+        self, repository: str, number: int, report: StatusReport, memo: ReportMemo | None = None
+    ) -> ReportMemo:
+        """Not written again when the last report wrote the same (the memo's digest)."""
         check_report(report, number)
+        content = digest(report.model_dump_json())
+        if memo is not None and memo.written.get("status") == content:
+            return memo
 
         def write(project: Project) -> None:
             if report.state != "skipped":
@@ -206,6 +219,7 @@ class GitLabHost:
                     raise
 
         self._call(repository, f"the status of merge request {repository}!{number}", write, write=True)
+        return ReportMemo(written={"status": content})
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         what = f"the membership of {user} in {repository}"

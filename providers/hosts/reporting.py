@@ -8,6 +8,7 @@ marker by which it is found again.
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -114,3 +115,24 @@ def check_marker(body: str, marker: str) -> None:
     """A comment written without its marker could never be found again: refuse to write it."""
     if not marker.strip() or marker not in body:
         raise ValueError("the comment body must contain its marker")
+
+
+class ReportMemo(BaseModel):
+    """What a client wrote on a host for one environment, handed back to it with the next report:
+    ids it need not look up again, and a digest of each status as last written, so that a status
+    whose content did not change is not written again.
+
+    `complete`: `ids` hold everything the environment has on the host, so an id that is missing
+    does not exist and is created without a search first. The worker clears it before a report
+    whose outcome it may not learn (a worker killed mid-report), so the next one searches."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ids: dict[str, str] = Field(default_factory=dict)
+    written: dict[str, str] = Field(default_factory=dict)
+    complete: bool = False
+
+
+def digest(*parts: object) -> str:
+    """A short digest of a write's content, to tell whether it changed (not a secret's hash)."""
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:16]

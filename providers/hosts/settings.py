@@ -37,7 +37,10 @@ class HostSettings(Section):
     github_app_private_key: SecretStr | None = None
     # GitHub asks integrators to pace their calls; these are PyGithub's (and GitHub's) defaults.
     github_seconds_between_requests: float = Field(0.25, ge=0, le=10)
+    # Writes go through one token bucket per credential, shared by every worker process
+    # (providers/hosts/gate.py): `burst` at once (one report's writes), then one per interval.
     github_seconds_between_writes: float = Field(1.0, ge=0, le=60)
+    github_write_burst: int = Field(3, ge=1, le=100)
 
     gitlab_url: str = "https://gitlab.com"
     gitlab_api_token: SecretStr | None = None

@@ -116,7 +116,7 @@ def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any
 
     from redis.asyncio import Redis
 
-    from handlers.report import ReportBusy, Reporter
+    from handlers.report import Reporter
     from handlers.status import EnvironmentStatus, StatusStore
 
     client = gateway()
@@ -163,9 +163,8 @@ def test_racing_reports_make_one_comment_and_the_budget_is_exported(gateway: Any
                 await redis.aclose()
 
         outcomes = asyncio.run(race())
-        # One report ran; the other found it running (its job is retried a moment later).
-        assert sorted(type(o).__name__ for o in outcomes) == ["ReportBusy", "str"]
-        assert any(isinstance(o, ReportBusy) for o in outcomes)
+        # One report ran; the other found it running and left the environment to it.
+        assert sorted(outcomes) == ["busy", "no change"] or sorted(outcomes) == ["busy", "reported"]
         assert len(github.comments(REPO, 12)) == 1
 
     # The worker recorded GitHub's remaining budget; the gateway exports it.

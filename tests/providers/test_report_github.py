@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from providers.hosts.base import Budget, Host, HostUnavailable
 from providers.hosts.github import GitHubHost
 from providers.hosts.http import HttpPolicy
-from providers.hosts.reporting import MARKER, STATUS_CONTEXT
+from providers.hosts.reporting import MARKER, STATUS_CONTEXT, ReportMemo
 from tests.fakes.fakehosts import FakeGitHub, fake_sha
 from tests.fakes.fakehosts.github import app_key_pair
 from tests.support.hosts import body, gap_before, github_host, report
@@ -308,10 +308,47 @@ def test_one_deployment_per_sha_with_statuses_in_progress_success_inactive(fake:
         ("POST", statuses),
         ("POST", f"/repos/octo/app/statuses/{sha}"),
     ]
+    # Without a memo, each call lists the environment's deployments (all commits at once).
     lookups = [r.query for r in fake.requests if r.call == ("GET", deployments)]
-    assert lookups[0]["sha"] == sha and lookups[0]["environment"] == "pr-5"
+    assert lookups[0]["environment"] == "pr-5" and "sha" not in lookups[0]
     created = fake.requests[1].json()
     assert created["auto_merge"] is False and created["required_contexts"] == []
+
+
+def test_the_memo_saves_every_lookup_and_every_unchanged_write(fake: FakeGitHub) -> None:
+    sha = head(fake)
+    host = host_for(fake)
+    memo = ReportMemo(complete=True)  # a new environment: nothing to find on the host
+    for state, fields in (
+        ("deploying", {}),
+        ("deployed", {"preview_url": PREVIEW}),
+        ("deployed", {"preview_url": PREVIEW}),  # the same again: nothing is written
+        ("destroyed", {}),
+    ):
+        memo = host.report_status(REPO, 5, report(state, sha, **fields), memo)
+    [deployment] = fake.deployments(REPO)
+    assert [s.state for s in deployment.statuses] == ["in_progress", "success", "inactive"]
+    statuses = f"/repos/octo/app/deployments/{deployment.id}/statuses"
+    commit = f"/repos/octo/app/statuses/{sha}"
+    assert fake.calls() == [
+        ("POST", "/repos/octo/app/deployments"),
+        ("POST", statuses),
+        ("POST", commit),
+        ("POST", statuses),
+        ("POST", commit),
+        ("POST", statuses),
+        ("POST", commit),
+    ]
+
+
+def test_a_remembered_deployment_that_was_deleted_is_found_or_made_afresh(fake: FakeGitHub) -> None:
+    sha = head(fake)
+    host = host_for(fake)
+    memo = host.report_status(REPO, 5, report("deploying", sha), ReportMemo(complete=True))
+    fake.repos[REPO.lower()].deployments.clear()
+    host.report_status(REPO, 5, report("deployed", sha, preview_url=PREVIEW), memo)
+    [deployment] = fake.deployments(REPO)
+    assert [s.state for s in deployment.statuses] == ["success"]
 
 
 def test_a_new_head_gets_its_own_deployment_and_destroy_leaves_none_active(fake: FakeGitHub) -> None:
