@@ -45,9 +45,11 @@ class WorkerSettings(Section):
     # Least seconds between two progress updates of a deploying environment (its comment).
     ready_progress_interval: float = Field(5.0, ge=0, le=600)
     max_jobs: int = Field(10, ge=1, le=1000)
-    # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
-    # a second to every webhook: an event job and then its reconcile job each wait for it).
-    poll_delay: float = Field(0.02, gt=0, le=5)
+    # How often a worker looks at the queue when nothing woke it: each job written wakes a
+    # waiting worker at once (handlers/queue_worker.py), and it wakes by itself when the next
+    # deferred job comes due. This bounds only what no wake-up announced (a job a dead worker
+    # held, once arq gives it up).
+    poll_delay: float = Field(2.0, gt=0, le=60)
 
     # Where this worker serves its own Prometheus metrics (handlers/metrics.py); port 0: nowhere.
     worker_metrics_host: str = "127.0.0.1"
