@@ -64,7 +64,11 @@ def _summary(recorded: Recorded) -> str:
 
 
 def test_a_deploy_costs_at_most_90_redis_commands(
-    gateway: Any, kube: KubeAPIServer, worker_config: WorkerConfig, redis_server: RedisServer, redis_client: Any
+    gateway: Any,
+    kube: KubeAPIServer,
+    worker_config: WorkerConfig,
+    redis_server: RedisServer,
+    redis_client: Any,
 ) -> None:
     client = gateway()
     recorder = CommandRecorder(redis_server.url).start()
