@@ -18,6 +18,11 @@ local queue, job_expires, max_bodies = {queue}, {job_expires}, {max_bodies}
 -- `period` members (store.py keeps that under 1% of the bound). Every key gets its expiry
 -- when it is written, so none outlives the retention once writes stop.
 local period = {period}
+-- Each job written wakes a worker waiting for work (handlers/queue.py, WAKE_LUA).
+local wake, expires = {wake_key}, job_expires
+local function wake_worker()
+{wake_lua}
+end
 --
 -- ARGV:
 --  1 provider    2 delivery id    3 now (µs)    4 repository ('' if none)
@@ -95,6 +100,7 @@ end
 if mode == 'replay' then
   redis.call('SET', job_stem .. ARGV[7], ARGV[8], 'PX', job_expires)
   redis.call('ZADD', queue, now, ARGV[7])
+  wake_worker()
   return {1, log(ARGV[6]), now}
 end
 
@@ -110,6 +116,7 @@ end
 -- arq's own job format: the job under arq:job:<id>, its id in the queue's sorted set.
 redis.call('SET', job_stem .. ARGV[7], ARGV[8], 'PX', job_expires)
 redis.call('ZADD', queue, now, ARGV[7])
+wake_worker()
 
 if ARGV[9] ~= '' then
   redis.call('SET', body_stem .. ident, ARGV[9], 'PX', retention)

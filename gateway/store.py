@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.batching import ScriptBatcher
 from gateway.settings import GatewaySettings
 from handlers.pages import Cursor
-from handlers.queue import JOB_EXPIRES_MS, encode_event_job, event_job_id, job_key, replay_job_id
+from handlers.queue import JOB_EXPIRES_MS, WAKE_LUA, encode_event_job, event_job_id, job_key, replay_job_id
 from providers.events import LifecycleEvent, Provider
 from providers.text import ascii_lower
 from providers.verdicts import Verdict
@@ -158,6 +158,8 @@ class DeliveryStore:
             "retention": str(connection.retention_ms),
             "max_entries": str(web.delivery_log_max_entries),
             "queue": lua_string(connection.queue_name),
+            "wake_key": lua_string(self.keys.queue_wake(connection.queue_name)),
+            "wake_lua": WAKE_LUA,
             "job_expires": str(JOB_EXPIRES_MS),
             "max_bodies": str(web.delivery_bodies_max),
             "period": str(housekeeping_period(settings)),

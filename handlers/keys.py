@@ -176,6 +176,12 @@ class Keys:
         """Environments given a slot whose reconcile may not be queued yet (score: when)."""
         return self._key("admission", "promoted")
 
+    def queue_wake(self, queue: str) -> str:
+        """At most one wake-up token, pushed with each job written to the arq queue `queue`
+        (gateway/deliver.lua, handlers/enqueue.py): a worker waiting for work blocks on it
+        (handlers/queue_worker.py). See handlers/queue.py."""
+        return self._key("wake", queue)
+
     def worker_heartbeat(self) -> str:
         """When a worker last said it was alive (epoch ms): written by every worker
         (handlers/heartbeat.py), read by the gateway's /readyz and /metrics."""

@@ -8,6 +8,12 @@ prefix), so arq's worker reads the job as one it had queued itself; a test reads
 back with arq's own code. Written out rather than imported: importing arq would load
 its whole worker into the web process. The worker registers its functions under these
 same names.
+
+Whoever writes a job to the queue (or gives a retry its new time) also pushes a wake-up token onto
+the queue's wake list (`Keys.queue_wake`; `WAKE_LUA` below): a worker waiting for work blocks
+on that list (BLPOP) rather than polling the queue, and polls at once when a token comes
+(handlers/queue_worker.py). At most one token waits there: a burst of jobs wakes one worker
+once, and its poll finds them all. The list expires like the jobs it announces.
 """
 
 from __future__ import annotations
@@ -48,6 +54,29 @@ class Job:
 JOB_EXPIRES_MS: Final = 86_400_000
 # arq.constants.job_key_prefix
 JOB_KEY_PREFIX: Final = "arq:job:"
+
+# Lua, run after a script wrote a job to the queue: `wake` is the Lua variable holding the
+# queue's wake list (Keys.queue_wake), `expires` its lifetime in ms (JOB_EXPIRES_MS).
+WAKE_LUA: Final = """
+redis.call('LPUSH', wake, '1')
+redis.call('LTRIM', wake, 0, 0)
+redis.call('PEXPIRE', wake, expires)
+"""
+
+# How a worker writes a job (handlers/enqueue.py): arq's own writes (the job, its place in the
+# queue, only when no job or result of that id exists, as arq.connections.enqueue_job), then a
+# wake-up, in one round trip.
+#   KEYS: job, result, queue, wake    ARGV: job id, job (serialised), score ms, job expiry ms
+ENQUEUE_LUA: Final = (
+    """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local wake, expires = KEYS[4], ARGV[4]
+"""
+    + WAKE_LUA
+    + "return 1\n"
+)
 
 
 def job_key(job_id: str) -> str:

@@ -48,9 +48,11 @@ class WorkerSettings(Section):
     # Seconds an environment's report waits after the state change that queued it, so that the
     # changes of one reconcile (queued, then deploying) are reported once, as the latest.
     report_delay: float = Field(0.25, ge=0, le=10)
-    # How often an idle worker looks at the queue (arq's default, 0.5 s, would add up to
-    # a second to every webhook: an event job and then its reconcile job each wait for it).
-    poll_delay: float = Field(0.02, gt=0, le=5)
+    # How often a worker looks at the queue when nothing woke it: each job written wakes a
+    # waiting worker at once (handlers/queue_worker.py), and it wakes by itself when the next
+    # deferred job comes due. This bounds only what no wake-up announced (a job a dead worker
+    # held, once arq gives it up).
+    poll_delay: float = Field(2.0, gt=0, le=60)
 
     # Where this worker serves its own Prometheus metrics (handlers/metrics.py); port 0: nowhere.
     worker_metrics_host: str = "127.0.0.1"

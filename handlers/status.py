@@ -134,6 +134,40 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+# Write a status record and its place in the indexes, in one step; with a fence (ARGV[6] >= 0),
+# only while the generation key holds no newer generation. A destroyed environment's record
+# expires after the retention, in the retired index, which is trimmed to it and expires with
+# its newest member; a live one stays, in the live index.
+#   KEYS: status, live index, retired index, fence generation (the status key when none)
+#   ARGV: record, environment, stamp (epoch s), retired (1/0), retention ms, fenced generation
+# Answers {written (1/0), the record replaced or false}.
+_PUT = """
+local fenced = tonumber(ARGV[6])
+if fenced >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') > fenced then return {0, false} end
+local previous
+if ARGV[4] == '1' then
+  previous = redis.call('SET', KEYS[1], ARGV[1], 'GET', 'PX', ARGV[5])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[5]) / 1000)
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+else
+  previous = redis.call('SET', KEYS[1], ARGV[1], 'GET')
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
+return {1, previous}
+"""
+
+# A first record, unless one exists (the reconcile owns it), with its place in the live index.
+#   KEYS: status, live index    ARGV: record, environment, stamp    Answers 1 when written.
+_CREATE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+
 class Superseded(Exception):
     """Not written: a newer generation of the desired state exists than the one acted on."""
 
@@ -152,6 +186,8 @@ class StatusStore:
         self.retention_ms = retention_ms
         self.environment_retention_ms = environment_retention_ms
         self._claim = redis.register_script(_CLAIM)
+        self._put = redis.register_script(_PUT)
+        self._create = redis.register_script(_CREATE)
         self._unclaim = redis.register_script(_UNCLAIM)
 
     def _status_key(self, key: str) -> str:
@@ -166,39 +202,20 @@ class StatusStore:
         kept for the environment retention period, then forgotten (a live one never expires).
         With a `fence`, raises Superseded instead of writing once a newer generation exists."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
-        retired = status.state == "destroyed"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if fence is not None:
-                try:
-                    await pipe.watch(fence[0])
-                    if int(await pipe.get(fence[0]) or 0) > fence[1]:
-                        raise Superseded(status.key)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    return await self._write(pipe, status, stamp, retired)
-                except WatchError:
-                    raise Superseded(status.key) from None
-            return await self._write(pipe, status, stamp, retired)
-
-    async def _write(
-        self, pipe: Any, status: EnvironmentStatus, stamp: float, retired: bool
-    ) -> EnvironmentStatus | None:
-        live_index, retired_index = self.keys.statuses(), self.keys.retired_statuses()
-        pipe.set(
-            self._status_key(status.key),
-            status.model_dump_json(),
-            get=True,
-            px=self.environment_retention_ms if retired else None,
+        key = self._status_key(status.key)
+        written, previous = await self._put(
+            keys=[key, self.keys.statuses(), self.keys.retired_statuses(), fence[0] if fence else key],
+            args=[
+                status.model_dump_json(),
+                status.key,
+                stamp,
+                "1" if status.state == "destroyed" else "0",
+                self.environment_retention_ms,
+                fence[1] if fence else -1,
+            ],
         )
-        if retired:
-            pipe.zrem(live_index, status.key)
-            pipe.zadd(retired_index, {status.key: stamp})
-            # Its members live no longer than the retention: so does the index, from its newest.
-            pipe.zremrangebyscore(retired_index, "-inf", stamp - self.environment_retention_ms / 1000)
-            pipe.pexpire(retired_index, self.environment_retention_ms)
-        else:
-            pipe.zadd(live_index, {status.key: stamp})
-            pipe.zrem(retired_index, status.key)
-        previous, *_ = await pipe.execute()
+        if not int(written):
+            raise Superseded(status.key)
         return EnvironmentStatus.model_validate_json(previous) if previous else None
 
     async def publish(
@@ -215,10 +232,11 @@ class StatusStore:
     async def create(self, status: EnvironmentStatus) -> bool:
         """Write a first record; an existing one is left alone (the reconcile owns it)."""
         stamp = status.updated_at.timestamp() if status.updated_at else 0
-        if not await self.redis.set(self._status_key(status.key), status.model_dump_json(), nx=True):
-            return False
-        await self.redis.zadd(self.keys.statuses(), {status.key: stamp})
-        return True
+        created = await self._create(
+            keys=[self._status_key(status.key), self.keys.statuses()],
+            args=[status.model_dump_json(), status.key, stamp],
+        )
+        return bool(int(created))
 
     async def update_waiting(self, status: EnvironmentStatus, queue: str) -> bool:
         """Write a queued environment's record (its new place in the queue) only while it is

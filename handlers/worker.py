@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from arq import Retry, func
-from arq.connections import ArqRedis
-from arq.worker import Worker
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
@@ -35,7 +33,9 @@ from handlers.cluster import Cluster, ClusterError, detect_cluster
 from handlers.connection import ConnectionSettings
 from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.dora import DoraStore
+from handlers.enqueue import QueueRedis
 from handlers.heartbeat import keep_beating
+from handlers.keys import Keys
 from handlers.lifecycle import jobs as lifecycle_jobs
 from handlers.lifecycle.jobs import LifecycleDeps
 from handlers.metrics import WorkerMetrics
@@ -43,6 +43,7 @@ from handlers.permissions import PermissionCache
 from handlers.policy import Decision, Rules, decide, is_activity, same_commit
 from handlers.preserve import PreserveIndex
 from handlers.queue import Job
+from handlers.queue_worker import Worker
 from handlers.readiness import Readiness
 from handlers.reconcile import TRANSIENT, Reconciler
 from handlers.redis_client import redis_client
@@ -476,6 +477,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     readiness.on_settled = ctx["deps"].reconciler.settled
     # Loaded once now: the first activity an event records needs no second round trip.
     await lifecycle.activity.prepare()
+    if isinstance(redis, QueueRedis):
+        await redis.prepare()  # every other script, likewise
     if ctx.get("periodic"):
         # Idle hibernation, the sweep, the resync: one worker does each, whichever claims it.
         ctx["ticker"] = asyncio.create_task(lifecycle_jobs.keep_ticking(lifecycle), name="k8s-ee-tick")
@@ -599,8 +602,10 @@ def worker_settings(
             # that drain the queue leave it out, and run those jobs on purpose.
             "periodic": periodic,
         },
-        "redis_pool": arq_pool(settings.connection),
+        "redis_pool": arq_pool(settings.connection, settings.keys),
         "queue_name": settings.connection.queue_name,
+        # Where the jobs' writers wake a waiting worker (handlers/queue_worker.py).
+        "wake_key": settings.keys.queue_wake(settings.connection.queue_name),
         "max_jobs": worker.max_jobs,
         "poll_delay": worker.poll_delay,
         "keep_result": 3600,
@@ -608,10 +613,11 @@ def worker_settings(
     }
 
 
-def arq_pool(connection: ConnectionSettings) -> ArqRedis:
+def arq_pool(connection: ConnectionSettings, keys: Keys) -> QueueRedis:
     """arq's Redis, at one address or wherever Sentinel says the master is (handlers/redis_client.py)."""
-    pool = redis_client(connection, ArqRedis, socket_connect_timeout=connection.redis_timeout)
+    pool = redis_client(connection, QueueRedis, socket_connect_timeout=connection.redis_timeout)
     pool.default_queue_name = connection.queue_name
+    pool.key_schema = keys
     return pool
 
 
@@ -647,7 +653,7 @@ def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
 REDIS_START_WAIT_S = 60.0
 
 
-async def wait_for_redis(redis: ArqRedis, budget: float = REDIS_START_WAIT_S) -> None:
+async def wait_for_redis(redis: QueueRedis, budget: float = REDIS_START_WAIT_S) -> None:
     deadline = time.monotonic() + budget
     delay = 0.5
     while True:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from arq.worker import Worker
 from kubernetes import client
 
 from handlers.cluster import Cluster
 from handlers.cluster.kubernetes import KubernetesCluster
 from handlers.cluster.retry import RetryPolicy
+from handlers.queue_worker import Worker
 from handlers.settings import WorkerConfig, WorkerSettings
 from handlers.worker import worker_settings
 from providers.events import Provider
