@@ -79,21 +79,27 @@ def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at
     event = headers.get(EVENT_HEADER, "").strip()
     if not event:
         raise bad_request(f"missing {EVENT_HEADER} header")
-    handler, fields = _HANDLERS.get(event, _OTHER)
-    return read(event, handler, fields.load(_json_body(headers, body)), _Delivery(delivery_id, received_at))
+    data = fields_for(event).load(_json_body(headers, body))
+    return read(event, data, delivery_id, received_at)
 
 
-def read(event: str, handler: _Handler | None, data: dict[str, Any], delivery: _Delivery) -> Outcome:
+def fields_for(event: str) -> Fields:
+    """What the handler of `event` reads of a body."""
+    return _FIELDS.get(event, _OTHER)
+
+
+def read(event: str, data: dict[str, Any], delivery_id: str, received_at: datetime) -> Outcome:
     """The outcome of a delivery of `event` whose body reads as `data`."""
     if event == "ping":
         return Pong()
+    handler = _HANDLERS.get(event)
     if handler is None:
         return Ignored(
             f"GitHub event {_quote(event)} does not affect environments",
             repository=_repository_or_none(data),
             type=event[:_QUOTE_LIMIT],
         )
-    return handler(data, delivery)
+    return handler(data, _Delivery(delivery_id, received_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +122,6 @@ def _json_body(headers: Mapping[str, str], body: bytes) -> bytes:
         "Content-Type must be application/json or application/x-www-form-urlencoded, "
         f"got {media_type[:_QUOTE_LIMIT] or 'none'!r}"
     )
-
-
-_Handler = Callable[[dict[str, Any], _Delivery], Outcome]
 
 
 def _pull_request(data: dict[str, Any], delivery: _Delivery) -> Outcome:
@@ -359,6 +362,15 @@ def _quote(text: str) -> str:
     return repr(text[:_QUOTE_LIMIT])
 
 
+_HANDLERS: dict[str, Callable[[dict[str, Any], _Delivery], Outcome]] = {
+    "pull_request": _pull_request,
+    "issue_comment": _issue_comment,
+    "workflow_run": _workflow_run,
+    "check_suite": _check_suite,
+    "push": _push,
+}
+
+
 def _build_fields(kind: str) -> tuple[str, ...]:
     return (
         *_COMMON,
@@ -375,54 +387,31 @@ def _build_fields(kind: str) -> tuple[str, ...]:
 
 # What every handler reads first (and an ignored event's log line).
 _COMMON = ("action", "repository.full_name", "sender.login")
-# Each handler with the fields it reads (payload.Fields); tests/providers/test_fields.py
-# checks that each reads to the same outcome as with the whole body.
-_HANDLERS: dict[str, tuple[_Handler | None, Fields]] = {
-    "ping": (None, Fields()),
-    "pull_request": (
-        _pull_request,
-        Fields(
-            *_COMMON,
-            *(
-                f"pull_request.{name}"
-                for name in (
-                    "number",
-                    "merged",
-                    "merged_at",
-                    "draft",
-                    "title",
-                    "html_url",
-                    "updated_at",
-                    "closed_at",
-                    "head.sha",
-                    "head.ref",
-                    "head.repo.full_name",
-                    "base.ref",
-                    "base.repo.full_name",
-                )
-            ),
+# What each handler reads (payload.Fields): tests/providers/test_fields.py checks that each
+# comes to the same outcome as with the whole body.
+_FIELDS: dict[str, Fields] = {
+    "ping": Fields(),
+    "pull_request": Fields(
+        *_COMMON,
+        *(
+            f"pull_request.{name}"
+            for name in (
+                *("number", "merged", "merged_at", "draft", "title", "html_url", "updated_at", "closed_at"),
+                *("head.sha", "head.ref", "head.repo.full_name", "base.ref", "base.repo.full_name"),
+            )
         ),
     ),
-    "issue_comment": (
-        _issue_comment,
-        Fields(
-            *_COMMON,
-            *(f"issue.{name}" for name in ("pull_request", "number", "draft", "title", "html_url")),
-            *(f"comment.{name}" for name in ("id", "body", "created_at", "user.login")),
-        ),
+    "issue_comment": Fields(
+        *_COMMON,
+        *(f"issue.{name}" for name in ("pull_request", "number", "draft", "title", "html_url")),
+        *(f"comment.{name}" for name in ("id", "body", "created_at", "user.login")),
     ),
-    "workflow_run": (
-        _workflow_run,
-        Fields(*_build_fields("workflow_run"), "workflow_run.head_repository.full_name"),
-    ),
-    "check_suite": (_check_suite, Fields(*_build_fields("check_suite"))),
-    "push": (
-        _push,
-        Fields(
-            *_COMMON,
-            *("ref", "after", "deleted", "pusher.name", "repository.pushed_at", "head_commit.timestamp"),
-        ),
+    "workflow_run": Fields(*_build_fields("workflow_run"), "workflow_run.head_repository.full_name"),
+    "check_suite": Fields(*_build_fields("check_suite")),
+    "push": Fields(
+        *_COMMON,
+        *("ref", "after", "deleted", "pusher.name", "repository.pushed_at", "head_commit.timestamp"),
     ),
 }
 # Any other event is ignored, named in the log by its repository.
-_OTHER: tuple[_Handler | None, Fields] = (None, Fields("repository.full_name"))
+_OTHER = Fields("repository.full_name")
