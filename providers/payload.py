@@ -72,8 +72,9 @@ def form_payload(body: bytes) -> bytes:
     return values[0].encode("utf-8")
 
 
-# What a leaf field may hold. Integers are bounded to what orjson keeps as integers (it reads
-# larger ones as floats): a larger one fails here, and the full parse reads it as orjson does.
+# What a leaf field may hold. Integers are bounded to int64 (orjson reads those beyond u64 as
+# floats; msgspec cannot bound at u64): a larger one fails here, and the full parse reads it as
+# orjson does.
 _Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _Leaf = str | bool | None | float | _Int | dict[str, Any] | list[Any]
 
@@ -85,7 +86,7 @@ class Fields:
     `load` gives what `load_json_object` gives, restricted to those paths. It parses in full,
     with `load_json_object`, whatever it cannot decode: a body that is not valid UTF-8 or not
     valid JSON (msgspec does not check the text of skipped fields; orjson refuses it), an
-    object on a path that is not an object, an integer orjson would read as a float, nesting
+    object on a path that is not an object, an integer outside int64 where one is read, nesting
     deeper than msgspec goes. The one difference left: a number too large for a double in a
     field no adapter reads makes orjson refuse the whole body as unreadable, and is skipped
     here (the delivery is verified, and SPEC 7 says it is not refused for its shape).
