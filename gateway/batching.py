@@ -22,12 +22,15 @@ class ScriptBatcher:
         self.redis = redis
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-        self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        # `EVALSHA <sha> 0`, encoded once: every call's arguments follow it.
+        self._head = [b"$%d\r\n%s\r\n" % (len(word), word) for word in (b"EVALSHA", self.sha.encode(), b"0")]
+        self._pending: list[tuple[list[bytes], asyncio.Future[Any]]] = []
         self._scheduled = False
         # Sending tasks, kept referenced until done (asyncio holds only weak references).
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, args: list[Any]) -> Any:
+    async def __call__(self, args: list[bytes]) -> Any:
+        """The script's reply to `args` (its ARGV, encoded), or the error it or the connection raised."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
@@ -43,7 +46,7 @@ class ScriptBatcher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[tuple[list[bytes], asyncio.Future[Any]]]) -> None:
         try:
             results = await self._execute([args for args, _ in batch])
         except BaseException as exc:  # the connection failed: every call of the batch fails with it
@@ -61,7 +64,7 @@ class ScriptBatcher:
             else:
                 future.set_result(result)
 
-    async def _execute(self, calls: list[list[Any]]) -> list[Any]:
+    async def _execute(self, calls: list[list[bytes]]) -> list[Any]:
         results = await self._pipeline(calls)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
@@ -71,15 +74,18 @@ class ScriptBatcher:
                 results[i] = result
         return results
 
-    async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
-        # redis-py's connection (auth, TLS, reconnects) with our own encoding: its generic
-        # packer costs more than the script call itself. A reply that is an error is
+    async def _pipeline(self, calls: list[list[bytes]]) -> list[Any]:
+        # redis-py's connection (auth, TLS, reconnects, Sentinel) with our own encoding: its
+        # generic packer costs more than the script call itself. A reply that is an error is
         # read like any other, so the stream stays in step.
         pool = self.redis.connection_pool
         connection = await pool.get_connection("EVALSHA")  # type: ignore[no-untyped-call]
         try:
-            head = [b"EVALSHA", self.sha.encode(), b"0"]
-            await connection.send_packed_command(b"".join(_command([*head, *args]) for args in calls))
+            parts: list[bytes] = []
+            for args in calls:
+                _command(parts, self._head, args)
+            # A list: written as it is, without first copying the stored bodies into one string.
+            await connection.send_packed_command(parts)
             results: list[Any] = []
             for _ in calls:
                 try:
@@ -95,10 +101,10 @@ class ScriptBatcher:
             await pool.release(connection)
 
 
-def _command(args: list[Any]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+def _command(parts: list[bytes], head: list[bytes], args: list[bytes]) -> None:
+    """One command in RESP, an array of bulk strings, appended to `parts`: `head` (bulk strings
+    already encoded), then `args`."""
+    parts.append(b"*%d\r\n" % (len(head) + len(args)))
+    parts += head
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")

@@ -8,8 +8,7 @@ Lua script `deliver.lua`, so a delivery is stored and queued in a single round t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -170,15 +169,15 @@ class DeliveryStore:
     @staticmethod
     def _common_args(
         provider: Provider, delivery_id: str, now: datetime, repository: str | None
-    ) -> list[Any]:
-        return [provider.value, delivery_id, _us(now), repository or ""]
+    ) -> list[bytes]:
+        # Encoded here, as the script's ARGV: the batcher writes bytes as they are.
+        return [provider.value.encode(), delivery_id.encode(), b"%d" % _us(now), (repository or "").encode()]
 
-    @asynccontextmanager
-    async def _deadline(self) -> AsyncIterator[None]:
-        """One deadline per store call; past it the call fails as Redis being unavailable."""
+    async def _run(self, args: list[bytes]) -> Any:
+        """The script's reply, within one deadline; past it the call fails as Redis being unavailable."""
         try:
             async with asyncio.timeout(self.connection.redis_timeout):
-                yield
+                return await self._deliver(args)
         except TimeoutError:
             raise RedisTimeoutError(
                 f"Redis did not answer within {self.connection.redis_timeout} s"
@@ -204,19 +203,16 @@ class DeliveryStore:
         )
         job = encode_event_job(event_json, _ms(event.received_at))
         blob = body_blob(headers, body) if self.web.delivery_bodies_max > 0 else b""
-        async with self._deadline():
-            verdict, attempt, first = await self._deliver(
-                [
-                    *self._common_args(
-                        event.provider, event.delivery_id, event.received_at, event.repository
-                    ),
-                    "accept",
-                    entry,
-                    event_job_id(event),
-                    job,
-                    blob,
-                ]
-            )
+        verdict, attempt, first = await self._run(
+            [
+                *self._common_args(event.provider, event.delivery_id, event.received_at, event.repository),
+                b"accept",
+                entry,
+                event_job_id(event).encode(),
+                job,
+                blob,
+            ]
+        )
         return AcceptResult(verdict == 1, int(attempt), datetime.fromtimestamp(int(first) / 1000, tz=UTC))
 
     async def replay(self, event: LifecycleEvent, now: datetime, replay: str) -> int:
@@ -234,26 +230,24 @@ class DeliveryStore:
             event_json=event_json,
         )
         job = encode_event_job(event_json, _ms(now))
-        async with self._deadline():
-            _, attempt, _ = await self._deliver(
-                [
-                    *self._common_args(event.provider, event.delivery_id, now, event.repository),
-                    "replay",
-                    entry,
-                    replay_job_id(event, replay),
-                    job,
-                ]
-            )
+        _, attempt, _ = await self._run(
+            [
+                *self._common_args(event.provider, event.delivery_id, now, event.repository),
+                b"replay",
+                entry,
+                replay_job_id(event, replay).encode(),
+                job,
+            ]
+        )
         return int(attempt)
 
     async def log(
         self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes
     ) -> int:
         """Record a delivery that was not accepted (ignored, pong, rejected)."""
-        async with self._deadline():
-            _, attempt, _ = await self._deliver(
-                [*self._common_args(provider, delivery_id, now, repository), "log", entry]
-            )
+        _, attempt, _ = await self._run(
+            [*self._common_args(provider, delivery_id, now, repository), b"log", entry]
+        )
         return int(attempt)
 
     # -- reading the log (admin API) --

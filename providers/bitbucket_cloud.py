@@ -24,7 +24,7 @@ from providers.bitbucket import (
 )
 from providers.bitbucket import verify as verify
 from providers.events import BuildStatus, Comment, EventType, LifecycleEvent, Provider
-from providers.payload import adapter, field, load_json_object, optional, require_json
+from providers.payload import Fields, adapter, field, optional, require_json
 from providers.verdicts import Accepted, Ignored, Outcome, bad_request
 
 PROVIDER = Provider.BITBUCKET_CLOUD
@@ -69,7 +69,17 @@ class _Delivery:
 def parse(headers: Mapping[str, str], body: bytes, delivery_id: str, received_at: datetime) -> Outcome:
     key = event_key(headers)
     require_json(headers)
-    delivery = _Delivery(key, load_json_object(body), delivery_id, received_at)
+    return read(key, fields_for(key).load(body), delivery_id, received_at)
+
+
+def fields_for(key: str) -> Fields:
+    """What the handler of event `key` reads of a body."""
+    return _FIELDS.get(key, _OTHER)
+
+
+def read(key: str, data: dict[str, Any], delivery_id: str, received_at: datetime) -> Outcome:
+    """The outcome of a delivery of event `key` whose body reads as `data`."""
+    delivery = _Delivery(key, data, delivery_id, received_at)
     handler = _HANDLERS.get(key)
     if handler is None:
         return delivery.ignored(f"Bitbucket Cloud event {key[:64]!r} does not affect environments")
@@ -235,3 +245,32 @@ _HANDLERS: dict[str, Callable[[_Delivery], Outcome]] = {
     "repo:commit_status_updated": _commit_status,
     "repo:push": _push,
 }
+
+
+# What each handler reads (payload.Fields): tests/providers/test_fields.py checks that each
+# comes to the same outcome as with the whole body. A push's `changes` are read whole.
+_COMMON = (
+    "repository.full_name",
+    *(f"actor.{name}" for name in ("nickname", "display_name", "account_id", "uuid")),
+)
+_PULL_REQUEST = Fields(
+    *_COMMON,
+    *(f"pullrequest.{name}" for name in ("id", "draft", "title", "links.html.href", "updated_on")),
+    *(f"pullrequest.source.{name}" for name in ("commit.hash", "branch.name", "repository.full_name")),
+    *("pullrequest.destination.repository.full_name", "pullrequest.destination.branch.name"),
+    *(f"comment.{name}" for name in ("id", "created_on", "content.raw")),
+    *(f"comment.user.{name}" for name in ("uuid", "nickname", "display_name", "account_id")),
+)
+_COMMIT_STATUS = Fields(
+    *_COMMON,
+    *(f"commit_status.{name}" for name in ("state", "refname", "updated_on", "commit.hash")),
+    "commit_status.links.commit.href",
+)
+_FIELDS: dict[str, Fields] = {
+    **{key: _PULL_REQUEST for key in _HANDLERS if key.startswith("pullrequest:")},
+    "repo:commit_status_created": _COMMIT_STATUS,
+    "repo:commit_status_updated": _COMMIT_STATUS,
+    "repo:push": Fields(*_COMMON, "push.changes"),
+}
+# Any other event is ignored, named in the log by its repository.
+_OTHER = Fields(*_COMMON)

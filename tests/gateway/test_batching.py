@@ -26,7 +26,7 @@ def test_concurrent_calls_each_get_their_own_reply(redis_client: Any, redis_serv
         redis = Redis.from_url(redis_server.url)
         batcher = ScriptBatcher(redis, SCRIPT)
         try:
-            return list(await asyncio.gather(*(batcher([f"k{i % 5}"]) for i in range(100))))
+            return list(await asyncio.gather(*(batcher([f"k{i % 5}".encode()]) for i in range(100))))
         finally:
             await redis.aclose()
 
@@ -49,7 +49,7 @@ def test_one_failing_call_does_not_fail_its_batch(redis_client: Any, redis_serve
         try:
             return list(
                 await asyncio.gather(
-                    batcher(["a"]), batcher(["fail"]), batcher(["a"]), return_exceptions=True
+                    batcher([b"a"]), batcher([b"fail"]), batcher([b"a"]), return_exceptions=True
                 )
             )
         finally:
@@ -65,9 +65,9 @@ def test_a_forgotten_script_is_loaded_again(redis_client: Any, redis_server: Any
         redis = Redis.from_url(redis_server.url)
         batcher = ScriptBatcher(redis, SCRIPT)
         try:
-            before = await batcher(["x"])
+            before = await batcher([b"x"])
             await redis.script_flush()
-            return before, await batcher(["x"])
+            return before, await batcher([b"x"])
         finally:
             await redis.aclose()
 
@@ -79,7 +79,9 @@ def test_an_unreachable_redis_fails_every_caller() -> None:
         redis = Redis(port=1, socket_connect_timeout=0.5)
         batcher = ScriptBatcher(redis, SCRIPT)
         try:
-            return list(await asyncio.gather(*(batcher([str(i)]) for i in range(3)), return_exceptions=True))
+            return list(
+                await asyncio.gather(*(batcher([str(i).encode()]) for i in range(3)), return_exceptions=True)
+            )
         finally:
             await redis.aclose()
 
