@@ -353,7 +353,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     worker = settings.worker
     cluster: Cluster | None = ctx.get("cluster")
     if cluster is None:
-        cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+        cluster, explanation = detect_cluster(
+            worker.cluster, worker.directory, worker.kubeconfig, reapply_after=worker.reapply_after
+        )
         logger.info(explanation)
     hosts: Mapping[Provider, Host] | None = ctx.get("hosts")
     if hosts is None:
@@ -605,7 +607,9 @@ def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
     """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
     reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
     worker = settings.worker
-    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    cluster, explanation = detect_cluster(
+        worker.cluster, worker.directory, worker.kubeconfig, reapply_after=worker.reapply_after
+    )
     logger.info(explanation)
     try:
         options = worker_settings(settings, cluster=cluster, host_settings=host_settings)
