@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -60,6 +61,18 @@ from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, 
 from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
+
+
+def _shown(status: EnvironmentStatus) -> tuple[object, ...]:
+    """What a change's report shows of its environment besides the state."""
+    return (
+        status.head_sha,
+        status.note,
+        status.approved_sha,
+        status.preserved_until,
+        status.warnings,
+        status.last_error,
+    )
 
 
 def config_problem(message: str) -> ConfigError:
@@ -393,6 +406,7 @@ class Reconciler:
         ticket = await self._admit(want, status)
         if ticket is not None:
             return ticket
+        before = status
         status = status.model_copy(
             update={
                 "head_sha": sha,
@@ -450,6 +464,30 @@ class Reconciler:
                 applied = await self.cluster.apply(namespace, want.repository, manifests, fence)
             except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
                 return await self._failed(status, str(exc))
+        concluded = await self._conclude(
+            want, status, config, manifests, replicas, applied, now, unchanged=again is not None
+        )
+        if again is not None and self.on_change is not None:
+            # Nothing applied, but what the change shows may differ (a fork's newer commit waits
+            # for its approval, say): told as a state change would be, so its report follows.
+            if concluded.state == before.state and _shown(concluded) != _shown(before):
+                await self.on_change(concluded, before.state)
+        return concluded
+
+    async def _conclude(
+        self,
+        want: Desired,
+        status: EnvironmentStatus,
+        config: RepoConfig,
+        manifests: list[dict[str, Any]],
+        replicas: dict[str, int],
+        applied: ApplyResult,
+        now: datetime,
+        *,
+        unchanged: bool,
+    ) -> EnvironmentStatus:
+        """What follows an apply (or a redeploy found `unchanged`): asleep, waking, or watched."""
+        namespace = applied.namespace
         status = status.model_copy(
             update={
                 "preview_url": naming.preview_url(namespace, self.render_settings.preview_domain),
@@ -494,7 +532,7 @@ class Reconciler:
                 update={"replicas": {}, "hibernated_at": None, "wakes_on_visit": False}
             )
         # Deployed once it is up: watched from here on, without this reconcile waiting.
-        return await self.readiness.begin(status, manifests, unchanged=again is not None)
+        return await self.readiness.begin(status, manifests, unchanged=unchanged)
 
     async def _unchanged(
         self,
