@@ -467,11 +467,15 @@ class Reconciler:
         concluded = await self._conclude(
             want, status, config, manifests, replicas, applied, now, unchanged=again is not None
         )
-        if again is not None and self.on_change is not None:
-            # Nothing applied, but what the change shows may differ (a fork's newer commit waits
-            # for its approval, say): told as a state change would be, so its report follows.
-            if concluded.state == before.state and _shown(concluded) != _shown(before):
-                await self.on_change(concluded, before.state)
+        # Nothing applied, but what the change shows may differ (a fork's newer commit waits for
+        # its approval, say): told as a state change would be, so its report follows.
+        if (
+            again is not None
+            and self.on_change is not None
+            and concluded.state == before.state
+            and _shown(concluded) != _shown(before)
+        ):
+            await self.on_change(concluded, before.state)
         return concluded
 
     async def _conclude(
