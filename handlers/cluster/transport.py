@@ -157,12 +157,17 @@ def _own_pool(api_client: ApiClient) -> None:
     """
     configuration = api_client.configuration
     built = api_client.rest_client.pool_manager.connection_pool_kw
-    if built.get("retries") is False and built.get("maxsize") == POOL_SIZE:
+    if _retries_off(built.get("retries")) and built.get("maxsize") == POOL_SIZE:
         return
     configuration.retries = False
     configuration.connection_pool_maxsize = POOL_SIZE
     api_client.rest_client.pool_manager.clear()
     api_client.rest_client = rest.RESTClientObject(configuration)
+
+
+def _retries_off(retries: object) -> bool:
+    # urllib3 keeps `False` as a Retry that allows none.
+    return retries is False or (isinstance(retries, urllib3.Retry) and retries.total is False)
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

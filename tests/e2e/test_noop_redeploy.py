@@ -35,7 +35,7 @@ class Clock:
 def status(client: Any) -> dict[str, Any]:
     found = by_namespace(client, NS)
     assert found is not None
-    return found
+    return dict(found)
 
 
 def of_environment(kube: KubeAPIServer) -> list[RequestRecord]:
