@@ -432,7 +432,10 @@ class Reconciler:
             else None,
             preserved_until=status.preserved_until,
         )
-        again = await self._unchanged(want, status, namespace, target, config)
+        # After an invalidation a lost reconcile's late write may have landed over the last apply:
+        # applied in full, whatever the digests say.
+        whole = status.applied_digest is not None and await self.desired.whole_apply_due(want.key)
+        again = None if whole else await self._unchanged(want, status, namespace, target, config)
         if again is not None:
             # Nothing to apply: the state stays what it was until readiness has looked again.
             manifests, replicas = again.manifests, again.replicas
@@ -464,6 +467,8 @@ class Reconciler:
                 applied = await self.cluster.apply(namespace, want.repository, manifests, fence)
             except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
                 return await self._failed(status, str(exc))
+            if whole:
+                await self.desired.whole_applied(want.key)
         concluded = await self._conclude(
             want, status, config, manifests, replicas, applied, now, unchanged=again is not None
         )
