@@ -216,7 +216,10 @@ return 1
 
 # KEYS: generation. A record that expired meanwhile gets no generation back.
 _INVALIDATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  return redis.call('INCR', KEYS[1])
+end
 return 0
 """
 
@@ -341,7 +344,15 @@ class DesiredStore:
         new generation is made (the same record), which whoever holds the lock now applies again
         before it lets go, or the reconcile queued for it does. Answers that generation (0 when
         the record is gone)."""
-        return int(await self._invalidate(keys=[self._keys(key)[1]]))
+        whole = self.keys.whole_apply(str(key))
+        return int(await self._invalidate(keys=[self._keys(key)[1], whole], args=[self.retention_ms]))
+
+    async def whole_apply_due(self, key: EnvKey) -> bool:
+        """Whether an invalidation asked for a whole apply that has not happened yet."""
+        return bool(await self.redis.exists(self.keys.whole_apply(str(key))))
+
+    async def whole_applied(self, key: EnvKey) -> None:
+        await self.redis.delete(self.keys.whole_apply(str(key)))
 
     async def finish(
         self, key: EnvKey, token: str, applied_generation: int, ttl_ms: int

@@ -97,6 +97,11 @@ class Keys:
         """The generation the environment's last finished reconcile applied."""
         return self._key("applied-gen", env)
 
+    def whole_apply(self, env: str) -> str:
+        """Set by an invalidation: a lost reconcile's late write may have landed, so the next
+        deploy applies everything even when its manifests are unchanged (handlers/reconcile.py)."""
+        return self._key("whole-apply", env)
+
     def branch_envs(self, provider: Provider, repository: str, branch: str) -> str:
         """The change numbers of a repository whose head branch is `branch` (what a push concerns)."""
         return self._key("branch-envs", provider.value, repository, branch)

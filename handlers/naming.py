@@ -38,6 +38,11 @@ ANNOTATION_REPOSITORY = "k8s-ee/repository"
 ANNOTATION_CREATED_BY = "k8s-ee/created-by"
 # When the gateway's preservation of the namespace ends (with `preserve=true`; handlers.preserve).
 ANNOTATION_PRESERVE_UNTIL = "k8s-ee/preserve-until"
+# What the last whole apply into the namespace was (handlers/cluster/digest.py), when it ran,
+# and which objects it applied (what a later apply prunes).
+ANNOTATION_APPLIED_DIGEST = "k8s-ee/applied-digest"
+ANNOTATION_APPLIED_AT = "k8s-ee/applied-at"
+ANNOTATION_APPLIED_OBJECTS = "k8s-ee/applied-objects"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")

@@ -92,11 +92,26 @@ class Readiness:
     # -- from the reconcile, which holds the environment's lock ---------------------------------
 
     async def begin(
-        self, status: EnvironmentStatus, manifests: Sequence[dict[str, Any]]
+        self, status: EnvironmentStatus, manifests: Sequence[dict[str, Any]], *, unchanged: bool = False
     ) -> EnvironmentStatus:
-        """The apply of `status.generation` is done: deployed if already up, else watched."""
+        """The apply of `status.generation` is done: deployed if already up, else watched.
+
+        `unchanged`: nothing was applied, the manifests being what the last apply applied. If
+        that apply's environment was found deployed, only the app is looked at again (one read
+        while it answers, the one request besides the namespace's that a no-op redeploy costs):
+        still available, it stays deployed, since when it was; the databases, unchanged, are
+        not read again. An app no longer available, or an environment that was not deployed,
+        is watched as after any apply, every target read."""
         now = self.clock()
-        status = status.model_copy(update={"applied_at": now})
+        if not unchanged:
+            status = status.model_copy(update={"applied_at": now})
+        if unchanged and status.state == "deployed":
+            app = [target for target in rollout.targets(manifests) if target.label == "app"]
+            assert status.namespace is not None
+            if not self.cluster.observes or (await self._observe(status.namespace, app)).ready:
+                still = status.model_copy(update={"progress": None, "progress_at": None, "updated_at": now})
+                await self.statuses.publish(still, self.on_change)
+                return still
         if not self.cluster.observes:
             # A folder for a GitOps tool: what runs is that tool's to report.
             return await self._settle(status, "deployed", now)
@@ -108,7 +123,7 @@ class Readiness:
             deadline=now + timedelta(seconds=self.timeout_s),
             targets=rollout.targets(manifests),
         )
-        observed = await self._observe(watch)
+        observed = await self._observe(watch.namespace, watch.targets)
         if observed.ready:
             return await self._settle(status, "deployed", now)
         if observed.failure:
@@ -165,7 +180,9 @@ class Readiness:
             return "stale"  # a newer apply (or a destroy) took over
         # Bounded well inside the lock's lifetime: a slow API cannot outlast the lock.
         try:
-            observed = await asyncio.wait_for(self._observe(watch), timeout=self.lock_ttl_s / 2)
+            observed = await asyncio.wait_for(
+                self._observe(watch.namespace, watch.targets), timeout=self.lock_ttl_s / 2
+            )
         except TimeoutError:
             observed = Observation(ready=False, progress=status.progress or "", failure=None)
         now = self.clock()
@@ -190,12 +207,12 @@ class Readiness:
 
     # -- reading the cluster --------------------------------------------------------------------
 
-    async def _observe(self, watch: Watch) -> Observation:
+    async def _observe(self, namespace: str, targets: Sequence[Target]) -> Observation:
         try:
-            assessments = await asyncio.gather(*(self._assess(watch.namespace, t) for t in watch.targets))
+            assessments = await asyncio.gather(*(self._assess(namespace, t) for t in targets))
         except ClusterError as error:
             # Not an answer about the rollout: look again next time.
-            logger.warning("could not read the rollout of %s: %s", watch.namespace, error)
+            logger.warning("could not read the rollout of %s: %s", namespace, error)
             return Observation(ready=False, progress=f"could not read the rollout: {error}")
         return rollout.summarise(assessments)
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -21,12 +22,14 @@ from redis.exceptions import RedisError
 from handlers import naming
 from handlers.admission import Admission
 from handlers.cluster import (
+    ApplyResult,
     Cluster,
     Fence,
     OwnershipError,
     PermanentClusterError,
     TransientClusterError,
 )
+from handlers.cluster.digest import applied_digest
 from handlers.config import (
     FILE_NAME,
     ConfigError,
@@ -39,7 +42,7 @@ from handlers.config import (
 from handlers.desired import Desired, DesiredStore, EnvKey, LockLost
 from handlers.dora import DoraStore, Result, Series
 from handlers.forks import without_secrets
-from handlers.lifecycle.shaping import Lifecycle
+from handlers.lifecycle.shaping import Lifecycle, Shaped
 from handlers.metrics import WorkerMetrics
 from handlers.policy import deploy_commit, fork_note, gate
 from handlers.preserve import PreserveIndex
@@ -58,6 +61,18 @@ from providers.hosts.base import ChangeState, Host, HostError, HostUnavailable, 
 from providers.states import State
 
 logger = logging.getLogger("k8s_ee.worker")
+
+
+def _shown(status: EnvironmentStatus) -> tuple[object, ...]:
+    """What a change's report shows of its environment besides the state."""
+    return (
+        status.head_sha,
+        status.note,
+        status.approved_sha,
+        status.preserved_until,
+        status.warnings,
+        status.last_error,
+    )
 
 
 def config_problem(message: str) -> ConfigError:
@@ -391,9 +406,9 @@ class Reconciler:
         ticket = await self._admit(want, status)
         if ticket is not None:
             return ticket
+        before = status
         status = status.model_copy(
             update={
-                "state": "deploying",
                 "head_sha": sha,
                 "head_ref": want.head_ref,
                 "approved_sha": want.approved_sha if want.fork else None,
@@ -402,15 +417,6 @@ class Reconciler:
                 "updated_at": now,
             }
         )
-        await self._put(status)
-        if status.namespace and status.namespace != namespace:
-            # projectId changed: the old namespace goes, the new one comes.
-            await self.cluster.destroy(status.namespace, want.repository, fence)
-            await self.statuses.unclaim(status.namespace, status.key)
-        # Recorded before the first object is applied, so that a destroy after a
-        # half-finished deploy still knows which namespace to remove.
-        status = status.model_copy(update={"namespace": namespace})
-        await self._put(status)
         target = RenderTarget(
             provider=want.provider,
             repository=want.repository,
@@ -426,28 +432,78 @@ class Reconciler:
             else None,
             preserved_until=status.preserved_until,
         )
-        try:
-            passwords = await self.cluster.read_credentials(namespace)
-            if any(db.storage for db in config.enabled_databases()):
-                claims = await self.cluster.read_claims(namespace)
-                check_live_storage(config, live_storage([(c.name, c.labels, c.size_mi) for c in claims]))
-            for name in required_passwords(config):
-                passwords.setdefault(name, new_password())
-            manifests = render_environment(target, config, self.render_settings, passwords)
-            replicas = status.replicas
-            if self.lifecycle is not None:
-                # Asleep, waking, or awake: what the lifecycle makes of the rendered manifests.
-                shaped = await self.lifecycle.shape(self.cluster, namespace, manifests, want, status)
-                manifests, replicas = shaped.manifests, shaped.replicas
-            applied = await self.cluster.apply(namespace, want.repository, manifests, fence)
-        except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
-            return await self._failed(status, str(exc))
+        # After an invalidation a lost reconcile's late write may have landed over the last apply:
+        # applied in full, whatever the digests say.
+        whole = status.applied_digest is not None and await self.desired.whole_apply_due(want.key)
+        again = None if whole else await self._unchanged(want, status, namespace, target, config)
+        if again is not None:
+            # Nothing to apply: the state stays what it was until readiness has looked again.
+            manifests, replicas = again.manifests, again.replicas
+            applied = ApplyResult(namespace=namespace, digest=status.applied_digest, warnings=status.warnings)
+        else:
+            status = status.model_copy(update={"state": "deploying", "applied_digest": None})
+            await self._put(status)
+            if status.namespace and status.namespace != namespace:
+                # projectId changed: the old namespace goes, the new one comes.
+                await self.cluster.destroy(status.namespace, want.repository, fence)
+                await self.statuses.unclaim(status.namespace, status.key)
+            # Recorded before the first object is applied, so that a destroy after a
+            # half-finished deploy still knows which namespace to remove.
+            status = status.model_copy(update={"namespace": namespace})
+            await self._put(status)
+            try:
+                passwords = await self.cluster.read_credentials(namespace)
+                if any(db.storage for db in config.enabled_databases()):
+                    claims = await self.cluster.read_claims(namespace)
+                    check_live_storage(config, live_storage([(c.name, c.labels, c.size_mi) for c in claims]))
+                for name in required_passwords(config):
+                    passwords.setdefault(name, new_password())
+                manifests = render_environment(target, config, self.render_settings, passwords)
+                replicas = status.replicas
+                if self.lifecycle is not None:
+                    # Asleep, waking, or awake: what the lifecycle makes of the rendered manifests.
+                    shaped = await self.lifecycle.shape(self.cluster, namespace, manifests, want, status)
+                    manifests, replicas = shaped.manifests, shaped.replicas
+                applied = await self.cluster.apply(namespace, want.repository, manifests, fence)
+            except (PermanentClusterError, OwnershipError, ValueError, ConfigError) as exc:
+                return await self._failed(status, str(exc))
+            if whole:
+                await self.desired.whole_applied(want.key)
+        concluded = await self._conclude(
+            want, status, config, manifests, replicas, applied, now, unchanged=again is not None
+        )
+        # Nothing applied, but what the change shows may differ (a fork's newer commit waits for
+        # its approval, say): told as a state change would be, so its report follows.
+        if (
+            again is not None
+            and self.on_change is not None
+            and concluded.state == before.state
+            and _shown(concluded) != _shown(before)
+        ):
+            await self.on_change(concluded, before.state)
+        return concluded
+
+    async def _conclude(
+        self,
+        want: Desired,
+        status: EnvironmentStatus,
+        config: RepoConfig,
+        manifests: list[dict[str, Any]],
+        replicas: dict[str, int],
+        applied: ApplyResult,
+        now: datetime,
+        *,
+        unchanged: bool,
+    ) -> EnvironmentStatus:
+        """What follows an apply (or a redeploy found `unchanged`): asleep, waking, or watched."""
+        namespace = applied.namespace
         status = status.model_copy(
             update={
                 "preview_url": naming.preview_url(namespace, self.render_settings.preview_domain),
                 "databases": [db.name for db in config.enabled_databases()],
                 "created_at": status.created_at or now,
                 "warnings": applied.warnings,
+                "applied_digest": applied.digest,
             }
         )
         if want.hibernated:
@@ -485,7 +541,41 @@ class Reconciler:
                 update={"replicas": {}, "hibernated_at": None, "wakes_on_visit": False}
             )
         # Deployed once it is up: watched from here on, without this reconcile waiting.
-        return await self.readiness.begin(status, manifests)
+        return await self.readiness.begin(status, manifests, unchanged=unchanged)
+
+    async def _unchanged(
+        self,
+        want: Desired,
+        status: EnvironmentStatus,
+        namespace: str,
+        target: RenderTarget,
+        config: RepoConfig,
+    ) -> Shaped | None:
+        """The manifests of a redeploy that would change nothing, and what they run; None when it
+        must be applied. Costs one read (Cluster.unchanged), none when it cannot be a no-op.
+
+        The generated passwords are not read for it: the manifests are rendered with stand-ins,
+        which the digest leaves out (handlers/cluster/digest.py), and never applied. The
+        namespace's record says what the last apply started; `applied_digest` on the status,
+        written once an apply finished and cleared when one starts, says it finished."""
+        if status.applied_digest is None or status.namespace != namespace:
+            return None
+        if want.hibernated and not (status.state == "hibernated" and status.replicas):
+            return None  # falling asleep reads the live replicas first: always applied
+        stand_ins = {name: "unchanged-" + name for name in required_passwords(config)}
+        try:
+            manifests = render_environment(target, config, self.render_settings, stand_ins)
+        except (ValueError, ConfigError):
+            return None  # the whole apply says what is wrong
+        shaped = Shaped(manifests, status.replicas)
+        if self.lifecycle is not None:
+            shaped = await self.lifecycle.shape(self.cluster, namespace, manifests, want, status)
+        if applied_digest(shaped.manifests) != status.applied_digest:
+            return None
+        if not await self.cluster.unchanged(namespace, want.repository, shaped.manifests):
+            return None
+        logger.info("%s: the manifests are unchanged since the last apply; nothing applied", status.key)
+        return shaped
 
     async def _admit(self, want: Desired, status: EnvironmentStatus) -> EnvironmentStatus | None:
         """Take a slot for the environment, or settle it queued (or refused): None when admitted."""

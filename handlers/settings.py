@@ -10,6 +10,7 @@ the admin token; the code hosts' credentials are a section of their own
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,10 @@ class WorkerSettings(Section):
     ready_timeout: int = Field(600, ge=5, le=86_400)
     # Least seconds between two progress updates of a deploying environment (its comment).
     ready_progress_interval: float = Field(5.0, ge=0, le=600)
+    # A redeploy that would change nothing is skipped (handlers/cluster/digest.py); after this many
+    # hours since the last whole apply it applies everything anyway, putting right what was changed
+    # by hand in the namespace. 0: every redeploy applies everything.
+    reapply_hours: float = Field(6.0, ge=0, le=8760)
     max_jobs: int = Field(10, ge=1, le=1000)
     # Seconds an environment's report waits after the state change that queued it, so that the
     # changes of one reconcile (queued, then deploying) are reported once, as the latest.
@@ -64,6 +69,10 @@ class WorkerSettings(Section):
     status_webhooks_allow_private: bool = False
     # How long a failing delivery is retried, from its first attempt, before it is dead.
     status_webhooks_retry_hours: float = Field(24.0, gt=0, le=168)
+
+    @property
+    def reapply_after(self) -> timedelta | None:
+        return timedelta(hours=self.reapply_hours) if self.reapply_hours else None
 
     @field_validator("default_config")
     @classmethod

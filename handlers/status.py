@@ -61,6 +61,10 @@ class EnvironmentStatus(BaseModel):
     # When the last apply finished, and when the environment was then found ready (deployed).
     applied_at: datetime | None = None
     deployed_at: datetime | None = None
+    # The digest of the manifests the last apply finished applying (handlers/cluster/digest.py);
+    # None while one runs or after one failed. With the namespace's own record of it, a
+    # redeploy of the same manifests is known to change nothing (handlers/reconcile.py).
+    applied_digest: str | None = None
 
     @property
     def key(self) -> str:

@@ -366,7 +366,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     worker = settings.worker
     cluster: Cluster | None = ctx.get("cluster")
     if cluster is None:
-        cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+        cluster, explanation = detect_cluster(
+            worker.cluster, worker.directory, worker.kubeconfig, reapply_after=worker.reapply_after
+        )
         logger.info(explanation)
     redis = ctx["redis"]
     hosts: Mapping[Provider, Host] | None = ctx.get("hosts")
@@ -625,7 +627,9 @@ def run_worker(settings: WorkerConfig, host_settings: HostSettings) -> int:
     """The worker process. Its cluster back-end is set up first, so a cluster that cannot be
     reached by its configuration stops start-up with one line (`ClusterSetupError`)."""
     worker = settings.worker
-    cluster, explanation = detect_cluster(worker.cluster, worker.directory, worker.kubeconfig)
+    cluster, explanation = detect_cluster(
+        worker.cluster, worker.directory, worker.kubeconfig, reapply_after=worker.reapply_after
+    )
     logger.info(explanation)
     try:
         options = worker_settings(settings, cluster=cluster, host_settings=host_settings)

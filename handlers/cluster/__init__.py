@@ -6,6 +6,11 @@ anything in it is changed or deleted, everything is applied in the order given, 
 configuration no longer asks for are removed, and a namespace labelled `preserve=true` is
 not destroyed.
 
+A redeploy that would change nothing is skipped (`Cluster.unchanged`): each whole apply records
+what it applied (a digest of the manifests, handlers/cluster/digest.py) beside its inventory,
+and an intact namespace whose record matches needs no apply. A periodic full re-apply
+(`reapply_after`, K8S_EE_REAPPLY_HOURS) still corrects what was changed out of band.
+
 Errors say whether trying again later can help: `TransientClusterError` (the API was
 unreachable, overloaded, or the namespace is still being deleted) or `PermanentClusterError`
 (the cluster refused what was sent; `OwnershipError` when the namespace is not ours). Their
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +132,8 @@ class ApplyResult(BaseModel):
     recreated: list[ObjectRef] = Field(default_factory=list)
     # What the environment's people should know: what was skipped and why.
     warnings: list[str] = Field(default_factory=list)
+    # The digest of the manifests this apply recorded as applied (handlers/cluster/digest.py).
+    digest: str | None = None
 
 
 class ClusterFacts(BaseModel):
@@ -172,6 +180,11 @@ class NamespaceInfo(BaseModel):
         return self.labels.get(naming.LABEL_PRESERVE) == "true"
 
 
+# After this long a redeploy applies everything again even when nothing changed, so what was
+# changed by hand in the namespace (an object deleted, a field edited) is put right.
+REAPPLY_AFTER = timedelta(hours=6)
+
+
 # Awaited before each wave of writes (and each delete): it raises, and so stops the writes,
 # when the reconcile that started them may no longer write (handlers.desired.DesiredStore.fence).
 Fence = Callable[[], Awaitable[None]]
@@ -212,6 +225,12 @@ class Cluster(Protocol):
         """The namespaces this gateway manages."""
         ...
 
+    async def unchanged(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> bool:
+        """Whether applying `manifests` would change nothing: the namespace is intact (it exists,
+        is not terminating, is ours, and its inventory is what this apply would apply) and it
+        records these manifests' digest as applied, within the re-apply period. Never writes."""
+        ...
+
     async def apply(
         self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
     ) -> ApplyResult:
@@ -240,7 +259,11 @@ class ClusterChoice(NamedTuple):
 
 
 def detect_cluster(
-    setting: str | None, directory: str | os.PathLike[str], kubeconfig: str | None = None
+    setting: str | None,
+    directory: str | os.PathLike[str],
+    kubeconfig: str | None = None,
+    *,
+    reapply_after: timedelta | None = REAPPLY_AFTER,
 ) -> ClusterChoice:
     """Choose the back-end from K8S_EE_CLUSTER (`kubernetes` | `directory` | unset: detect).
 
@@ -249,10 +272,11 @@ def detect_cluster(
     # Imported here: the back-ends import this module for the types above.
     from handlers.cluster.detect import detect_cluster as detect
 
-    return detect(setting, directory, kubeconfig=kubeconfig)
+    return detect(setting, directory, kubeconfig=kubeconfig, reapply_after=reapply_after)
 
 
 __all__ = [
+    "REAPPLY_AFTER",
     "ApplyResult",
     "Cause",
     "Claim",

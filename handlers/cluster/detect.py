@@ -12,9 +12,10 @@ starts, never a traceback.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
-from handlers.cluster import ClusterChoice, ClusterError
+from handlers.cluster import REAPPLY_AFTER, ClusterChoice, ClusterError
 from handlers.cluster.directory import DirectoryCluster
 from handlers.cluster.kubernetes import KubernetesCluster
 from providers.settings import SettingsError
@@ -28,9 +29,9 @@ class ClusterSetupError(SettingsError):
     """The chosen back-end cannot be set up; the message names the setting behind the choice."""
 
 
-def _kubernetes(kubeconfig: str | None, why: str) -> KubernetesCluster:
+def _kubernetes(kubeconfig: str | None, why: str, reapply_after: timedelta | None) -> KubernetesCluster:
     try:
-        return KubernetesCluster.from_environment(kubeconfig)
+        return KubernetesCluster.from_environment(kubeconfig, reapply_after=reapply_after)
     except Exception as exc:
         # The client's loader raises what it meets (its own errors, YAML's, a KeyError for a
         # missing entry): whatever it is, this configuration cannot be used.
@@ -47,31 +48,34 @@ def _kubernetes(kubeconfig: str | None, why: str) -> KubernetesCluster:
 
 
 def detect_cluster(
-    setting: str | None, directory: str | os.PathLike[str], kubeconfig: str | None = None
+    setting: str | None,
+    directory: str | os.PathLike[str],
+    kubeconfig: str | None = None,
+    reapply_after: timedelta | None = REAPPLY_AFTER,
 ) -> ClusterChoice:
     """`kubeconfig` is a file named in the gateway's settings; None lets the usual places count."""
     choice = (setting or "").strip().lower()
     if choice and choice not in CHOICES:
         raise ValueError(f"{SETTING} must be one of {', '.join(CHOICES)}, not {setting!r}")
     if choice == "directory":
-        return _directory(directory, f"{SETTING}=directory")
+        return _directory(directory, f"{SETTING}=directory", reapply_after)
     if choice == "kubernetes":
-        cluster = _kubernetes(kubeconfig, f"{SETTING}=kubernetes")
+        cluster = _kubernetes(kubeconfig, f"{SETTING}=kubernetes", reapply_after)
         return ClusterChoice(
             cluster, f"cluster back-end: kubernetes ({SETTING}=kubernetes), {cluster.source}"
         )
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and kubeconfig is None:
-        cluster = _kubernetes(None, f"{SETTING} unset and running in a pod")
+        cluster = _kubernetes(None, f"{SETTING} unset and running in a pod", reapply_after)
         return ClusterChoice(cluster, f"cluster back-end: kubernetes (running in a pod), {cluster.source}")
     if _kubeconfig_exists(kubeconfig):
-        cluster = _kubernetes(kubeconfig, f"{SETTING} unset and a kubeconfig was found")
+        cluster = _kubernetes(kubeconfig, f"{SETTING} unset and a kubeconfig was found", reapply_after)
         return ClusterChoice(cluster, f"cluster back-end: kubernetes (found a kubeconfig), {cluster.source}")
-    return _directory(directory, f"{SETTING} unset, not in a pod and no kubeconfig found")
+    return _directory(directory, f"{SETTING} unset, not in a pod and no kubeconfig found", reapply_after)
 
 
-def _directory(directory: str | os.PathLike[str], why: str) -> ClusterChoice:
-    cluster = DirectoryCluster(directory)
+def _directory(directory: str | os.PathLike[str], why: str, reapply_after: timedelta | None) -> ClusterChoice:
+    cluster = DirectoryCluster(directory, reapply_after=reapply_after)
     return ClusterChoice(
         cluster, f"cluster back-end: directory ({why}), writing manifests under {cluster.root}"
     )

@@ -9,7 +9,14 @@ nothing, so the folder, its timestamps and a git diff stay untouched. What a wri
 half-way leaves (the folder built aside, a folder being deleted) is cleaned up by the next
 call for that namespace and never blocks it.
 
-Ownership is kept in `<root>/<namespace>/.k8s-ee`, a JSON file with the repository. It has
+Ownership is kept in `<root>/<namespace>/.k8s-ee`, a JSON file with the repository and the
+digest of what was written (handlers/cluster/digest.py), itself written last whenever anything
+in the folder is. A redeploy is recognised as changing nothing (`unchanged`) without rendering
+a file: the marker is ours with these manifests' digest, the folder holds exactly the files
+they make, and none of them was modified after the marker (an edit by hand makes the next
+redeploy compare and rewrite everything; a change of mode alone is not seen until then).
+Unlike a cluster's, a folder's drift is seen that way, so no periodic re-apply is needed; a
+re-apply period of zero still compares every time. The marker has
 no .json/.yaml extension on purpose: Argo CD's directory source reads every .json file as
 a manifest and would fail on it; Flux and kustomize read .yaml/.yml only.
 
@@ -32,6 +39,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -39,6 +47,7 @@ import yaml
 
 from handlers import naming
 from handlers.cluster import (
+    REAPPLY_AFTER,
     ApplyResult,
     Claim,
     ClusterError,
@@ -52,8 +61,9 @@ from handlers.cluster import (
     TransientClusterError,
     check,
 )
-from handlers.cluster.ownership import check_owner
-from handlers.cluster.resources import check_namespace_name, plan
+from handlers.cluster.digest import applied_digest
+from handlers.cluster.ownership import check_owner, same_repository
+from handlers.cluster.resources import Planned, check_namespace_name, plan
 from handlers.render import passwords_from_secrets
 
 MARKER = ".k8s-ee"
@@ -73,6 +83,11 @@ _SERVER_METADATA = (
 )
 _SECRET_MODE = 0o600
 _FILE_MODE = 0o644
+# libyaml's C loader and dumper when PyYAML was built with it (the wheels are): the same
+# documents, byte for byte (tests/handlers/test_cluster_directory.py compares them over the
+# rendered manifests), several times faster; the pure-Python ones otherwise.
+LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DUMPER: type[yaml.SafeDumper] | type[yaml.CSafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -103,8 +118,13 @@ class DirectoryCluster:
     # A folder has no status to read back: what runs is the GitOps tool's to report.
     observes = False
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, reapply_after: timedelta | None = REAPPLY_AFTER
+    ) -> None:
         self.root = Path(root)
+        # None or zero: every redeploy compares (and rewrites what differs). Otherwise only the
+        # marker's digest and the files' times are looked at: a folder's drift is seen in them.
+        self._reapply_after = reapply_after
 
     async def facts(self) -> ClusterFacts:
         return ClusterFacts()  # no cluster to ask
@@ -121,6 +141,11 @@ class DirectoryCluster:
     # File work runs in a thread: an fsync can take a while, and the worker's loop must not wait.
     async def read_credentials(self, namespace: str) -> dict[str, str]:
         return await asyncio.to_thread(self._read_credentials, namespace)
+
+    async def unchanged(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> bool:
+        if not self._reapply_after:
+            return False
+        return await asyncio.to_thread(self._unchanged, namespace, repository, manifests)
 
     async def apply(
         self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
@@ -173,6 +198,24 @@ class DirectoryCluster:
         return self.root / namespace
 
     @_file_errors
+    def _unchanged(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> bool:
+        planned = plan(namespace, manifests)
+        folder = self._folder(namespace)
+        marker = _read_marker(folder) if folder.is_dir() else None
+        if (
+            marker is None
+            or marker.get("managedBy") != naming.MANAGED_BY
+            or not same_repository(str(marker.get("repository") or ""), repository)
+            or marker.get("digest") != applied_digest(manifests)
+        ):
+            return False
+        written = (folder / MARKER).stat().st_mtime_ns
+        found = {path.name: path for path in folder.iterdir() if _OBJECT_FILE.fullmatch(path.name)}
+        if set(found) != set(_file_names(planned)):
+            return False
+        return all(path.stat().st_mtime_ns <= written for path in found.values())
+
+    @_file_errors
     def _stage(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> Staged:
         """Check the owner and build the new folder under a temporary name (None when nothing changes)."""
         planned = plan(namespace, manifests)
@@ -186,13 +229,15 @@ class DirectoryCluster:
             _remove_leftovers(folder)
         before = _object_files(folder) if exists else {}
         previous = {ref.key: ref for ref in map(_ref_of, before.values()) if ref.kind and ref.name}
-        marker = {"managedBy": naming.MANAGED_BY, "repository": repository, "namespace": namespace}
-        wanted: dict[str, tuple[bytes, int]] = {
-            MARKER: (json.dumps(marker, indent=2).encode() + b"\n", _FILE_MODE)
+        marker = {
+            "managedBy": naming.MANAGED_BY,
+            "repository": repository,
+            "namespace": namespace,
+            "digest": applied_digest(manifests),
         }
-        width = max(2, len(str(len(planned) - 1)))
-        for order, item in enumerate(planned):
-            filename = f"{order:0{width}d}-{item.ref.kind.lower()}-{item.ref.name}.yaml"
+        result.digest = str(marker["digest"])
+        wanted: dict[str, tuple[bytes, int]] = {}
+        for filename, item in zip(_file_names(planned), planned, strict=True):
             mode = _SECRET_MODE if item.ref.kind == "Secret" else _FILE_MODE
             wanted[filename] = (_render(item.manifest), mode)
             if item.ref.key not in previous:
@@ -200,6 +245,8 @@ class DirectoryCluster:
             result.applied.append(item.ref)
         current = {item.ref.key for item in planned}
         result.pruned = [ref for key, ref in previous.items() if key not in current]
+        # Last: written after every file of a build, so that no file is newer than it (_unchanged).
+        wanted[MARKER] = (json.dumps(marker, indent=2).encode() + b"\n", _FILE_MODE)
 
         ours = set(before) | {MARKER}
         unchanged = exists and all(_holds(folder / name, *wanted[name]) for name in wanted)
@@ -210,7 +257,7 @@ class DirectoryCluster:
         staged = Staged(result, folder, build)
         try:
             for name, (content, mode) in wanted.items():
-                if exists and _holds(folder / name, content, mode):
+                if name != MARKER and exists and _holds(folder / name, content, mode):
                     # The same file, linked: a GitOps tool and `git status` see it untouched.
                     os.link(folder / name, build / name)
                 else:
@@ -299,6 +346,15 @@ class Staged:
             self.build = None
 
 
+def _file_names(planned: list[Planned]) -> list[str]:
+    """`<NN>-<kind>-<name>.yaml` for each object, NN its place in the apply order."""
+    width = max(2, len(str(len(planned) - 1)))
+    return [
+        f"{order:0{width}d}-{item.ref.kind.lower()}-{item.ref.name}.yaml"
+        for order, item in enumerate(planned)
+    ]
+
+
 def _read_marker(folder: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
@@ -332,7 +388,7 @@ def _object_files(folder: Path) -> dict[str, dict[str, Any]]:
         if not _OBJECT_FILE.fullmatch(path.name):
             continue
         try:
-            obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+            obj = yaml.load(path.read_bytes(), Loader=LOADER)  # noqa: S506 (a safe loader)
         except yaml.YAMLError:
             obj = None
         found[path.name] = obj if isinstance(obj, dict) else {}
@@ -358,13 +414,17 @@ def _namespace_metadata(folder: Path, namespace: str) -> tuple[dict[str, str], d
     return {}, {}
 
 
-def _render(manifest: dict[str, Any]) -> bytes:
+def _render(
+    manifest: dict[str, Any], dumper: type[yaml.SafeDumper] | type[yaml.CSafeDumper] = DUMPER
+) -> bytes:
     obj = {key: value for key, value in manifest.items() if key != "status"}
     metadata = dict(obj.get("metadata") or {})
     for field in _SERVER_METADATA:
         metadata.pop(field, None)
     obj["metadata"] = metadata
-    text = yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    text = yaml.dump(
+        obj, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120
+    )
     return text.encode("utf-8")
 
 

@@ -7,6 +7,14 @@ is kept in the namespace's `k8s-ee/applied-objects` annotation, written by the n
 own apply. Pruning happens before that write: if a DELETE fails, the annotation still lists
 the object and the next apply tries again.
 
+The same write records the apply's digest (`k8s-ee/applied-digest`, handlers/cluster/digest.py)
+and time (`k8s-ee/applied-at`). `unchanged` reads the namespace once and answers whether a
+redeploy would change nothing: the namespace exists, is not terminating, is ours (not a first
+edition's to adopt), its inventory is exactly what this apply would apply (the kinds served
+now included) and its digest is these manifests', recorded less than `reapply_after` ago.
+The digest is written before the other objects are, so on its own it says what was started;
+the reconcile also requires its own record of the apply having finished (handlers/reconcile.py).
+
 What a real API server answers that a second try of the same request cannot change:
 - a namespace that is being deleted (403, cause NamespaceTerminating, or found Terminating):
   the apply waits for it to go, then creates it again;
@@ -26,12 +34,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client, config
 
 from handlers import naming, quota
 from handlers.cluster import (
+    REAPPLY_AFTER,
     ApplyResult,
     Claim,
     ClusterFacts,
@@ -40,11 +51,13 @@ from handlers.cluster import (
     NamespaceInfo,
     NamespaceTerminating,
     ObjectRef,
+    OwnershipError,
     PermanentClusterError,
     TransientClusterError,
     adoption,
     check,
 )
+from handlers.cluster.digest import applied_digest
 from handlers.cluster.discovery import ServedKinds, read_facts
 from handlers.cluster.ownership import check_owner
 from handlers.cluster.resources import (
@@ -68,7 +81,7 @@ from handlers.render import passwords_from_secrets
 logger = logging.getLogger("k8s_ee.cluster")
 
 FIELD_MANAGER = naming.MANAGED_BY
-ANNOTATION_APPLIED_OBJECTS = "k8s-ee/applied-objects"
+ANNOTATION_APPLIED_OBJECTS = naming.ANNOTATION_APPLIED_OBJECTS
 # Owned objects go with their owner (a Deployment's ReplicaSets and Pods), without waiting.
 _DELETE_OPTIONS = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
 _PAGE = 500
@@ -91,11 +104,16 @@ class KubernetesCluster:
         destroy_timeout: float = 60.0,
         poll_interval: float = 0.5,
         source: str = "the given API client",
+        reapply_after: timedelta | None = REAPPLY_AFTER,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._transport = Transport(api_client, timeout=timeout, retry=retry)
         self._kinds = ServedKinds(self._transport)
         self._destroy_timeout = destroy_timeout
         self._poll_interval = poll_interval
+        # None or zero: every redeploy applies everything.
+        self._reapply_after = reapply_after
+        self._clock = clock
         # Where the connection settings came from, for the start-up log.
         self.source = source
 
@@ -202,6 +220,30 @@ class KubernetesCluster:
 
     # -- apply ---------------------------------------------------------------------------------
 
+    async def unchanged(self, namespace: str, repository: str, manifests: list[dict[str, Any]]) -> bool:
+        if not self._reapply_after:
+            return False  # always applied: not even the read
+        planned = plan(namespace, manifests)
+        inventory = {item.ref.key for item in planned[1:] if await self._kinds.served(item.resource)}
+        current = await self._read_namespace(namespace)
+        if current is None or _terminating(current):
+            return False
+        labels, annotations = _labels(current), _annotations(current)
+        try:
+            if check_owner(namespace, labels, annotations, repository):
+                return False  # the first edition's: adopted by a whole apply
+        except OwnershipError:
+            return False  # the apply refuses it, saying why
+        if annotations.get(naming.ANNOTATION_APPLIED_DIGEST) != applied_digest(manifests):
+            return False
+        at = _parse_time(annotations.get(naming.ANNOTATION_APPLIED_AT))
+        age = self._clock() - at if at is not None else None
+        if age is None or not timedelta(0) <= age < self._reapply_after:
+            return False  # due for the periodic re-apply (or a time we cannot trust)
+        # The inventory decides what a later apply prunes: it must be what this one would write.
+        recorded = annotations.get(ANNOTATION_APPLIED_OBJECTS)
+        return recorded is not None and {ref.key for ref in _decode_applied(namespace, recorded)} == inventory
+
     async def apply(
         self, namespace: str, repository: str, manifests: list[dict[str, Any]], fence: Fence | None = None
     ) -> ApplyResult:
@@ -247,7 +289,8 @@ class KubernetesCluster:
         if result.adopted:
             await self._adopt(namespace, planned, result)
 
-        _record_applied(planned[0].manifest, [item.ref for item in planned[1:]])
+        result.digest = applied_digest(manifests)
+        _record_applied(planned[0].manifest, [item.ref for item in planned[1:]], result.digest, self._clock())
         # Each wave at once: the same requests as one by one, in a fraction of the time.
         for wave in phases(namespace, planned):
             await check(fence)
@@ -475,12 +518,26 @@ def _holders(obj: dict[str, Any]) -> str:
     return ", ".join(str(f) for f in finalizers) or "none reported"
 
 
-def _record_applied(namespace_manifest: dict[str, Any], refs: list[ObjectRef]) -> None:
-    """Put the set of applied objects into the namespace manifest, applied first."""
+def _record_applied(
+    namespace_manifest: dict[str, Any], refs: list[ObjectRef], digest: str, at: datetime
+) -> None:
+    """Put the set of applied objects, the digest and the time into the namespace manifest, applied first."""
     metadata = namespace_manifest.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
     annotations[ANNOTATION_APPLIED_OBJECTS] = _encode_applied(refs)
+    annotations[naming.ANNOTATION_APPLIED_DIGEST] = digest
+    annotations[naming.ANNOTATION_APPLIED_AT] = naming.timestamp(at)
     metadata["annotations"] = annotations
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _encode_applied(refs: list[ObjectRef]) -> str:

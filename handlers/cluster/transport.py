@@ -61,7 +61,7 @@ class Transport:
         self._retry = retry or RetryPolicy()
         # The API server's audit log names the gateway (and the tests tell its requests apart).
         api_client.user_agent = USER_AGENT
-        _disable_client_retries(api_client)
+        _own_pool(api_client)
         # The client is synchronous: its calls run on threads of their own, as many as the
         # connection pool holds, so that many environments and objects go out at once.
         self._threads = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="k8s-api")
@@ -143,20 +143,31 @@ class Transport:
         raise _failure(status, payload, raw, response.headers.get("Retry-After"), action, secrets)
 
 
-def _disable_client_retries(api_client: ApiClient) -> None:
-    """Rebuild the client's transport with urllib3's retries off.
+def _own_pool(api_client: ApiClient) -> None:
+    """Rebuild the client's transport with urllib3's retries off and a pool of POOL_SIZE.
 
     By default urllib3 repeats a GET or DELETE that timed out or lost its connection, unseen
-    and unbounded by our policy. The pool manager reads `retries` once, when it is built, so
-    the transport is rebuilt from the (now changed) configuration; this cluster owns its client.
+    and unbounded by our policy. And the client's pool holds cpu_count * 5 connections by
+    default, fewer than our threads: past it urllib3 opens a connection per request and throws
+    it away ("Connection pool is full, discarding connection"). The pool manager reads both
+    once, when it is built, so the transport is rebuilt from the (now changed) configuration
+    unless the built one already has both; this cluster owns its client. The two are checked
+    apart: a configuration with retries already off (as `from_environment` makes it) still
+    needs its pool sized.
     """
     configuration = api_client.configuration
-    if configuration.retries is False:
+    built = api_client.rest_client.pool_manager.connection_pool_kw
+    if _retries_off(built.get("retries")) and built.get("maxsize") == POOL_SIZE:
         return
     configuration.retries = False
     configuration.connection_pool_maxsize = POOL_SIZE
     api_client.rest_client.pool_manager.clear()
     api_client.rest_client = rest.RESTClientObject(configuration)
+
+
+def _retries_off(retries: object) -> bool:
+    # urllib3 keeps `False` as a Retry that allows none.
+    return retries is False or (isinstance(retries, urllib3.Retry) and retries.total is False)
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

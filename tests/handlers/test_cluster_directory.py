@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import stat
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from handlers import naming
-from handlers.cluster import ClusterError, OwnershipError, PermanentClusterError
+from handlers.cluster import ClusterError, OwnershipError, PermanentClusterError, directory
 from handlers.cluster.directory import MARKER, DirectoryCluster
 from tests.support.manifests import NS, REPO, environment, rendered
 
@@ -247,3 +248,48 @@ def test_file_system_failures_are_cluster_errors(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ClusterError, match="cannot update the manifests folder"):
         run(DirectoryCluster(blocker).apply(NS, REPO, environment()))
+
+
+# -- no-op redeploys and libyaml ------------------------------------------------------------------
+
+
+def test_unchanged_until_a_file_is_edited_or_the_manifests_change(cluster: DirectoryCluster) -> None:
+    manifests = environment()
+    assert not run(cluster.unchanged(NS, REPO, manifests))  # nothing written yet
+    run(cluster.apply(NS, REPO, manifests))
+    folder = cluster.root / NS
+    assert json.loads((folder / MARKER).read_text())["digest"].startswith("sha256:")
+
+    assert run(cluster.unchanged(NS, REPO, environment()))
+    assert not run(cluster.unchanged(NS, "acme/other", manifests))
+    assert not run(cluster.unchanged(NS, REPO, environment(mongodb=False)))
+
+    # Edited by hand, a moment after the apply: compared and put right by the next apply...
+    edited = folder / manifest_files(folder)[1]
+    edited.write_text(edited.read_text().replace("pods: '5'", "pods: '50'"))
+    later = (folder / MARKER).stat().st_mtime_ns + 1_000_000
+    os.utime(edited, ns=(later, later))
+    assert not run(cluster.unchanged(NS, REPO, manifests))
+    run(cluster.apply(NS, REPO, manifests))
+    assert yaml.safe_load(edited.read_text()) == manifests[1]
+    # ...which is then a no-op again.
+    assert run(cluster.unchanged(NS, REPO, manifests))
+
+    # A file removed by hand.
+    (folder / manifest_files(folder)[-1]).unlink()
+    assert not run(cluster.unchanged(NS, REPO, manifests))
+    assert not run(DirectoryCluster(cluster.root, reapply_after=None).unchanged(NS, REPO, environment()))
+
+
+@pytest.mark.skipif(not hasattr(yaml, "CSafeDumper"), reason="PyYAML without libyaml")
+def test_libyaml_writes_and_reads_the_same_bytes_as_pure_python() -> None:
+    """The folder's files are the same whichever dumper wrote them: a worker with libyaml and
+    one without never rewrite each other's files."""
+    every = {"postgresql": True, "mongodb": True, "redis": True, "minio": True, "mariadb": True}
+    manifests = [*rendered(every), *environment()]
+    assert directory.DUMPER is yaml.CSafeDumper and directory.LOADER is yaml.CSafeLoader
+    for manifest in manifests:
+        fast = directory._render(manifest, yaml.CSafeDumper)
+        pure = directory._render(manifest, yaml.SafeDumper)
+        assert fast == pure
+        assert yaml.load(fast, Loader=yaml.CSafeLoader) == yaml.load(pure, Loader=yaml.SafeLoader)

@@ -8,6 +8,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from handlers.cluster import (
 from handlers.cluster.directory import DirectoryCluster
 from handlers.cluster.kubernetes import ANNOTATION_APPLIED_OBJECTS, KubernetesCluster
 from handlers.cluster.retry import RetryPolicy
+from handlers.cluster.transport import POOL_SIZE
 from tests.fakes.kubeapi import Fault, KubeAPIServer
 from tests.support.loopback_server import LoopbackServer, QuietHandler
 from tests.support.manifests import (
@@ -40,6 +42,8 @@ from tests.support.manifests import (
 )
 
 APPLY = "application/apply-patch+yaml"
+# The namespace of the rendered environment (tests/support/manifests.py: Acme/Shop#42).
+NS_42 = "shop-pr-42"
 FAST = RetryPolicy(attempts=4, budget=10.0, base_delay=0.01, max_delay=0.05)
 
 
@@ -166,7 +170,11 @@ def test_a_change_is_a_patch_of_that_object_only(cluster: KubernetesCluster, kub
     run(cluster.apply(NS, REPO, changed))
 
     after = versions(kube)
-    assert [key for key in before if before[key] != after[key]] == [("Deployment", f"{NS}-app")]
+    # And the namespace, which records what was applied (its digest) and when.
+    assert [key for key in before if before[key] != after[key]] == [
+        ("Namespace", NS),
+        ("Deployment", f"{NS}-app"),
+    ]
 
 
 def test_switching_a_database_off_deletes_its_objects(
@@ -828,7 +836,9 @@ def test_rendered_environment_applies_reapplies_and_prunes(
     }
     before = versions(kube, namespace)
     run(cluster.apply(namespace, "Acme/Shop", rendered(everything, passwords)))
-    assert versions(kube, namespace) == before
+    # Nothing changes but, a second later, the namespace's record of the apply: when it ran.
+    after = versions(kube, namespace)
+    assert {key for key in before if before[key] != after[key]} <= {("Namespace", namespace)}
 
     # Databases switched off: their objects go, the rest stays as it was.
     fewer = rendered({"postgresql": True}, passwords)
@@ -997,3 +1007,125 @@ def test_adoption_hands_over_every_kind_and_deletes_a_leftover_of_each(
         m["kind"] for m in leftovers
     }
     assert not [o for o in kube.objects(namespace=namespace) if o["metadata"]["name"].startswith("legacy-")]
+
+
+# -- no-op redeploys (Cluster.unchanged) ---------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_unchanged_costs_one_read_and_sees_what_an_apply_would_change(
+    make_cluster: Any, kube: KubeAPIServer
+) -> None:
+    clock = Clock()
+    cluster = make_cluster(clock=clock, reapply_after=timedelta(hours=6))
+    manifests = rendered({"redis": True})
+    run(cluster.apply(NS_42, "Acme/Shop", manifests))
+    kube.reset_requests()
+
+    assert run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+    assert [(r.method, r.path) for r in kube.requests] == [("GET", f"/api/v1/namespaces/{NS_42}")]
+    stored = kube.get_object("Namespace", "", NS_42)
+    assert stored is not None
+    annotations = stored["metadata"]["annotations"]
+    assert annotations[naming.ANNOTATION_APPLIED_DIGEST].startswith("sha256:")
+    assert annotations[naming.ANNOTATION_APPLIED_AT] == "2026-11-01T12:00:00Z"
+
+    # The generated passwords are not part of it; the namespace's own time of update is not.
+    stand_ins = rendered({"redis": True}, {"redis": "another-password-0"})
+    later = copy.deepcopy(manifests)
+    later[0]["metadata"]["annotations"][naming.ANNOTATION_LAST_UPDATED] = "2026-11-02T00:00:00Z"
+    assert run(cluster.unchanged(NS_42, "Acme/Shop", stand_ins))
+    assert run(cluster.unchanged(NS_42, "Acme/Shop", later))
+    # Anything else is a change; another repository's apply is never skipped.
+    changed = rendered({"redis": True, "mongodb": True})
+    assert not run(cluster.unchanged(NS_42, "Acme/Shop", changed))
+    assert not run(cluster.unchanged(NS_42, "Acme/Other", manifests))
+
+    # Past the period, or with none: applied in full again.
+    clock.now += timedelta(hours=6)
+    assert not run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+    kube.reset_requests()
+    assert not run(make_cluster(reapply_after=None).unchanged(NS_42, "Acme/Shop", manifests))
+    assert kube.requests == []
+
+
+def test_an_edited_inventory_or_a_terminating_namespace_is_not_intact(
+    make_cluster: Any, kube: KubeAPIServer
+) -> None:
+    cluster = make_cluster()
+    manifests = rendered({"redis": True})
+    run(cluster.apply(NS_42, "Acme/Shop", manifests))
+    assert run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+
+    # Edited by hand (kubectl annotate): what a later apply would prune is not known.
+    run(
+        cluster._transport.request(
+            "PATCH",
+            f"/api/v1/namespaces/{NS_42}",
+            action="annotate",
+            body={"metadata": {"annotations": {ANNOTATION_APPLIED_OBJECTS: "[]"}}},
+            content_type="application/merge-patch+json",
+        )
+    )
+    assert not run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+
+    run(cluster.apply(NS_42, "Acme/Shop", manifests))
+    assert run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+    kube.delete_namespace(NS_42, hold=1)  # terminating for one more read, then gone
+    assert not run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+    assert not run(cluster.unchanged(NS_42, "Acme/Shop", manifests))
+
+
+def test_an_operator_installed_since_the_apply_makes_it_apply_again(
+    make_cluster: Any, kube: KubeAPIServer
+) -> None:
+    """The inventory must be what this apply would write: the ServiceMonitor left out while the
+    cluster did not serve its kind is applied once it does."""
+    manifests = environment(mongodb=False)
+    kube.uninstall("ServiceMonitor")
+    without = make_cluster()
+    run(without.apply(NS, REPO, manifests))
+    assert run(without.unchanged(NS, REPO, manifests))
+
+    kube.install("ServiceMonitor")
+    assert not run(make_cluster().unchanged(NS, REPO, manifests))
+
+
+def test_the_connection_pool_holds_as_many_connections_as_there_are_threads(kube: KubeAPIServer) -> None:
+    """With retries already off (as a kubeconfig's cluster has them), the pool is sized too."""
+    configuration = client.Configuration(host=kube.url)
+    configuration.retries = False
+    assert configuration.connection_pool_maxsize < POOL_SIZE  # the client's default, cpu_count * 5
+    cluster = KubernetesCluster(client.ApiClient(configuration))
+    try:
+        built = cluster._transport._api.rest_client.pool_manager.connection_pool_kw
+        assert built["maxsize"] == POOL_SIZE
+        assert built["retries"] is False or built["retries"].total is False
+    finally:
+        cluster.close()
+
+
+def test_many_concurrent_requests_keep_their_connections(
+    kube: KubeAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    configuration = client.Configuration(host=kube.url)
+    configuration.retries = False
+    cluster = KubernetesCluster(client.ApiClient(configuration))
+    run(cluster.apply(NS, REPO, environment()))
+
+    async def many() -> None:
+        await asyncio.gather(*(cluster.read_credentials(NS) for _ in range(POOL_SIZE * 2)))
+
+    try:
+        with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+            run(many())
+    finally:
+        cluster.close()
+    assert "Connection pool is full" not in caplog.text

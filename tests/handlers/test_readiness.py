@@ -190,9 +190,9 @@ def test_an_event_during_a_check_hands_the_reconcile_back(
         ready_soon(kube)
         real_observe = h.readiness._observe
 
-        async def observe_while_an_event_arrives(watch: Any) -> Any:
+        async def observe_while_an_event_arrives(namespace: str, targets: Any) -> Any:
             await h.new_generation()
-            return await real_observe(watch)
+            return await real_observe(namespace, targets)
 
         h.readiness._observe = observe_while_an_event_arrives  # type: ignore[method-assign]
         assert await h.readiness.check(KEY, token) == "again"
