@@ -90,6 +90,7 @@ class Pass:
     tally: Tally = field(default_factory=Tally)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     # time.monotonic() past which no further repository is started; the rest is left in `left`.
+    # Each provider's first is started regardless, so a pass that hands on its rest made progress.
     deadline: float | None = None
     left: list[Repo] = field(default_factory=list)
     # The change numbers of each repository's live environments (`live_environments`).
@@ -110,7 +111,7 @@ class Pass:
     async def _provider(self, provider: Provider, repos: list[Repo]) -> None:
         host = self.hosts[provider]
         for index, repo in enumerate(repos):
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if index and self.deadline is not None and time.monotonic() > self.deadline:
                 self.left.extend(repos[index:])
                 return
             budgets = host.rate_limits()
