@@ -275,6 +275,11 @@ class Keys:
         """`{provider}:{repository}` entries resynced even without an environment."""
         return self._key("resync-repositories")
 
+    def hooked_repositories(self) -> str:
+        """`{provider}:{repository}` entries whose webhook `k8s-ee hooks ensure` registered (through
+        the admin API): resynced even without an environment, until `hooks delete` removes them."""
+        return self._key("hooked-repositories")
+
     def ingress_counters(self) -> str:
         """The ingress controllers' request counters per namespace, as the last sweep read them."""
         return self._key("ingress-counters")

@@ -2,8 +2,8 @@
 
 GitHub, GitLab and Bitbucket Data Center do not retry a delivery that failed, and GitLab
 switches off a hook that keeps failing. So every K8S_EE_RESYNC_INTERVAL, for each repository
-with a credential and an environment (or listed in K8S_EE_RESYNC_REPOSITORIES, or registered in
-Redis), the resync lists its open changes (one call per page, none per change) and brings the
+with a credential and an environment (or listed in K8S_EE_RESYNC_REPOSITORIES, or whose webhook
+`k8s-ee hooks ensure` registered: gateway/api_resync.py), the resync lists its open changes (one call per page, none per change) and brings the
 desired state in line, through the same events a webhook would have sent, from source `resync`:
 
 - an open change without an environment: `change.opened` (the same rules: drafts, forks,
@@ -294,8 +294,12 @@ async def live_environments(redis: Redis, keys: Keys) -> dict[Repo, set[int]]:
 
 
 async def repositories(redis: Redis, keys: Keys, configured: Iterable[str]) -> set[Repo]:
-    """What a pass reads: every repository with an environment, the configured and registered ones."""
+    """What a pass reads: every repository with an environment, the configured ones, those the
+    sweep registered (an orphan's), and those whose webhook `k8s-ee hooks ensure` registered."""
     found = {Repo.parse(entry) for entry in configured}
-    registered: set[bytes] = await redis.smembers(keys.resync_repositories())  # type: ignore[misc]
-    found |= {Repo.parse(m.decode()) for m in registered}
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.smembers(keys.resync_repositories())
+        pipe.smembers(keys.hooked_repositories())
+        registered, hooked = await pipe.execute()
+    found |= {Repo.parse(m.decode()) for m in (*registered, *hooked)}
     return found | set(await live_environments(redis, keys))
