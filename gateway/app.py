@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import api, api_actions, openapi
+from gateway import api, api_actions, api_resync, openapi
 from gateway.endpoints import ENDPOINTS, Endpoint, warn_insecure
 from gateway.figures import refresh
 from gateway.settings import GatewaySettings, load_gateway_settings
@@ -132,6 +132,17 @@ def create_app(
         Route("/api/v1/environments/{provider}/{repository:path}/{number}", api.get_environment_by_key),
         Route("/api/v1/status-deliveries", api.list_status_deliveries),
         Route("/api/v1/status-deliveries/{delivery_id}", api.get_status_delivery),
+        Route("/api/v1/resync-repositories", api_resync.list_hooked),
+        Route(
+            "/api/v1/resync-repositories/{provider}/{repository:path}",
+            api_resync.register_hooked,
+            methods=["PUT"],
+        ),
+        Route(
+            "/api/v1/resync-repositories/{provider}/{repository:path}",
+            api_resync.unregister_hooked,
+            methods=["DELETE"],
+        ),
     ]
     app = Starlette(
         routes=routes,

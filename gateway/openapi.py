@@ -68,6 +68,16 @@ ENVIRONMENT_PATH = [
     _path("repository", "the repository's full path, slashes included (`acme/web`, `group/sub/project`)"),
     _path("number", "the pull or merge request number", {"type": "integer", "minimum": 0}),
 ]
+HOOKED_PATH = ENVIRONMENT_PATH[:2]
+HOOKED = {
+    "type": "object",
+    "properties": {
+        "repository": {"type": "string"},
+        "registered": {"type": "boolean"},
+        "new": {"type": "boolean"},
+        "was": {"type": "boolean"},
+    },
+}
 COMMON_ERRORS = {
     "401": _error("missing or wrong admin token, or the admin API is off (no K8S_EE_ADMIN_TOKEN)"),
     "503": _error("Redis did not answer in time (Retry-After is set)"),
@@ -165,6 +175,32 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_ref("Environment"), "the environment"), "404": _error("no such environment")},
                 parameters=[_path("namespace", "the environment's namespace (`web-pr-42`)")],
             )
+        },
+        "/api/v1/resync-repositories": {
+            "get": _operation(
+                "The repositories whose webhook `k8s-ee hooks ensure` registered: resynced even without an environment",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+                        },
+                        "`provider:repository` entries",
+                    )
+                },
+            )
+        },
+        "/api/v1/resync-repositories/{provider}/{repository}": {
+            "put": _operation(
+                "Register a repository for the resync (its webhook is registered)",
+                {"200": _json(HOOKED, "registered"), "400": _error("a bad provider or repository")},
+                parameters=HOOKED_PATH,
+            ),
+            "delete": _operation(
+                "Take a repository out of the resync's registered ones (its webhook was removed)",
+                {"200": _json(HOOKED, "taken out"), "400": _error("a bad provider or repository")},
+                parameters=HOOKED_PATH,
+            ),
         },
         "/api/v1/environments/{provider}/{repository}/{number}": {
             "get": _operation(

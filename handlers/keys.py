@@ -280,9 +280,10 @@ class Keys:
         """What the sweeps did, counted (`runs:sweep:ok`, `changes:resync:deployed`, ...)."""
         return self._key("lifecycle-counters")
 
-    def gone_seen(self) -> str:
-        """Environments a successful host read showed closed or gone, and when it first did."""
-        return self._key("gone-seen")
+    def gone_seen(self, env: str) -> str:
+        """When a successful host read first showed the environment's change closed or gone (a
+        sighting; it expires, and a read that shows the change open deletes it)."""
+        return self._key("gone-seen", env)
 
     def orphans_seen(self) -> str:
         """Managed namespaces without an environment record, and when a sweep first saw them."""
@@ -299,6 +300,11 @@ class Keys:
     def resync_repositories(self) -> str:
         """`{provider}:{repository}` entries resynced even without an environment."""
         return self._key("resync-repositories")
+
+    def hooked_repositories(self) -> str:
+        """`{provider}:{repository}` entries whose webhook `k8s-ee hooks ensure` registered (through
+        the admin API): resynced even without an environment, until `hooks delete` removes them."""
+        return self._key("hooked-repositories")
 
     def ingress_counters(self) -> str:
         """The ingress controllers' request counters per namespace, as the last sweep read them."""

@@ -122,6 +122,39 @@ def _failed(results: list[Any]) -> list[str]:
     return [str(r) for r in results if isinstance(r, HostError)]
 
 
+def tell_resync(args: Any, repositories: list[str], *, registered: bool) -> tuple[list[str], str | None]:
+    """Register (or take out) `repositories` with the gateway's resync through its admin API, so
+    the resync reads them before they have an environment. The repositories done, and a warning
+    when the gateway could not be told (the hooks are in place all the same)."""
+    from urllib.parse import quote
+
+    from gateway.cli.client import admin_gateway
+
+    if not repositories:
+        return [], None
+    done: list[str] = []
+    try:
+        with admin_gateway(args.gateway) as gateway:
+            for repository in repositories:
+                path = f"/api/v1/resync-repositories/{quote(args.provider)}/{quote(repository, safe='/')}"
+                gateway.request("PUT" if registered else "DELETE", path)
+                done.append(repository)
+    except CliError as exc:
+        left = [r for r in repositories if r not in done]
+        if registered:
+            hint = ", ".join(f"{args.provider}:{r}" for r in left)
+            return done, (
+                f"the gateway's resync was not told of {len(left)} repositories ({exc}); until it is "
+                f"(run this again with --gateway and K8S_EE_ADMIN_TOKEN), list them in "
+                f"K8S_EE_RESYNC_REPOSITORIES: {hint}"
+            )
+        return (
+            done,
+            f"the gateway's resync was not told that {len(left)} repositories lost their hook ({exc})",
+        )
+    return done, None
+
+
 def run_ensure(args: Any) -> int:
     from providers.hosts.hooks import ensure
 
@@ -136,8 +169,24 @@ def run_ensure(args: Any) -> int:
         )
     errors = _failed(results)
     done = [r for r in results if not isinstance(r, Exception)]
+    # Each repository with a working hook is one the resync reads from now on (a group's or the
+    # App's hook names no repository: those stay in K8S_EE_RESYNC_REPOSITORIES, or get found
+    # through their environments).
+    hooked = [
+        scope.name
+        for scope, r in zip(chosen, results, strict=True)
+        if scope.kind == "repository" and not isinstance(r, Exception) and r.ok and r.hook is not None
+    ]
+    told, warning = ([], None) if args.dry_run else tell_resync(args, hooked, registered=True)
     if args.json:
-        print_json({"url": url, "results": [r.model_dump(mode="json") for r in done], "errors": errors})
+        print_json(
+            {
+                "url": url,
+                "results": [r.model_dump(mode="json") for r in done],
+                "errors": errors,
+                "resync": {"registered": told, "warning": warning},
+            }
+        )
     else:
         table(
             [
@@ -163,6 +212,10 @@ def run_ensure(args: Any) -> int:
         )
         for error in errors:
             print(f"error: {error}")
+        if told:
+            print(f"the gateway's resync reads {len(told)} repositories from now on, environments or not")
+        if warning:
+            print(f"warning: {warning}")
     return FAILED if errors or any(not r.ok for r in done) else OK
 
 
@@ -233,12 +286,27 @@ def run_delete(args: Any) -> int:
         for scope, found in zip(chosen, results, strict=True)
         if not isinstance(found, Exception)
     ]
+    unhooked = [
+        scope.name
+        for scope, found in zip(chosen, results, strict=True)
+        if scope.kind == "repository" and not isinstance(found, Exception)
+    ]
+    told, warning = ([], None) if args.dry_run else tell_resync(args, unhooked, registered=False)
     if args.json:
-        print_json({"url": url, "results": rows, "errors": errors})
+        print_json(
+            {
+                "url": url,
+                "results": rows,
+                "errors": errors,
+                "resync": {"unregistered": told, "warning": warning},
+            }
+        )
     else:
         table(rows, [("scope", "scope"), ("action", "action"), ("removed", "hooks")])
         for error in errors:
             print(f"error: {error}")
+        if warning:
+            print(f"warning: {warning}")
     return FAILED if errors else OK
 
 

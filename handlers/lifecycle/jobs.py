@@ -253,7 +253,6 @@ async def run_sweep(ctx: dict[str, Any]) -> str:
                 settings.sweep_interval,
                 source=EventSource.SWEEP,
                 open_events=False,
-                confirm_closed=True,
                 tally=tally,
             )
             await closed.run(found)

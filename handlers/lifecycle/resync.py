@@ -2,21 +2,22 @@
 
 GitHub, GitLab and Bitbucket Data Center do not retry a delivery that failed, and GitLab
 switches off a hook that keeps failing. So every K8S_EE_RESYNC_INTERVAL, for each repository
-with a credential and an environment (or listed in K8S_EE_RESYNC_REPOSITORIES, or registered in
-Redis), the resync lists its open changes (one call per page, none per change) and brings the
+with a credential and an environment (or listed in K8S_EE_RESYNC_REPOSITORIES, or whose webhook
+`k8s-ee hooks ensure` registered: gateway/api_resync.py), the resync lists its open changes (one call per page, none per change) and brings the
 desired state in line, through the same events a webhook would have sent, from source `resync`:
 
 - an open change without an environment: `change.opened` (the same rules: drafts, forks,
   on-demand);
 - an open change whose head moved: `change.updated` (which also wakes it);
 - a draft marked ready: `change.ready`; a closed change the host shows open again: `change.reopened`;
-- an environment whose change is not in the list: its change is read on its own. Closed or
-  merged (the host said so, and the reconcile reads it once more before it deletes anything):
-  `change.closed`. Gone (404, from a repository the listing just proved reachable): only after
-  two such reads on two passes an interval apart; one is a suspicion, a read that shows it open
-  clears it. A host that cannot be read changes nothing (the error is counted): a host outage
-  never deletes anything. (The sweep's pass, with the resync off, asks two reads for closed
-  changes too.)
+- an environment whose change is not in the list: its change is read on its own. Closed,
+  merged, or gone (404, from a repository the listing just proved reachable): destroyed only
+  after two consecutive successful reads, on two passes an interval apart, show it so. The first
+  is a sighting (a Redis key that expires); a read that shows the change open deletes it; the
+  second, a pass later, sends `change.closed` (and the reconcile reads the host once more before
+  it deletes anything). A host that cannot be read changes nothing (the error is counted, and a
+  sighting stays as it was): a host outage, or a host that answers wrongly once, never deletes
+  anything. A close that arrives by webhook is the host's own word, and applied at once.
 
 With K8S_EE_RESYNC_INTERVAL=0 the sweep runs the closed-change part of this pass itself, so
 "destroyed when its change is closed, per the host's API" holds either way.
@@ -50,8 +51,14 @@ logger = logging.getLogger("k8s_ee.worker")
 
 # Requests a provider must have left before a pass lists another of its repositories.
 BUDGET_RESERVE = 100
-# A second sighting counts when at least this share of an interval lies between the two reads.
+# A second sighting counts when at least this share of an interval lies between the two reads:
+# the passes are claimed an interval apart (handlers/lifecycle/runs.py), but each starts when a
+# worker picks its job up, so the next pass may read a little less than an interval later. Half
+# an interval tells "the next pass" from "this pass, or its rest, again".
 APART = 0.5
+# A sighting is forgotten after this many intervals without a second successful read (the host
+# failing all that while): the next read that shows the change closed is a first one again.
+SIGHTING_KEPT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +87,10 @@ class Pass:
     source: EventSource = EventSource.RESYNC
     # False: only find closed changes (the sweep's part when the resync is off).
     open_events: bool = True
-    # A closed (not only a gone) change is destroyed after two reads a pass apart.
-    confirm_closed: bool = False
     tally: Tally = field(default_factory=Tally)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     # time.monotonic() past which no further repository is started; the rest is left in `left`.
+    # Each provider's first is started regardless, so a pass that hands on its rest made progress.
     deadline: float | None = None
     left: list[Repo] = field(default_factory=list)
     # The change numbers of each repository's live environments (`live_environments`).
@@ -105,7 +111,7 @@ class Pass:
     async def _provider(self, provider: Provider, repos: list[Repo]) -> None:
         host = self.hosts[provider]
         for index, repo in enumerate(repos):
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if index and self.deadline is not None and time.monotonic() > self.deadline:
                 self.left.extend(repos[index:])
                 return
             budgets = host.rate_limits()
@@ -152,9 +158,13 @@ class Pass:
         if self.open_events:
             for number, change in open_now.items():
                 await self._open(repo, change, known.get(number))
-        await self._clear_suspicions(repo, set(open_now) & numbers)
-        for number in sorted(numbers - set(open_now)):
-            await self._not_listed(host, repo, number, known.get(number))
+        unlisted = numbers - set(open_now)
+        # Sightings of changes shown open, and of environments destroyed some other way (a
+        # webhook's close): none may count as the first read of a later close.
+        ended = {n for n in unlisted if n not in known or known[n].action == "destroy"}
+        await self._clear_suspicions(repo, (set(open_now) & numbers) | ended)
+        for number in sorted(unlisted - ended):
+            await self._not_listed(host, repo, number, known[number])
 
     async def _numbers(self, repo: Repo) -> set[int]:
         return set(self.known.get(repo, ()))
@@ -204,9 +214,7 @@ class Pass:
 
     # -- changes not in the list -------------------------------------------------------------
 
-    async def _not_listed(self, host: Host, repo: Repo, number: int, current: Desired | None) -> None:
-        if current is None or current.action == "destroy":
-            return  # being destroyed already (or gone from Redis): nothing to find out
+    async def _not_listed(self, host: Host, repo: Repo, number: int, current: Desired) -> None:
         try:
             truth = await asyncio.to_thread(host.change, repo.repository, number)
         except NotFound:
@@ -226,24 +234,20 @@ class Pass:
                 listed = ListedChange(**truth.model_dump(), number=number)
                 await self._open(repo, listed, current)
             return
-        if self.confirm_closed:
-            await self._gone(repo, number, truth, truth.state)
-        else:
-            await self._close(repo, number, truth, truth.state, "found")
+        await self._gone(repo, number, truth, truth.state)
 
     async def _gone(self, repo: Repo, number: int, truth: ChangeState | None, state: str) -> None:
-        """One successful read shows the change gone (or closed): the second, a pass later, destroys."""
+        """One successful read shows the change closed (or gone): a sighting. The second, a pass
+        later, destroys."""
         env = str(EnvKey(provider=repo.provider, repository=repo.repository, number=number))
         now = self.now.timestamp()
-        first = await self.redis.hget(self.keys.gone_seen(), env)  # type: ignore[misc]
-        if first is None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.keys.gone_seen(), env, str(now))
-                # Sightings of environments destroyed some other way go with the index, in time.
-                pipe.expire(self.keys.gone_seen(), int(max(self.interval_s, 60) * 10))
-                await pipe.execute()
+        kept = int(max(self.interval_s, 60) * SIGHTING_KEPT)
+        if await self.redis.set(self.keys.gone_seen(env), str(now), nx=True, ex=kept):
             self.tally.change("suspected")
             return
+        first = await self.redis.get(self.keys.gone_seen(env))
+        if first is None:
+            return  # it expired just now: the next pass sees it again
         if now - float(first) < APART * self.interval_s:
             return  # the same pass again, or one too soon: not a second read a pass apart
         await self._close(repo, number, truth, state, str(int(float(first))))
@@ -265,14 +269,15 @@ class Pass:
         )
         if await self.emit(event):
             self.tally.change("destroyed")
-        await self.redis.hdel(self.keys.gone_seen(), env)  # type: ignore[misc]
+        await self.redis.delete(self.keys.gone_seen(env))
 
     async def _clear_suspicions(self, repo: Repo, numbers: set[int]) -> None:
+        """A read that shows these changes open: what an earlier one sighted was not so."""
         if numbers:
             envs = [
                 str(EnvKey(provider=repo.provider, repository=repo.repository, number=n)) for n in numbers
             ]
-            await self.redis.hdel(self.keys.gone_seen(), *envs)  # type: ignore[misc]
+            await self.redis.delete(*(self.keys.gone_seen(env) for env in envs))
 
 
 async def live_environments(redis: Redis, keys: Keys) -> dict[Repo, set[int]]:
@@ -289,8 +294,12 @@ async def live_environments(redis: Redis, keys: Keys) -> dict[Repo, set[int]]:
 
 
 async def repositories(redis: Redis, keys: Keys, configured: Iterable[str]) -> set[Repo]:
-    """What a pass reads: every repository with an environment, the configured and registered ones."""
+    """What a pass reads: every repository with an environment, the configured ones, those the
+    sweep registered (an orphan's), and those whose webhook `k8s-ee hooks ensure` registered."""
     found = {Repo.parse(entry) for entry in configured}
-    registered: set[bytes] = await redis.smembers(keys.resync_repositories())  # type: ignore[misc]
-    found |= {Repo.parse(m.decode()) for m in registered}
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.smembers(keys.resync_repositories())
+        pipe.smembers(keys.hooked_repositories())
+        registered, hooked = await pipe.execute()
+    found |= {Repo.parse(m.decode()) for m in (*registered, *hooked)}
     return found | set(await live_environments(redis, keys))

@@ -37,11 +37,20 @@ class Pacer:
         self.policy = policy
         self._lock = threading.Lock()
         self._remaining: dict[str, Budget] = {}
+        self._resets: dict[str, float] = {}  # credential key -> epoch s its window renews
         self._until: dict[str, float] = {}  # credential key -> time.monotonic() the hold ends
 
-    def budgets(self) -> dict[str, Budget]:
+    def budgets(self, now: float | None = None) -> dict[str, Budget]:
+        """The budgets the host last reported, but for those whose window has renewed since: what
+        they have left is not known until the next answer. (Else a caller that waits for the
+        budget before it calls, as the resync does, would wait for ever.)"""
+        moment = time.time() if now is None else now
         with self._lock:
-            return {f"{self.provider}:{key}": value for key, value in self._remaining.items()}
+            return {
+                f"{self.provider}:{key}": value
+                for key, value in self._remaining.items()
+                if self._resets.get(key, math.inf) > moment
+            }
 
     def record(
         self, key: str, remaining: float, reset_at: float | None = None, limit: float | None = None
@@ -49,6 +58,10 @@ class Pacer:
         """The host's last word on the budget; a spent one holds calls until `reset_at` (epoch s)."""
         with self._lock:
             self._remaining[key] = Budget(float(remaining), float(limit) if limit and limit > 0 else None)
+            if reset_at is None:
+                self._resets.pop(key, None)
+            else:
+                self._resets[key] = reset_at
         if remaining <= 0 and reset_at is not None:
             self.hold(key, reset_at - time.time())
 

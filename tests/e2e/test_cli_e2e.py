@@ -312,3 +312,51 @@ def test_trigger_acts_on_a_code_hosts_environment_and_waits_for_it(
     assert (
         answer["outcome"]["environment"]["provider"] == "gitlab" and answer["outcome"]["state"] == "deployed"
     )
+
+
+def test_a_repository_whose_hook_is_ensured_is_read_by_the_resync_until_its_hook_is_deleted(
+    running: str, redis_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from handlers.keys import Keys
+    from handlers.lifecycle.resync import Repo, repositories
+
+    async def resynced() -> set[Repo]:
+        redis = Redis.from_url(redis_server.url)
+        try:
+            return await repositories(redis, Keys("k8s-ee:"), [])
+        finally:
+            await redis.aclose()
+
+    monkeypatch.setenv("K8S_EE_GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
+    with hooked(Provider.GITHUB) as hosted:
+        for name, value in hosted.env().items():
+            monkeypatch.setenv(name, value)
+        repo = Repo(Provider.GITHUB, hosted.repository)
+        # No environment, not configured: the resync would not read it.
+        assert repo not in asyncio.run(resynced())
+        # The operator registers the hook from a laptop: the gateway's URL and admin token, no Redis.
+        scope = ["--provider", "github", "--repo", hosted.repository, "--gateway", running]
+        code, out, _ = run(capsys, "hooks", "ensure", *scope, "--json")
+        assert code == 0 and json.loads(out)["resync"] == {"registered": [hosted.repository], "warning": None}
+        assert repo in asyncio.run(resynced())
+        code, out, _ = run(capsys, "hooks", "ensure", *scope, "--dry-run")
+        assert code == 0
+        listed = httpx.get(
+            f"{running}/api/v1/resync-repositories", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ).json()
+        assert listed == {"items": [f"github:{hosted.repository}"]}
+
+        # Its hook removed: the resync no longer reads it for that.
+        code, out, _ = run(capsys, "hooks", "delete", *scope)
+        assert code == 0
+        assert repo not in asyncio.run(resynced())
+
+        # Without the admin token the hook is still made, and the output says what to do instead.
+        monkeypatch.delenv("K8S_EE_ADMIN_TOKEN")
+        code, out, _ = run(capsys, "hooks", "ensure", *scope)
+        assert code == 0 and "K8S_EE_RESYNC_REPOSITORIES: github:" in out
+        assert repo not in asyncio.run(resynced())

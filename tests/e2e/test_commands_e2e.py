@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ from providers.hosts.base import Host
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.scenarios import SCENARIOS, Answer, Delivery, GitHubScenario, Scenario, sha
 from tests.support.senders import ADMIN_TOKEN, auth_headers
-from tests.support.worker import drain, kube_cluster
+from tests.support.worker import drain, kube_cluster, run_jobs
 
 ON_DEMAND = "projectId: shop\ntrigger: on-demand\n"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -195,6 +196,46 @@ def test_every_command_allowed_and_refused(
     # Help is for everyone; a misspelt command gets it too, with what was wrong.
     refused(run.ask("contributor", "/preview-help"), "/deploy-preview <sha>", "/preserve [hours]")
     refused(run.ask("maintainer", "/preserve forever"), "number of hours", "/preview-help")
+
+
+def unreachable_cluster() -> Any:
+    """A cluster API server that is not there: a port nothing listens on (refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return kube_cluster(f"http://127.0.0.1:{port}")
+
+
+def test_the_answer_comes_from_the_event_job_before_and_without_any_reconcile(
+    gateway: Any, config: WorkerConfig, scenario: Scenario, redis_client: Any
+) -> None:
+    """Why a command is answered within seconds: the answer is the event job's own work, made
+    before the reconcile it queues runs, and whatever the cluster does. Here the cluster's API
+    server cannot be reached at all, and the answer is on the host all the same."""
+    client = gateway()
+    cluster = unreachable_cluster()
+    hosts = scenario.hosts()
+    scenario.open_change(sha(1))
+    scenario.add_config(ON_DEMAND, sha(1))
+    scenario.add_user("maintainer", write=True)
+    opened = scenario.opened()
+    assert client.post(opened.endpoint, content=opened.body, headers=opened.headers).status_code == 202
+    drain(config, cluster, hosts=hosts)  # on-demand: nothing for the cluster yet
+
+    comment_id, delivery = scenario.comment("maintainer", "/deploy-preview")
+    assert client.post(delivery.endpoint, content=delivery.body, headers=delivery.headers).status_code == 202
+    queue = config.connection.queue_name
+    [event_job] = [m.decode() for m in redis_client.zrange(queue, 0, -1)]
+    assert not event_job.startswith("reconcile")
+    # One job: the event's. It answers, and queues the reconcile, which has not run.
+    run_jobs(config, cluster, hosts, 1)
+    accepted(scenario, scenario.answers(comment_id), "deploying")
+    waiting = [m.decode() for m in redis_client.zrange(queue, 0, -1)]
+    assert any(job.startswith("reconcile:") for job in waiting), waiting
+
+    # The reconcile then fails against the missing API server; the answer stays the one it was.
+    drain(config, cluster, hosts=hosts)
+    accepted(scenario, scenario.answers(comment_id), "deploying")
 
 
 def test_a_forks_change_is_deployed_only_at_the_approved_commit(run: Run, scenario: Scenario) -> None:

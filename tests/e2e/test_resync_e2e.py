@@ -1,10 +1,12 @@
 """The resync, end to end, on all four hosts: with webhooks switched off entirely, environments
-still follow their pull requests, within one interval.
+still follow their pull requests, within one interval (a close: once two reads a pass apart
+showed it).
 
 The code hosts are the fakes (their SDKs over HTTP), the cluster the test API server, the worker
-the real arq worker ticking as in production (K8S_EE_RESYNC_INTERVAL of a few seconds). No
-webhook is ever sent: an opened change gets its environment, a push is deployed, a closed change
-is destroyed; a host that cannot answer changes nothing.
+the real arq worker ticking as in production (K8S_EE_RESYNC_INTERVAL of a few seconds), or the
+test queuing each pass itself. No webhook is ever sent: an opened change gets its environment, a
+push is deployed, a closed change is destroyed after a second read a pass later; a host that
+cannot answer changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from providers.hosts.base import Host
 from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab, FakeHost
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.hosts import bitbucket_cloud_host, bitbucket_server_host, github_host, gitlab_host
-from tests.support.lifecycle import ADMIN, lifecycle_config, resync_now
+from tests.support.lifecycle import ADMIN, lifecycle_config, resync_now, sighted_earlier
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
 
 TOKEN = "resync-token-0123456789"
@@ -49,6 +51,7 @@ class Code:
     open: Callable[[int, str], None]
     push: Callable[[int, str], None]
     close: Callable[[int], None]
+    reopen: Callable[[int], None]
 
 
 def _github() -> Iterator[Code]:
@@ -69,7 +72,10 @@ def _github() -> Iterator[Code]:
         def close(n: int) -> None:
             pulls[n].state = "closed"
 
-        yield Code(Provider.GITHUB, "acme/shop", fake, github_host(fake, TOKEN), open_, push, close)
+        def reopen(n: int) -> None:
+            pulls[n].state = "open"
+
+        yield Code(Provider.GITHUB, "acme/shop", fake, github_host(fake, TOKEN), open_, push, close, reopen)
 
 
 def _gitlab() -> Iterator[Code]:
@@ -90,7 +96,12 @@ def _gitlab() -> Iterator[Code]:
         def close(n: int) -> None:
             pulls[n].state = "merged"
 
-        yield Code(Provider.GITLAB, "acme/team/shop", fake, gitlab_host(fake, TOKEN), open_, push, close)
+        def reopen(n: int) -> None:
+            pulls[n].state = "opened"
+
+        yield Code(
+            Provider.GITLAB, "acme/team/shop", fake, gitlab_host(fake, TOKEN), open_, push, close, reopen
+        )
 
 
 def _bitbucket_cloud() -> Iterator[Code]:
@@ -111,8 +122,11 @@ def _bitbucket_cloud() -> Iterator[Code]:
         def close(n: int) -> None:
             pulls[n].state = "DECLINED"
 
+        def reopen(n: int) -> None:
+            pulls[n].state = "OPEN"
+
         host = bitbucket_cloud_host(fake, USER, TOKEN)
-        yield Code(Provider.BITBUCKET_CLOUD, "acme/shop", fake, host, open_, push, close)
+        yield Code(Provider.BITBUCKET_CLOUD, "acme/shop", fake, host, open_, push, close, reopen)
 
 
 def _bitbucket_server() -> Iterator[Code]:
@@ -133,8 +147,11 @@ def _bitbucket_server() -> Iterator[Code]:
         def close(n: int) -> None:
             pulls[n].state = "MERGED"
 
+        def reopen(n: int) -> None:
+            pulls[n].state = "OPEN"
+
         host = bitbucket_server_host(fake, TOKEN)
-        yield Code(Provider.BITBUCKET_SERVER, "SHOP/shop", fake, host, open_, push, close)
+        yield Code(Provider.BITBUCKET_SERVER, "SHOP/shop", fake, host, open_, push, close, reopen)
 
 
 HOSTS = {
@@ -187,14 +204,15 @@ def test_without_webhooks_environments_follow_their_changes_within_an_interval(
         wait_for(lambda: state() == "deployed", timeout=INTERVAL * 4)
         assert head_label(kube, "shop-pr-7") == sha(1)
         # The events it made went through the policy like a webhook's, marked as the resync's.
-        applied = redis_client.keys("k8s-ee:applied:*resync*")
-        assert applied, "the resync's events are linked to the reconciles that applied them"
+        # (The links are written as the reconcile finishes, just after the status it reports.)
+        wait_for(lambda: bool(redis_client.keys("k8s-ee:applied:*resync*")), timeout=INTERVAL * 2)
 
         code.push(7, sha(2))
         wait_for(lambda: head_label(kube, "shop-pr-7") == sha(2), timeout=INTERVAL * 4)
 
+        # Closed: sighted on one pass, destroyed on the next.
         code.close(7)
-        wait_for(lambda: state() == "destroyed", timeout=INTERVAL * 4)
+        wait_for(lambda: state() == "destroyed", timeout=INTERVAL * 6)
         assert head_label(kube, "shop-pr-7") is None
 
 
@@ -220,11 +238,67 @@ def test_a_host_that_cannot_be_read_changes_nothing_and_is_counted(
     assert counts[("errors", "resync", code.provider.value)] >= 3
     assert counts[("runs", "resync", "ok")] >= 4
 
-    # Back up: the change is found closed, and its environment goes.
+    # Back up: the change is found closed, once: a sighting, nothing is deleted yet.
     code.fake.clear_faults()
     resync_now(config)
     drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-8") == sha(1)
+    # The next pass, an interval later, reads it closed again: now it goes.
+    sighted_earlier(redis_client, env(code, 8), INTERVAL)
+    resync_now(config)
+    drain(config, cluster, hosts)
     assert head_label(kube, "shop-pr-8") is None
+
+
+def test_a_closed_change_goes_only_after_two_reads_a_pass_apart_and_an_open_read_between_clears(
+    code: Code, kube: KubeAPIServer, tmp_path: Path, redis_server: Any, redis_client: Any
+) -> None:
+    config = config_for(tmp_path, redis_server, code)
+    cluster = kube_cluster(kube.url)
+    hosts = {code.provider: code.host}
+    key = env(code, 9)
+    sighting = f"k8s-ee:gone-seen:{key}"
+    code.open(9, sha(1))
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-9") == sha(1)
+
+    # The host shows it closed: a sighting (which expires), nothing deleted.
+    code.close(9)
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-9") == sha(1)
+    assert redis_client.exists(sighting) and redis_client.ttl(sighting) > 0
+    # The same read again right away (a pass re-run, not the next one): still kept.
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-9") == sha(1)
+
+    # A pass later the host shows it open (it answered wrongly, or it was reopened): the sighting
+    # is forgotten, so the next closed read is a first one again.
+    code.reopen(9)
+    sighted_earlier(redis_client, key, INTERVAL)
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert not redis_client.exists(sighting)
+    code.close(9)
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-9") == sha(1)
+
+    # Two consecutive successful reads a pass apart: destroyed, by an event from the resync.
+    sighted_earlier(redis_client, key, INTERVAL)
+    resync_now(config)
+    drain(config, cluster, hosts)
+    assert head_label(kube, "shop-pr-9") is None
+    assert not redis_client.exists(sighting)
+    counts = _counts(redis_client)
+    assert counts[("changes", "resync", "suspected")] == 2
+    assert counts[("changes", "resync", "destroyed")] == 1
+
+
+def env(code: Code, number: int) -> str:
+    return f"{code.provider.value}:{code.repository}:{number}"
 
 
 def _counts(redis_client: Any) -> dict[tuple[str, ...], int]:

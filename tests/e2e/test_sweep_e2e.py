@@ -23,7 +23,14 @@ from providers.hosts.base import Host
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.hosts import github_host
-from tests.support.lifecycle import Gateway, gateway_with_wake, idle_since, lifecycle_config, sweep_now
+from tests.support.lifecycle import (
+    Gateway,
+    gateway_with_wake,
+    idle_since,
+    lifecycle_config,
+    sighted_earlier,
+    sweep_now,
+)
 from tests.support.pull_requests import REPO, send, sha
 from tests.support.worker import drain, kube_cluster
 
@@ -269,6 +276,7 @@ def test_without_the_resync_the_sweep_destroys_closed_changes_after_two_reads(
     host: Host,
     tmp_path: Path,
     redis_server: Any,
+    redis_client: Any,
 ) -> None:
     config = config_for(tmp_path, redis_server, sweep_interval=2)
     hosts = {Provider.GITHUB: host}
@@ -278,7 +286,7 @@ def test_without_the_resync_the_sweep_destroys_closed_changes_after_two_reads(
     github.repos[REPO].pulls[9].state = "closed"
     run_sweep(config, kube, host)
     assert namespace_exists(kube, "shop-pr-9")
-    time.sleep(1.1)
+    sighted_earlier(redis_client, key(9), 2)
     run_sweep(config, kube, host)
     assert not namespace_exists(kube, "shop-pr-9")
 

@@ -183,3 +183,14 @@ def idle_since(redis: Any, key: str, moment: float) -> None:
     record = json.loads(redis.get(keys.desired(key)))
     record["updated_at"] = datetime.fromtimestamp(moment, UTC).isoformat()
     redis.set(keys.desired(key), json.dumps(record))
+
+
+def sighted_earlier(redis: Any, key: str, seconds: float) -> None:
+    """Move the first read that showed an environment's change closed or gone `seconds` back, as
+    if it had been made a pass ago (the test's clock; the passes themselves are run by the test)."""
+    from handlers.keys import Keys
+
+    sighting = Keys("k8s-ee:").gone_seen(key)
+    first = redis.get(sighting)
+    assert first is not None, f"no sighting of {key}"
+    redis.set(sighting, str(float(first) - seconds), keepttl=True)

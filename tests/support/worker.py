@@ -41,12 +41,29 @@ def make_worker(
     *,
     burst: bool,
     periodic: bool = False,
+    max_burst_jobs: int = -1,
 ) -> Worker:
     """`periodic`: the worker ticks (idle check, sweep, resync) as in production; tests that do
-    not ask for it run those jobs when they want them."""
+    not ask for it run those jobs when they want them. `max_burst_jobs`: a burst worker stops
+    after that many jobs (-1: when the queue is empty)."""
     options = worker_settings(settings, cluster=cluster, hosts=hosts or {}, periodic=periodic)
     options["handle_signals"] = False
-    return Worker(**options, burst=burst)
+    return Worker(**options, burst=burst, max_burst_jobs=max_burst_jobs)
+
+
+def run_jobs(
+    settings: WorkerSettings, cluster: Cluster, hosts: Mapping[Provider, Host] | None, count: int
+) -> None:
+    """Run the first `count` jobs of the queue, in its order, and stop (the rest stay queued)."""
+
+    async def run() -> None:
+        worker = make_worker(settings, cluster, hosts, burst=True, max_burst_jobs=count)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    asyncio.run(run())
 
 
 def drain(
