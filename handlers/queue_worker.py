@@ -95,6 +95,9 @@ class Worker(ArqWorker):
         self._woken = asyncio.Event()
         self._room = asyncio.Event()
         self._next_due_ms: float | None = None
+        # The last poll filled every free slot, so due jobs may still wait in the queue: their
+        # tokens were spent on that poll, and nothing else would wake this worker for them.
+        self._backlog = False
         self._scripts: dict[str, Any] = {}
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -168,8 +171,10 @@ class Worker(ArqWorker):
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._room.set()
-        if self.burst:
-            self._woken.set()  # a drain looks again as each job ends, to stop once all are done
+        if self.burst or self._backlog:
+            # A freed slot takes the next job waiting (the listener may be blocked on the wake
+            # list, not on a slot); a drain looks again as each job ends, to stop once all are done.
+            self._woken.set()
 
     # -- claiming -----------------------------------------------------------------------------------
 
@@ -194,6 +199,7 @@ class Worker(ArqWorker):
                 ],
             )
             self._next_due_ms = float(later) if later else None
+            self._backlog = len(claimed) >= room * 2
             for i in range(0, len(claimed), 2):
                 await self.sem.acquire()
                 self.job_counter += 1
