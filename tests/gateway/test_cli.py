@@ -221,8 +221,7 @@ def test_hooks_ensure_list_test_delete_through_the_command_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         scope = ["--provider", "github", "--repo", hosted.repository, "--url", URL]
         code, _, err = run(capsys, "hooks", "ensure", *scope)
         assert code == 2 and "K8S_EE_GITHUB_WEBHOOK_SECRET" in err, "no secret, no hook"
@@ -254,8 +253,7 @@ def test_hooks_ensure_over_many_repositories_and_a_secret_from_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITLAB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repositories = [f"grp/app-{n}" for n in range(12)]
         for repository in repositories:
             hosted.fake.add_project(repository)
@@ -294,8 +292,7 @@ def test_recover_redelivers_exactly_the_failed_ones_across_repositories(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repositories = [f"octo/svc-{n}" for n in range(6)]
         now = datetime.now(UTC).replace(microsecond=0)
         for n, repository in enumerate(repositories):
@@ -340,8 +337,7 @@ def test_recover_resends_exactly_the_gitlab_events_no_attempt_delivered(
     kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITLAB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         hook = hosted.add_hook(URL, kind, flags=EVENTS[Provider.GITLAB])
         # The gateway was down (no answer), then failing (502), then fine; one failure is past the window.
         answers = iter([None, 502, 200, 500])
@@ -387,8 +383,7 @@ def test_recover_reports_a_repository_without_the_hook(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         code, out, _ = run(
             capsys, "deliveries", "recover", "--provider", "github", "--repo", hosted.repository, "--url", URL
         )
