@@ -49,7 +49,8 @@ LONGEST_WAIT_S = 10.0
 # A check that finds the lock held (a reconcile runs) looks again this soon.
 BUSY_RETRY_S = 1.0
 
-Outcome = Literal["deployed", "failed", "waiting", "stale", "busy", "again"]
+# What one look at a rollout found (not an adapter's `providers.verdicts.Outcome`).
+CheckResult = Literal["deployed", "failed", "waiting", "stale", "busy", "again"]
 
 
 class Watch(BaseModel):
@@ -145,7 +146,7 @@ class Readiness:
 
     # -- the check_ready job ------------------------------------------------------------------
 
-    async def check(self, key: EnvKey, token: str) -> Outcome:
+    async def check(self, key: EnvKey, token: str) -> CheckResult:
         """Look once at the rollout `token` follows. "again": an event arrived while this check
         held the lock, and the caller must run the reconcile (the event's job left it to us)."""
         env = str(key)
@@ -166,7 +167,7 @@ class Readiness:
             return "again"
         return outcome
 
-    async def _check(self, env: str, token: str, generation: int) -> Outcome:
+    async def _check(self, env: str, token: str, generation: int) -> CheckResult:
         watch = await self._load(env)
         status = await self.statuses.get(env)
         if (

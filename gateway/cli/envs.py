@@ -170,7 +170,7 @@ def run_show(args: Any) -> int:
 
 def run_action(args: Any) -> int:
     from gateway.cli.client import environment_path
-    from gateway.cli.follow import Outcome, follow, show
+    from gateway.cli.follow import FollowResult, follow, show
 
     with _gateway(args) as gateway:
         env = gateway.environment(args.environment)
@@ -205,7 +205,7 @@ def run_action(args: Any) -> int:
         preserved = bool((outcome.environment or {}).get("preserved_until"))
         if preserved != (args.action == "preserve"):
             why = (outcome.applied or {}).get("note") or "the worker did not take it"
-            outcome = Outcome(
+            outcome = FollowResult(
                 False, outcome.state, f"{key} is not {args.action}d: {why}", outcome.environment
             )
     return show(outcome, answer, args.json)

@@ -33,7 +33,10 @@ POLL_SECONDS = 1.0
 UNDER_WAY = {"queued", "deploying"}
 
 
-class Outcome:
+class FollowResult:
+    """Where following one environment after a request ended: whether it reached the goal, its
+    last state and what to print (not an adapter's `providers.verdicts.Outcome`)."""
+
     def __init__(
         self,
         ok: bool,
@@ -77,7 +80,7 @@ def follow(
     progress: Progress,
     goal: set[str] | None = None,
     reconcile_grace: float = 0.0,
-) -> Outcome:
+) -> FollowResult:
     """Wait until the worker is done with the delivery (or `timeout` seconds pass); `goal` the
     states that mean it went as asked (by default, what the event's type asks for).
 
@@ -103,12 +106,12 @@ def follow(
             # The reconcile left it on its way (a rollout being watched, a wake starting the app):
             # the environment's own state says when it got there (or that it failed, below).
             if state in goal:
-                return Outcome(True, state, _done(key, state, environment), environment, applied)
+                return FollowResult(True, state, _done(key, state, environment), environment, applied)
             applied = None
         if applied is not None:
             state = applied.get("state") or state
             if state in goal:
-                return Outcome(True, state, _done(key, state, environment), environment, applied)
+                return FollowResult(True, state, _done(key, state, environment), environment, applied)
             why = (
                 applied.get("note")
                 or (environment or {}).get("last_error")
@@ -116,23 +119,23 @@ def follow(
             )
             said = "failed" if state == "failed" else f"is {state or 'unknown'}"
             message = f"{key} {said}" + (f": {why}" if why else "")
-            return Outcome(False, state, message, environment, applied)
+            return FollowResult(False, state, message, environment, applied)
         updated = _time((environment or {}).get("updated_at"))
         if state == "failed" and updated is not None and updated >= accepted_at:
             why = (environment or {}).get("last_error") or "no reason recorded"
-            return Outcome(False, state, f"{key} failed: {why}", environment)
+            return FollowResult(False, state, f"{key} failed: {why}", environment)
         if state != last_state:
             progress.say(f"{key}: {state or 'queued'}")
             last_state = state
         progress.update(f"waiting for {key} ({state or 'queued'})")
         if time.monotonic() >= deadline:
-            return Outcome(
+            return FollowResult(
                 False, state, f"{key} is still {state or 'queued'} after {timeout:.0f} s", environment
             )
         time.sleep(POLL_SECONDS)
 
 
-def show(outcome: Outcome, answer: dict[str, Any], as_json: bool) -> int:
+def show(outcome: FollowResult, answer: dict[str, Any], as_json: bool) -> int:
     """Print a followed request's outcome; its exit code."""
     from gateway.cli.output import FAILED, OK, paint, print_json
 

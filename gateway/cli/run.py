@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 
 from gateway.cli.output import EXAMPLE, Command
 
@@ -49,11 +50,13 @@ def register(commands: Command) -> None:
 
 def serve(host: str | None, port: int | None) -> int:
     from gateway.app import create_app
+    from gateway.cli.variables import refuse_unknown
     from gateway.serving import serve as run
     from gateway.settings import load_gateway_settings
     from gateway.wake import create_wake_app
     from providers.logs import configure_logging
 
+    refuse_unknown(os.environ)
     settings = load_gateway_settings()
     configure_logging(settings.connection.log_level)
     app = create_app(settings)
@@ -72,12 +75,14 @@ def serve(host: str | None, port: int | None) -> int:
 
 
 def worker() -> int:
+    from gateway.cli.variables import refuse_unknown
     from handlers.settings import load_worker_config
     from handlers.worker import run_worker
     from providers.hosts.settings import load_host_settings
     from providers.logs import configure_logging
 
-    # Both checked before anything starts, so a bad value is a message, not a traceback.
+    # All checked before anything starts, so a bad value is a message, not a traceback.
+    refuse_unknown(os.environ)
     config = load_worker_config()
     hosts = load_host_settings()
     configure_logging(config.connection.log_level)

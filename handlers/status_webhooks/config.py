@@ -3,6 +3,9 @@
 The variable holds a JSON list of `{"url", "secret", "states"?, "repositories"?}`.
 A bad entry stops start-up with a message naming the variable, the entry and the
 field, never a secret or a URL (a URL may carry a token in its query).
+
+httpx is imported where a URL is parsed, not here: the web process imports this module (through
+the worker's settings, whose names its start-up check needs) and never loads httpx.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import hashlib
 import json
 from typing import Annotated, Protocol
 
-import httpx
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -36,6 +38,8 @@ MIN_KEY_BYTES = 16
 
 def redact_url(url: str) -> str:
     """The URL without its query (tokens live there): what records, logs and the API show."""
+    import httpx
+
     parsed = httpx.URL(url)
     shown = parsed.copy_with(query=None, fragment=None)
     return str(shown) + ("?…" if parsed.query else "")
@@ -54,6 +58,8 @@ class Subscriber(BaseModel):
     @field_validator("url")
     @classmethod
     def http_url(cls, value: str) -> str:
+        import httpx
+
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL:

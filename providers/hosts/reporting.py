@@ -1,6 +1,7 @@
 """What the worker tells a code host about a change's environment (SPEC 4), as host-neutral models.
 
-`StatusReport` is one state of one environment at one commit; each `*_api` module turns it into its
+`StatusReport` is one state of one environment at one commit; each host client in
+`providers/hosts/` (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_server`) turns it into its
 host's own status (a GitHub deployment and commit status, a GitLab environment and commit status, a
 Bitbucket build status). The comment itself is Markdown rendered elsewhere; here is only the hidden
 marker by which it is found again.

@@ -187,8 +187,7 @@ def test_recover_redelivers_github_deliveries_the_gateway_missed(
 ) -> None:
     monkeypatch.setenv("K8S_EE_GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         # Deliveries really reach the gateway: GitHub's fake posts them to the hook's URL.
         hosted.fake.receiver = lambda url, headers, body: (
             httpx.post(url, content=body, headers=headers).status_code
@@ -221,8 +220,7 @@ def test_recover_syncs_bitbucket_pull_requests_the_gateway_has_out_of_date(
     running: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.BITBUCKET_CLOUD) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repo = hosted.repository
         hosted.fake.add_pull_request(repo, 11)  # opened while the gateway was unreachable
         stale = hosted.fake.add_pull_request(repo, 12, updated_on=datetime.now(UTC) - timedelta(days=5))

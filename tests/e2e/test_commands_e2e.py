@@ -43,12 +43,6 @@ def scenario(request: pytest.FixtureRequest) -> Iterator[Scenario]:
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
 def config(redis_server: Any) -> WorkerConfig:
     return load_worker_config(
         redis_url=redis_server.url, preview_domain="preview.example.com", lock_ttl=3, reconcile_max_tries=3

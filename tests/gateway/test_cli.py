@@ -221,8 +221,7 @@ def test_hooks_ensure_list_test_delete_through_the_command_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         scope = ["--provider", "github", "--repo", hosted.repository, "--url", URL]
         code, _, err = run(capsys, "hooks", "ensure", *scope)
         assert code == 2 and "K8S_EE_GITHUB_WEBHOOK_SECRET" in err, "no secret, no hook"
@@ -254,8 +253,7 @@ def test_hooks_ensure_over_many_repositories_and_a_secret_from_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITLAB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repositories = [f"grp/app-{n}" for n in range(12)]
         for repository in repositories:
             hosted.fake.add_project(repository)
@@ -287,15 +285,14 @@ def test_hooks_ensure_over_many_repositories_and_a_secret_from_elsewhere(
             )
 
 
-# -- deliveries recover (GitHub: no gateway needed) ----------------------------------------------------------
+# -- deliveries recover (GitHub, GitLab: no gateway needed) ----------------------------------------------------------
 
 
 def test_recover_redelivers_exactly_the_failed_ones_across_repositories(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repositories = [f"octo/svc-{n}" for n in range(6)]
         now = datetime.now(UTC).replace(microsecond=0)
         for n, repository in enumerate(repositories):
@@ -335,12 +332,58 @@ def test_recover_redelivers_exactly_the_failed_ones_across_repositories(
         assert code == 0 and all(r["missed"] == 0 for r in json.loads(out)["results"]), "nothing twice"
 
 
+@pytest.mark.parametrize("kind", ["repository", "group"])
+def test_recover_resends_exactly_the_gitlab_events_no_attempt_delivered(
+    kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with hooked(Provider.GITLAB) as hosted:
+        hosted.export(monkeypatch)
+        hook = hosted.add_hook(URL, kind, flags=EVENTS[Provider.GITLAB])
+        # The gateway was down (no answer), then failing (502), then fine; one failure is past the window.
+        answers = iter([None, 502, 200, 500])
+        hosted.fake.receiver = lambda url, headers, body: next(answers)
+        lost = hosted.fake.deliver(hosted.where(kind), hook.id)
+        failed = hosted.fake.deliver(hosted.where(kind), hook.id)
+        hosted.fake.deliver(hosted.where(kind), hook.id)
+        hosted.fake.deliver(hosted.where(kind), hook.id, when=datetime.now(UTC) - timedelta(days=4))
+        hosted.fake.receiver = lambda url, headers, body: 200
+        scope = ["--group", hosted.group] if kind == "group" else ["--repo", hosted.repository]
+        argv = [
+            "deliveries",
+            "recover",
+            "--provider",
+            "gitlab",
+            *scope,
+            "--url",
+            URL,
+            "--since",
+            "72h",
+            "--json",
+        ]
+
+        code, out, _ = run(capsys, *argv, "--dry-run")
+        [dry] = json.loads(out)["results"]
+        assert code == 0 and (dry["looked_at"], dry["missed"], dry["recovered"]) == (3, 2, 0)
+        assert len(hook.logs) == 4, "a dry run resends nothing"
+
+        code, out, err = run(capsys, *argv)
+        [result] = json.loads(out)["results"]
+        assert code == 0, err
+        assert (result["missed"], result["recovered"]) == (2, 2)
+        keys = [log.request_headers["Idempotency-Key"] for log in hook.logs[4:]]
+        assert sorted(keys) == sorted(log.request_headers["Idempotency-Key"] for log in (lost, failed)), (
+            "each missed event resent once, under its own Idempotency-Key"
+        )
+
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and json.loads(out)["results"][0]["missed"] == 0, "nothing twice"
+
+
 def test_recover_reports_a_repository_without_the_hook(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         code, out, _ = run(
             capsys, "deliveries", "recover", "--provider", "github", "--repo", hosted.repository, "--url", URL
         )

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from providers.logs import JSONFormatter, delivery_id_var
 
 
@@ -39,6 +41,21 @@ def test_a_bad_worker_setting_stops_the_worker_naming_it() -> None:
     result = run_cli("worker", K8S_EE_DEFAULT_CONFIG="/nonexistent/k8s-ee.yaml")
     assert result.returncode == 2
     assert "K8S_EE_DEFAULT_CONFIG" in result.stderr
+
+
+@pytest.mark.parametrize("process", ["serve", "worker"])
+def test_a_misspelt_setting_stops_start_up_with_the_nearest_name(process: str) -> None:
+    result = run_cli(process, K8S_EE_PREVIEW_DOMAN="previews.example.org")
+    assert result.returncode == 2, result.stderr
+    assert "unknown setting: K8S_EE_PREVIEW_DOMAN (did you mean K8S_EE_PREVIEW_DOMAIN?)" in result.stderr
+    assert "previews.example.org" not in result.stderr
+
+
+def test_the_variables_the_scripts_and_tests_read_do_not_stop_start_up() -> None:
+    # They pass the check: what stops the worker is the bad value, named as before.
+    result = run_cli("worker", K8S_EE_PYTHON="python3", K8S_EE_DEFAULT_CONFIG="/nonexistent/k8s-ee.yaml")
+    assert result.returncode == 2
+    assert "K8S_EE_DEFAULT_CONFIG" in result.stderr and "unknown setting" not in result.stderr
 
 
 def test_a_cluster_that_cannot_be_used_is_one_line_naming_the_setting(tmp_path: Path) -> None:

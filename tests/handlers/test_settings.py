@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 
+from gateway.cli.settings import CliSettings
+from gateway.cli.variables import process_sections
 from gateway.endpoints import ENDPOINTS
 from gateway.settings import WebSettings, load_gateway_settings
 from handlers.connection import ConnectionSettings
 from handlers.render.models import RenderSettings
-from handlers.settings import AdmissionSettings, CommandSettings, WorkerSettings, load_worker_config
+from handlers.settings import WorkerSettings, load_worker_config
 from providers.hosts.settings import HostSettings
 from providers.settings import SettingsError
 
@@ -61,15 +63,8 @@ def test_every_render_setting_is_read_from_the_environment(
 
 
 def test_no_field_is_declared_by_two_sections() -> None:
-    sections = [
-        ConnectionSettings,
-        WebSettings,
-        WorkerSettings,
-        RenderSettings,
-        CommandSettings,
-        AdmissionSettings,
-        HostSettings,
-    ]
+    sections = [*process_sections(), CliSettings]
+    assert {ConnectionSettings, WebSettings, WorkerSettings, RenderSettings, HostSettings} <= set(sections)
     seen: dict[str, str] = {}
     for section in sections:
         for field in section.model_fields:

@@ -205,6 +205,9 @@ def test_the_schema_refuses_a_typo() -> None:
         ["--set", "redis.mode=clustered"],
         ["--set", "secrets.values.githubWebhookSecrett=x"],
         ["--set", "config.REDIS_URL=redis://x"],
+        # A misspelt setting, and one the chart sets itself from `wake.*`.
+        ["--set", "config.PREVIEW_DOMAN=preview.example.com"],
+        ["--set", "config.WAKE_PORT=9000"],
     ):
         done = run("helm", *template_args(None, *extra), check=False)
         assert done.returncode != 0 and "values don't meet the specifications of the schema" in done.stderr, (
@@ -305,7 +308,11 @@ def test_every_variable_the_chart_sets_is_a_setting_of_that_process(value_set: s
         "worker": section_variables(WorkerConfig) | {env_name(f) for f in HostSettings.model_fields},
     }
     for component, variables in known.items():
-        env = one(objects, "Deployment", f"-{component}")["spec"]["template"]["spec"]["containers"][0]["env"]
+        pod = one(objects, "Deployment", f"-{component}")["spec"]["template"]["spec"]
+        # Service links would add K8S_EE_GATEWAY_PORT and the like (a release named k8s-ee), which
+        # the processes refuse as unknown settings.
+        assert pod["enableServiceLinks"] is False
+        env = pod["containers"][0]["env"]
         unknown = {e["name"] for e in env} - user - variables
         assert not unknown, f"{component}: {sorted(unknown)}"
     # The worker never holds a webhook secret or the admin token; the gateway no host credential.

@@ -3,7 +3,6 @@ hook events and resend; exactly the deliveries no attempt delivered are sent aga
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,13 +14,6 @@ from tests.fakes.fakehosts.github import app_key_pair
 from tests.support.hook_hosts import hooked
 
 URL = "https://gateway.example.com/webhooks/x"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 def since(hours: float = 72) -> datetime:

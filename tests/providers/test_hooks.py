@@ -3,7 +3,6 @@ page, updates it, removes duplicates, re-enables what GitLab disabled, and ten r
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,13 +28,6 @@ from tests.support.hook_hosts import HOOK_PROVIDERS, HookedHost, hooked
 
 URL = "https://gateway.example.com/webhooks/hooked"
 SECRET = "hook-secret-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def no_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("K8S_EE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(params=HOOK_PROVIDERS, ids=lambda p: p.value)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from providers.events import Provider
 from providers.hosts.build import build_hook_host
 from providers.hosts.hooks import HookHost, HookScope
@@ -79,9 +81,10 @@ class HookedHost:
 
         return [hook for hook in self.hooks(kind) if same_url(self.url_of(hook), url)]
 
-    def env(self) -> dict[str, str]:
-        """The K8S_EE_* variables that point the command line's host client here."""
-        return {f"K8S_EE_{name.upper()}": str(value) for name, value in self.settings.items()}
+    def export(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Set the K8S_EE_* variables that point the command line's host client here, for one test."""
+        for name, value in self.settings.items():
+            monkeypatch.setenv(f"K8S_EE_{name.upper()}", str(value))
 
 
 @contextlib.contextmanager
