@@ -9,7 +9,7 @@ the environment `deployed`, which the waiting page learns within a second and fo
 
 The job never holds a worker for long: after SLICE_S it queues itself again. It stops when the
 environment is no longer waking, or when a newer reconcile took over (which watches anew if it
-is still waking). A wake that is not ready after K8S_EE_WAKE_TIMEOUT's worth of checks leaves the
+is still waking). A wake that is not ready after WAKE_TIMEOUT_S (15 minutes) of checks leaves the
 environment `failed`, with what the Deployment says.
 """
 
