@@ -331,8 +331,7 @@ def test_a_repository_whose_hook_is_ensured_is_read_by_the_resync_until_its_hook
 
     monkeypatch.setenv("K8S_EE_GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
     with hooked(Provider.GITHUB) as hosted:
-        for name, value in hosted.env().items():
-            monkeypatch.setenv(name, value)
+        hosted.export(monkeypatch)
         repo = Repo(Provider.GITHUB, hosted.repository)
         # No environment, not configured: the resync would not read it.
         assert repo not in asyncio.run(resynced())
