@@ -48,7 +48,7 @@ from providers.hosts.reporting import (
     StatusReport,
     check_marker,
     check_report,
-    digest,
+    write_once,
 )
 
 T = TypeVar("T")
@@ -198,9 +198,6 @@ class BitbucketCloudHost:
     ) -> ReportMemo:
         """Not written again when the last report wrote the same (the memo's digest)."""
         check_report(report, number)
-        content = digest(report.model_dump_json())
-        if memo is not None and memo.written.get("status") == content:
-            return memo
         base = _repository_path(repository)
 
         def write() -> None:
@@ -223,8 +220,13 @@ class BitbucketCloudHost:
             # A status with the same key is overwritten: the commit shows one.
             self._cloud.post(f"{base}/commit/{quote(report.head_sha, safe='')}/statuses/build", data=status)
 
-        self._request(write, f"the build status of pull request {repository}#{number}", write=True)
-        return ReportMemo(written={"status": content})
+        return write_once(
+            report,
+            memo,
+            lambda: self._request(
+                write, f"the build status of pull request {repository}#{number}", write=True
+            ),
+        )
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         workspace, slug = owner_and_name(repository, "workspace/repo_slug")

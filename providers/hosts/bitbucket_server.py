@@ -50,7 +50,7 @@ from providers.hosts.reporting import (
     StatusReport,
     check_marker,
     check_report,
-    digest,
+    write_once,
 )
 
 T = TypeVar("T")
@@ -186,9 +186,6 @@ class BitbucketServerHost:
     ) -> ReportMemo:
         """Not written again when the last report wrote the same (the memo's digest)."""
         check_report(report, number)
-        content = digest(report.model_dump_json())
-        if memo is not None and memo.written.get("status") == content:
-            return memo
         key, slug = _key_and_slug(repository)
         status: dict[str, Any] = {
             "key": BUILD_KEY,
@@ -206,8 +203,13 @@ class BitbucketServerHost:
             # A status with the same key is replaced: the commit shows one.
             self._server.post(endpoint, data=status)
 
-        self._request(write, f"the build status of pull request {repository}#{number}", write=True)
-        return ReportMemo(written={"status": content})
+        return write_once(
+            report,
+            memo,
+            lambda: self._request(
+                write, f"the build status of pull request {repository}#{number}", write=True
+            ),
+        )
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         key, slug = owner_and_name(repository, "PROJECTKEY/repo-slug")

@@ -49,7 +49,7 @@ from providers.hosts.reporting import (
     StatusReport,
     check_marker,
     check_report,
-    digest,
+    write_once,
 )
 
 T = TypeVar("T")
@@ -194,9 +194,6 @@ class GitLabHost:
     ) -> ReportMemo:
         """Not written again when the last report wrote the same (the memo's digest)."""
         check_report(report, number)
-        content = digest(report.model_dump_json())
-        if memo is not None and memo.written.get("status") == content:
-            return memo
 
         def write(project: Project) -> None:
             if report.state != "skipped":
@@ -218,8 +215,13 @@ class GitLabHost:
                 if exc.response_code != 400 or "transition" not in str(exc.error_message):
                     raise
 
-        self._call(repository, f"the status of merge request {repository}!{number}", write, write=True)
-        return ReportMemo(written={"status": content})
+        return write_once(
+            report,
+            memo,
+            lambda: self._call(
+                repository, f"the status of merge request {repository}!{number}", write, write=True
+            ),
+        )
 
     def permission(self, repository: str, user: str, user_id: str | None = None) -> Permission:
         what = f"the membership of {user} in {repository}"

@@ -10,6 +10,7 @@ marker by which it is found again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -137,3 +138,13 @@ class ReportMemo(BaseModel):
 def digest(*parts: object) -> str:
     """A short digest of a write's content, to tell whether it changed (not a secret's hash)."""
     return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:16]
+
+
+def write_once(report: StatusReport, memo: ReportMemo | None, write: Callable[[], object]) -> ReportMemo:
+    """Run `write` (the host's one status for `report`) unless `memo` says the last report wrote
+    this very status; the memo to hand to the next report."""
+    content = digest(report.model_dump_json())
+    if memo is not None and memo.written.get("status") == content:
+        return memo
+    write()
+    return ReportMemo(written={"status": content})
