@@ -2,8 +2,8 @@
 
 The lock is a key set with `SET NX PX` to a random token; these scripts renew and release it
 only if it still holds that token, so a holder that was paused past the lock's lifetime cannot
-extend or delete a lock another has taken since. The environments' locks (handlers/desired.py)
-and the periodic runs' (handlers/lifecycle/runs.py) use them.
+extend or delete a lock another has taken since. The environments' locks (handlers/desired.py),
+the periodic runs' (handlers/lifecycle/runs.py) and the reports' (handlers/report.py) use them.
 """
 
 from __future__ import annotations

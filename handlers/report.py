@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from handlers.comment import dashboard_link, render_comment
 from handlers.keys import Keys
+from handlers.locks import RELEASE
 from handlers.status import EnvironmentStatus, ReportState, StatusStore
 from providers.events import Provider
 from providers.hosts.base import Host, HostError, HostUnavailable, NotFound
@@ -78,6 +79,7 @@ class Reporter:
     def __post_init__(self) -> None:
         self._mark = self.redis.register_script(_MARK)
         self._settle = self.redis.register_script(_SETTLE)
+        self._release = self.redis.register_script(RELEASE)
 
     async def mark(self, env: str) -> int | None:
         """Record a state change of `env`; the generation whose job the caller must queue, or None
@@ -97,9 +99,6 @@ class Reporter:
     async def release(self, env: str) -> None:
         """The job gave up: the next state change queues a new one."""
         await self.redis.delete(self.keys.report_pending(env))
-
-    async def state(self, env: str) -> ReportState:
-        return await self.statuses.report_state(env) or ReportState()
 
     async def _save(self, status: EnvironmentStatus, state: ReportState) -> None:
         await self.statuses.save_report_state(status, state)
@@ -127,8 +126,7 @@ class Reporter:
                     return outcome
             return "again"
         finally:
-            if await self.redis.get(lock) == token.encode():
-                await self.redis.delete(lock)
+            await self._release(keys=[lock], args=[token])
 
     async def _pass(self, env: str, generation: int, now: datetime) -> str:
         status = await self.statuses.get(env)
