@@ -318,15 +318,15 @@ def test_a_first_edition_namespace_of_the_same_repository_is_adopted(
     assert not run(cluster.apply(NS, REPO, environment())).adopted
 
 
-def first_edition_namespace(kube: KubeAPIServer) -> None:
+def first_edition_namespace(kube: KubeAPIServer, name: str = NS, repository: str = REPO) -> None:
     kube.add_object(
         {
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
-                "name": NS,
+                "name": name,
                 "labels": {naming.LABEL_MANAGED_BY: "github-actions"},
-                "annotations": {naming.ANNOTATION_REPOSITORY: REPO},
+                "annotations": {naming.ANNOTATION_REPOSITORY: repository},
             },
         },
         manager="kubectl-client-side-apply",
@@ -974,18 +974,7 @@ def test_adoption_hands_over_every_kind_and_deletes_a_leftover_of_each(
     databases = {name: True for name in ("postgresql", "mongodb", "redis", "minio", "mariadb")}
     everything = rendered_config({"projectId": "shop", "databases": databases, "metrics": {"enabled": True}})
     namespace, repository = everything[0]["metadata"]["name"], "Acme/Shop"
-    kube.add_object(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": namespace,
-                "labels": {naming.LABEL_MANAGED_BY: "github-actions"},
-                "annotations": {naming.ANNOTATION_REPOSITORY: repository},
-            },
-        },
-        manager="kubectl-client-side-apply",
-    )
+    first_edition_namespace(kube, namespace, repository)
     # A Role too: the first edition's MongoDB agent had one (this gateway binds a ClusterRole).
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
