@@ -17,6 +17,7 @@ from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import Fault, KubeAPIServer
+from tests.support.hosts import open_pull
 from tests.support.pull_requests import REPO, send, sha
 from tests.support.senders import ADMIN_TOKEN
 from tests.support.worker import BackgroundWorker, drain, kube_cluster, wait_for
@@ -105,10 +106,7 @@ def test_an_image_that_cannot_be_pulled_fails_with_that_reason_and_the_comment_s
     config = settings(tmp_path, redis_server, config_text())
     client = gateway()
     with FakeGitHub() as github:
-        github.add_token("ghp-test")
-        github.add_repo(REPO)
-        github.add_file(REPO, "k8s-ee.yaml", config_text(), ref=sha(1))
-        github.add_pull(REPO, 8, head_sha=sha(1), head_ref="feature")
+        open_pull(github, REPO, 8, [sha(1)], config_text())
         hosts = build_hosts(
             load_host_settings(
                 github_api_url=github.url,

@@ -19,7 +19,7 @@ from handlers.settings import WorkerConfig
 from providers.events import Provider
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
-from tests.support.hosts import github_host
+from tests.support.hosts import github_host, open_pull
 from tests.support.pull_requests import REPO, send, sha
 from tests.support.redis_commands import CommandRecorder, Recorded
 from tests.support.redis_server import RedisServer
@@ -69,14 +69,14 @@ def test_a_deploy_costs_at_most_90_redis_commands(
     probe = _probe(redis_server, recorder)
     status_key = worker_config.keys.status(f"github:{REPO}:42")
     queue = worker_config.connection.queue_name
-    github = FakeGitHub().__enter__()
-    github.add_token("ghp-test")
-    github.add_repo(REPO)
-    github.add_file(REPO, "k8s-ee.yaml", "projectId: shop\n", ref=sha(1))
-    github.add_pull(REPO, 42, head_sha=sha(1), head_ref="feature")
-    hosts = {Provider.GITHUB: github_host(github, "ghp-test")}
     try:
-        with BackgroundWorker(worker_config, kube_cluster(kube.url), hosts):
+        with (
+            FakeGitHub() as github,
+            BackgroundWorker(
+                worker_config, kube_cluster(kube.url), {Provider.GITHUB: github_host(github, "ghp-test")}
+            ),
+        ):
+            open_pull(github, REPO, 42, [sha(1)])
             # Started (its start-up is not the deploy's): it waits for work.
             wait_for(lambda: probe.get(worker_config.keys.worker_heartbeat()))
             _settled(recorder)
@@ -92,7 +92,6 @@ def test_a_deploy_costs_at_most_90_redis_commands(
     finally:
         recorder.stop()
         probe.close()
-        github.__exit__(None, None, None)
     counted = deploy.sent
     assert counted, "nothing recorded"
     assert len(counted) <= DEPLOY_BUDGET, (

@@ -12,7 +12,7 @@ from handlers.settings import load_worker_config
 from providers.events import Provider
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
-from tests.support.hosts import github_host
+from tests.support.hosts import github_host, open_pull
 from tests.support.pull_requests import REPO, send
 from tests.support.worker import drain, kube_cluster
 
@@ -33,11 +33,7 @@ def test_a_lifecycle_costs_at_most_18_github_calls(gateway: Any, redis_server: A
     )
     client = gateway()
     with KubeAPIServer() as kube, FakeGitHub() as github:
-        github.add_token("ghp-test")
-        github.add_repo(REPO)
-        for n in (1, 2):
-            github.add_file(REPO, "k8s-ee.yaml", "projectId: shop\n", ref=sha(n))
-        pull = github.add_pull(REPO, 8, head_sha=sha(1), head_ref="feature")
+        pull = open_pull(github, REPO, 8, [sha(1), sha(2)])
         hosts = {Provider.GITHUB: github_host(github, "ghp-test")}
         cluster = kube_cluster(kube.url)
         send(client, "opened", 8, sha(1), 1)

@@ -13,6 +13,7 @@ from providers.hosts.build import build_hosts
 from providers.hosts.settings import load_host_settings
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
+from tests.support.hosts import open_pull
 from tests.support.pull_requests import REPO, send, sha
 from tests.support.receivers import SUBSCRIBER_SECRET, Receiver
 from tests.support.worker import drain, kube_cluster
@@ -82,10 +83,7 @@ def test_a_failing_host_delays_the_report_never_the_environment(gateway: Any, re
     settings = load_worker_config(redis_url=redis_server.url, preview_domain="preview.example.com")
     client = gateway()
     with KubeAPIServer() as kube, FakeGitHub() as github:
-        github.add_token("ghp-test")
-        github.add_repo(REPO)
-        github.add_file(REPO, "k8s-ee.yaml", "projectId: shop\n", ref=sha(1))
-        github.add_pull(REPO, 9, head_sha=sha(1), head_ref="feature")
+        open_pull(github, REPO, 9, [sha(1)])
         hosts = build_hosts(
             load_host_settings(
                 github_api_url=github.url,

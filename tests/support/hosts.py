@@ -3,6 +3,7 @@ write and measure with them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from providers.events import Provider
@@ -11,6 +12,7 @@ from providers.hosts.build import build_hosts
 from providers.hosts.reporting import MARKER, StatusReport
 from providers.hosts.settings import load_host_settings
 from tests.fakes.fakehosts import FakeBitbucketCloud, FakeBitbucketServer, FakeGitHub, FakeGitLab, FakeHost
+from tests.fakes.fakehosts.github import GitHubPull
 
 
 def only_host(provider: Provider, settings: dict[str, Any]) -> Host:
@@ -29,6 +31,23 @@ def github_host(fake: FakeGitHub, token: str, **overrides: Any) -> Host:
         "github_seconds_between_writes": 0,
     }
     return only_host(Provider.GITHUB, settings | overrides)
+
+
+def open_pull(
+    fake: FakeGitHub,
+    repository: str,
+    number: int,
+    heads: Sequence[str],
+    config: str = "projectId: shop\n",
+    token: str = "ghp-test",
+) -> GitHubPull:
+    """`repository` on the fake GitHub, readable with `token`, with `config` as its k8s-ee.yaml at
+    each of `heads`, and pull request `number` open on branch `feature` at the first of them."""
+    fake.add_token(token)
+    fake.add_repo(repository)
+    for head in heads:
+        fake.add_file(repository, "k8s-ee.yaml", config, ref=head)
+    return fake.add_pull(repository, number, head_sha=heads[0], head_ref="feature")
 
 
 def gitlab_host(fake: FakeGitLab, token: str, **overrides: Any) -> Host:
