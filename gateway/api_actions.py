@@ -103,7 +103,9 @@ async def _act(request: Request, state: AppState, action: str, held: Held) -> Re
     try:
         key = environment_key(request)
         delivery_id = _delivery_id(request)
-        body = await read_body(request, MAX_ACTION_BODY, state.settings.web.body_read_timeout, held)
+        body = await read_body(
+            request.headers, request.receive, MAX_ACTION_BODY, state.settings.web.body_read_timeout, held
+        )
     except ValueError as exc:
         return bad_request(str(exc))
     except TooLarge:

@@ -16,8 +16,10 @@ A request without any credential header is refused before its body is read at al
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 
 class TooLarge(Exception):
@@ -65,21 +67,32 @@ class Held:
         self.size = 0
 
 
-async def read_body(request: Request, limit: int, timeout: float, held: Held) -> bytes:
-    """The whole body, within `limit` bytes and `timeout` seconds, counted in `held` as it arrives."""
-    declared = request.headers.get("content-length")
+async def read_body(
+    headers: Mapping[str, str], receive: Receive, limit: int, timeout: float, held: Held
+) -> bytes:
+    """The whole body, within `limit` bytes and `timeout` seconds, counted in `held` as it arrives.
+
+    Read from the ASGI `receive` (raises `ClientDisconnect` if the sender goes away), once: a
+    request's body is read by nothing else."""
+    declared = headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise TooLarge
                 held.grow(len(chunk))
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise TooSlow from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -211,6 +211,11 @@ class Receiver:
     endpoint: Endpoint
     secrets: Secrets
     insecure: bool
+    # The headers `precheck` looks for, on every delivery: worked out once.
+    expected: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expected", self.endpoint.credential_headers())
 
     @property
     def name(self) -> str:
@@ -233,9 +238,8 @@ class Receiver:
                     f"no secret is configured for {self.name} deliveries: set {self.endpoint.secret_names()}"
                 )
             return
-        expected = self.endpoint.credential_headers()
-        if not any(headers.get(name) for name in expected):
-            raise unauthorized(f"missing {' or '.join(expected)} header")
+        if not any(headers.get(name) for name in self.expected):
+            raise unauthorized(f"missing {' or '.join(self.expected)} header")
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         if self.configured:

@@ -41,4 +41,6 @@ def serve(
     async def both() -> None:
         await asyncio.gather(main.serve(), follower.serve(), _follow(main, follower))
 
-    asyncio.run(both())
+    # The loop uvicorn itself would run (uvloop when installed), as `main.run()` does above.
+    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+        runner.run(both())

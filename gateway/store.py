@@ -7,7 +7,6 @@ Lua script `deliver.lua`, so a delivery is stored and queued in a single round t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,6 @@ import lz4.frame
 import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.batching import ScriptBatcher
 from gateway.settings import GatewaySettings
@@ -164,7 +162,8 @@ class DeliveryStore:
             "period": str(housekeeping_period(settings)),
         }.items():
             script = script.replace("{" + name + "}", value)
-        self._deliver = ScriptBatcher(redis, script)
+        # The deadline of each call, kept by its batch.
+        self._deliver = ScriptBatcher(redis, script, connection.redis_timeout)
 
     @staticmethod
     def _common_args(
@@ -174,14 +173,8 @@ class DeliveryStore:
         return [provider.value.encode(), delivery_id.encode(), b"%d" % _us(now), (repository or "").encode()]
 
     async def _run(self, args: list[bytes]) -> Any:
-        """The script's reply, within one deadline; past it the call fails as Redis being unavailable."""
-        try:
-            async with asyncio.timeout(self.connection.redis_timeout):
-                return await self._deliver(args)
-        except TimeoutError:
-            raise RedisTimeoutError(
-                f"Redis did not answer within {self.connection.redis_timeout} s"
-            ) from None
+        """The script's reply, within the Redis deadline; past it the call fails as Redis being unavailable."""
+        return await self._deliver(args)
 
     async def accept(
         self,

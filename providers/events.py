@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from providers.fields import (
@@ -108,6 +108,12 @@ NUMBERED = frozenset(
 )
 
 
+def _absent(value: object) -> bool:
+    # Only a generic trigger that names a provider has a target, only the admin API's events are
+    # the operator's: every other event serialises as it always did, without either field.
+    return not value
+
+
 class LifecycleEvent(BaseModel):
     """A verified, normalised delivery: what happened to which change, and when.
 
@@ -148,21 +154,10 @@ class LifecycleEvent(BaseModel):
     source: EventSource = EventSource.WEBHOOK
     # Whose environment the event acts on when it is not the sender's own: the generic
     # trigger may name a code host to act on its environment of the same repository and number.
-    target_provider: Provider | None = None
+    target_provider: Provider | None = Field(default=None, exclude_if=_absent)
     # Sent by the gateway's operator through the admin API, not by a code host: the chat commands
     # it carries run without asking the host about their author, as the generic trigger's do.
-    operator: bool = False
-
-    @model_serializer(mode="wrap")
-    def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Only a generic trigger that names a provider has a target, only the admin API's events are
-        # the operator's: every other event looks as it always did.
-        data: dict[str, object] = handler(self)
-        if data.get("target_provider") is None:
-            data.pop("target_provider", None)
-        if not data.get("operator"):
-            data.pop("operator", None)
-        return data
+    operator: bool = Field(default=False, exclude_if=_absent)
 
     @property
     def environment_provider(self) -> Provider:
