@@ -51,6 +51,7 @@ class Command:
     name: str
     first: bytes  # the first argument (a key, mostly)
     reports: bool
+    scripted: bool = False  # called by a script (MONITOR's `lua` client), not sent by a process
 
 
 @dataclass
@@ -95,7 +96,12 @@ class RedisMonitor:
             if client != b"lua":
                 caller = int(client.rsplit(b":", 1)[1]) if b":" in client else 0
             command = Command(
-                float(at), caller, name.decode().lower(), first or b"", any(w in line for w in REPORT_WORDS)
+                float(at),
+                caller,
+                name.decode().lower(),
+                first or b"",
+                any(w in line for w in REPORT_WORDS),
+                client == b"lua",
             )
             status = _STATUS.search(line)
             applied = _APPLIED.search(line)

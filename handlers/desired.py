@@ -97,6 +97,9 @@ class Desired(BaseModel):
     fork: bool = False
     title: str | None = None
     url: str | None = None
+    # The change's comments as the host last said (its answer, providers.hosts.base.ChangeState,
+    # or an event's payload): passed on to the status, for the reporter.
+    host_comments: int | None = None
     image: str | None = None
     config: dict[str, Any] | None = None
     # The last commit whose build succeeded: the app rolls when it changes.

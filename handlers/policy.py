@@ -179,6 +179,8 @@ def _lifecycle(desired: Desired, event: LifecycleEvent, stamp: Stamp) -> Desired
     }
     if kind in CHANGE_EVENTS:
         values |= {"draft": event.draft, "fork": event.fork}
+    if event.comments is not None:
+        values["host_comments"] = event.comments
     if kind == EventType.CHANGE_CLOSED:
         values["closed"] = True
     elif kind in REOPENING:

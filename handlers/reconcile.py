@@ -295,6 +295,7 @@ class Reconciler:
             "base_ref": truth.base_ref or want.base_ref,
             "draft": truth.draft,
             "fork": truth.fork,
+            "host_comments": truth.comments,
         }
         if want.action == "destroy" and want.closed:
             # A close we saw is not what the host says now (reopened since): the host wins.
@@ -411,6 +412,7 @@ class Reconciler:
             update={
                 "head_sha": sha,
                 "head_ref": want.head_ref,
+                "host_comments": want.host_comments,
                 "approved_sha": want.approved_sha if want.fork else None,
                 "preserved_until": want.preserved_until if want.preserved(now) else None,
                 "note": fork_note(want),

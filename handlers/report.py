@@ -13,13 +13,15 @@ the job (arq runs it again), so the environment is still reported. One report pe
 a time (a lock), so two racing reports cannot both create a comment.
 
 Fewer host calls: the comment is written only when its text changed (a digest of it is kept),
-edited by its remembered id, and the host client's memo (deployment ids, status digests) is
+edited by its remembered id, and created without a search when the change had no comments and
+nothing was reported on it yet; the host client's memo (deployment ids, status digests) is
 handed back to it with each report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -164,8 +166,16 @@ class Reporter:
             await self._save(status, state)
         try:
             if state.comment_id is None or state.comment_digest != body_digest:
+                # Nothing reported yet and no comments on the change when the host was last asked:
+                # no earlier comment (the first edition's, one whose id was lost) can exist.
+                search = found is not None or status.host_comments != 0
                 comment_id = await asyncio.to_thread(
-                    host.upsert_comment, status.repository, status.number, body, MARKER, state.comment_id
+                    functools.partial(host.upsert_comment, search=search),
+                    status.repository,
+                    status.number,
+                    body,
+                    MARKER,
+                    state.comment_id,
                 )
                 state = state.model_copy(update={"comment_id": comment_id, "comment_digest": body_digest})
                 if await self._generation(env) > generation:

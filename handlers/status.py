@@ -42,6 +42,10 @@ class EnvironmentStatus(BaseModel):
     progress_at: datetime | None = None
     # What was left out and why (a ServiceMonitor without the Prometheus Operator).
     warnings: list[str] = []
+    # How many comments the change had when the host was last asked (None: not asked, or the host
+    # does not say). With none, and nothing reported yet, the first report's comment is created
+    # without a search for an earlier one (handlers/report.py).
+    host_comments: int | None = None
     # A fork's change: the commit that was approved (and is the one deployed).
     approved_sha: str | None = None
     # Preserved until then (handlers.preserve).

@@ -232,6 +232,7 @@ async def apply_decision(
                 state="queued",
                 head_sha=decision.desired.head_sha,
                 head_ref=decision.desired.head_ref,
+                host_comments=decision.desired.host_comments,
                 updated_at=event.received_at,
             )
             if await deps.statuses.create(queued):

@@ -108,6 +108,10 @@ NUMBERED = frozenset(
 )
 
 
+def _unsaid(value: object) -> bool:
+    return value is None
+
+
 def _absent(value: object) -> bool:
     # Only a generic trigger that names a provider has a target, only the admin API's events are
     # the operator's: every other event serialises as it always did, without either field.
@@ -151,6 +155,10 @@ class LifecycleEvent(BaseModel):
     # The change's title and web page, for reporting back (escaped before use).
     title: str | None = None
     url: str | None = None
+    # How many comments the change had when the sender wrote the event, where its payload says
+    # (GitHub's `pull_request.comments`): with none, the first report creates its comment without
+    # searching for an earlier one. Left out of the event's JSON where not said.
+    comments: int | None = Field(default=None, ge=0, exclude_if=_unsaid)
     source: EventSource = EventSource.WEBHOOK
     # Whose environment the event acts on when it is not the sender's own: the generic
     # trigger may name a code host to act on its environment of the same repository and number.

@@ -21,6 +21,7 @@ from providers.verdicts import (
     Ignored,
     Outcome,
     Pong,
+    Unusable,
     bad_request,
     unauthorized,
     unsupported_media_type,
@@ -162,8 +163,18 @@ def _pull_request(data: dict[str, Any], delivery: _Delivery) -> Outcome:
             received_at=delivery.received_at,
             title=optional(data, "pull_request.title", str),
             url=optional(data, "pull_request.html_url", str),
+            comments=_count(data, "pull_request.comments"),
         )
     )
+
+
+def _count(data: dict[str, Any], path: str) -> int | None:
+    """A count the event only passes on as a hint: absent, or not a count, is None, never a refusal."""
+    try:
+        value = optional(data, path, int)
+    except Unusable:
+        return None
+    return value if value is not None and value >= 0 else None
 
 
 def _is_fork(data: dict[str, Any]) -> bool:
@@ -397,6 +408,7 @@ _FIELDS: dict[str, Fields] = {
             f"pull_request.{name}"
             for name in (
                 *("number", "merged", "merged_at", "draft", "title", "html_url", "updated_at", "closed_at"),
+                "comments",
                 *("head.sha", "head.ref", "head.repo.full_name", "base.ref", "base.repo.full_name"),
             )
         ),

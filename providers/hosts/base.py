@@ -43,6 +43,9 @@ class ChangeState(BaseModel):
     url: str | None
     # The source branch is in another repository (a fork); or the fork was deleted.
     fork: bool = False
+    # How many comments the change has (all of them, anyone's), where the host's answer says;
+    # None where it does not. Zero tells the reporter there is no earlier comment to search for.
+    comments: int | None = None
 
 
 Level = Literal["none", "read", "write", "admin"]
@@ -161,13 +164,21 @@ class Host(Protocol):
         ...
 
     def upsert_comment(
-        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+        self,
+        repository: str,
+        number: int,
+        body: str,
+        marker: str,
+        known_id: str | None = None,
+        *,
+        search: bool = True,
     ) -> str:
         """Edit the change's comment that holds `marker`, or create it; return the comment's id.
 
         `known_id` (an id this method returned for the same change) is edited directly; when it is
         gone, every page of comments is searched for the marker, and a comment is created only when
-        none holds it. A create is never repeated after an answer that leaves its outcome unknown:
+        none holds it. `search=False` says the caller knows no comment can hold it (the change had
+        no comments when last read, and nothing was ever reported on it): created with no search. A create is never repeated after an answer that leaves its outcome unknown:
         `HostUnavailable(retry_after=...)` asks for the whole call to be run again later."""
         ...
 

@@ -167,7 +167,14 @@ class BitbucketCloudHost:
         return decode_text(data if isinstance(data, bytes) else b"", what)
 
     def upsert_comment(
-        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+        self,
+        repository: str,
+        number: int,
+        body: str,
+        marker: str,
+        known_id: str | None = None,
+        *,
+        search: bool = True,
     ) -> str:
         check_marker(body, marker)
         comments = f"{_repository_path(repository)}/pullrequests/{number}/comments"
@@ -182,7 +189,7 @@ class BitbucketCloudHost:
                 except requests.HTTPError as exc:
                     if exc.response is None or exc.response.status_code != 404:
                         raise
-            for comment in self._pages(comments, {"pagelen": self.per_page}):
+            for comment in self._pages(comments, {"pagelen": self.per_page}) if search else ():
                 if _is_marked(comment, marker):
                     self._cloud.put(f"{comments}/{comment['id']}", data=content)
                     return str(comment["id"])

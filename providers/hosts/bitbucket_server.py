@@ -163,14 +163,23 @@ class BitbucketServerHost:
         return decode_text(data if isinstance(data, bytes) else b"", what)
 
     def upsert_comment(
-        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+        self,
+        repository: str,
+        number: int,
+        body: str,
+        marker: str,
+        known_id: str | None = None,
+        *,
+        search: bool = True,
     ) -> str:
         check_marker(body, marker)
         key, slug = _key_and_slug(repository)
 
         def write() -> str:
             comment = self._comment(key, slug, number, known_id) if known_id and known_id.isdigit() else None
-            if comment is None or marker not in str(comment.get("text") or ""):
+            if comment is not None and marker not in str(comment.get("text") or ""):
+                comment = None
+            if comment is None and search:
                 comment = self._find(key, slug, number, marker)
             if comment is not None:
                 return self._edit(key, slug, number, comment, body)

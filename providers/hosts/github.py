@@ -252,6 +252,8 @@ class GitHubHost:
                 title=pull.title,
                 url=pull.html_url,
                 fork=_from_fork(pull.raw_data),
+                # Issue comments, where ours is: review comments are counted apart.
+                comments=pull.comments,
             )
 
         return self._call(repository, what, read)
@@ -314,7 +316,14 @@ class GitHubHost:
             return None
 
     def upsert_comment(
-        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+        self,
+        repository: str,
+        number: int,
+        body: str,
+        marker: str,
+        known_id: str | None = None,
+        *,
+        search: bool = True,
     ) -> str:
         """Issue comments serve pull requests too. `known_id` is edited with one PATCH and no read
         first: it must be an id this method returned for this pull request (GitHub numbers comments
@@ -332,7 +341,7 @@ class GitHubHost:
                     if exc.status not in (404, 410):
                         raise
             # Oldest first, every page: the first comment holding the marker is the one.
-            for comment in issue.get_comments():
+            for comment in issue.get_comments() if search else ():
                 if marker in (comment.body or ""):
                     self._gate(repository)
                     comment.edit(body)

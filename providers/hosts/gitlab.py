@@ -165,7 +165,14 @@ class GitLabHost:
             return None
 
     def upsert_comment(
-        self, repository: str, number: int, body: str, marker: str, known_id: str | None = None
+        self,
+        repository: str,
+        number: int,
+        body: str,
+        marker: str,
+        known_id: str | None = None,
+        *,
+        search: bool = True,
     ) -> str:
         check_marker(body, marker)
 
@@ -178,8 +185,10 @@ class GitLabHost:
                 except GitlabError as exc:
                     if exc.response_code != 404:
                         raise
-            found = notes.list(
-                iterator=True, per_page=self.per_page, sort="asc", order_by="created_at", **_CALL
+            found = (
+                notes.list(iterator=True, per_page=self.per_page, sort="asc", order_by="created_at", **_CALL)
+                if search
+                else ()
             )
             for note in found:
                 if not note.attributes.get("system") and marker in str(note.attributes.get("body") or ""):
@@ -399,6 +408,8 @@ def change_state(mr: Mapping[str, Any], what: str) -> ChangeState:
             "updated_at": mr.get("updated_at"),
             "title": mr.get("title"),
             "url": mr.get("web_url"),
+            # The notes people wrote, where ours is (system notes are not counted).
+            "comments": mr.get("user_notes_count"),
             "fork": mr.get("source_project_id") != mr.get("target_project_id"),
         }
     )

@@ -13,7 +13,7 @@ from providers.events import Provider
 from tests.fakes.fakehosts import FakeGitHub
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.support.hosts import github_host, open_pull
-from tests.support.pull_requests import REPO, send
+from tests.support.pull_requests import REPO, pull_request, send, send_github
 from tests.support.worker import drain, kube_cluster
 
 # The issue's target for open, one push and close (it was 29 to 30 calls, 17 of them writes).
@@ -57,9 +57,34 @@ def test_a_lifecycle_costs_at_most_18_github_calls(gateway: Any, redis_server: A
         assert "success" in [s.state for s in deployments[sha(2)].statuses]
         latest = github.commit_statuses(REPO, sha(2))[-1]
         assert latest.context == "k8s-ee/preview" and latest.state == "success"
-        # Each step's states coalesce into one report; the comment is created once and edited by
-        # its id, each commit gets one deployment (no search for it), and nothing is written twice.
-        assert calls[f"GET /repos/{REPO}/issues/8/comments"] == 1, listing
+        # Each step's states coalesce into one report; the comment is created once, without a
+        # search (the pull request had no comments), and edited by its id; each commit gets one
+        # deployment (no search for it), and nothing is written twice.
+        assert calls[f"GET /repos/{REPO}/issues/8/comments"] == 0, listing
         assert calls[f"POST /repos/{REPO}/deployments"] == 2, listing
         assert not any(path.startswith(f"GET /repos/{REPO}/deployments") for path in calls), listing
         assert len(github.requests) <= MAX_CALLS, listing
+
+
+def test_a_comment_already_on_the_pull_request_is_found_and_edited(gateway: Any, redis_server: Any) -> None:
+    # The first edition's comment (or one whose id was lost) is on the pull request: GitHub counts
+    # it, so the first report searches, finds its marker and edits it; no second comment.
+    settings = load_worker_config(redis_url=redis_server.url, preview_domain="preview.example.com")
+    client = gateway()
+    with KubeAPIServer() as kube, FakeGitHub() as github:
+        open_pull(github, REPO, 9, [sha(1)])
+        github.add_comment(REPO, 9, "LGTM", user="reviewer")
+        earlier = github.add_comment(REPO, 9, f"{MARKER}\nfrom the first edition", user="k8s-ee-bot")
+        hosts = {Provider.GITHUB: github_host(github, "ghp-test")}
+        # The first event this gateway sees of it, counting the comments as GitHub would.
+        payload = pull_request("synchronize", 9, sha(1), 1)
+        payload["pull_request"]["comments"] = 2
+        send_github(client, payload)
+        drain(settings, kube_cluster(kube.url), hosts=hosts)
+
+        comments = github.comments(REPO, 9)
+        assert [c.id for c in comments] == [comments[0].id, earlier.id]
+        assert MARKER in comments[1].body and "deployed" in comments[1].body
+        assert any(
+            r.method == "GET" and r.path == f"/repos/{REPO}/issues/9/comments" for r in github.requests
+        )

@@ -569,3 +569,20 @@ def test_organization_ping_without_repository_is_a_pong() -> None:
     del data["repository"]
     data["hook"]["type"] = "Organization"
     assert isinstance(parse_payload("ping", data), Pong)
+
+
+@pytest.mark.parametrize("value", [-1, "3", 2.5, True, None, {"n": 1}])
+def test_a_comment_count_that_is_no_count_is_left_out_not_refused(value: object) -> None:
+    # The count is only a hint for the reporter: a delivery is never refused for it.
+    data = load("pull_request.opened")
+    data["pull_request"]["comments"] = value
+    outcome = parse_payload("pull_request", data)
+    assert isinstance(outcome, Accepted) and outcome.event.comments is None
+    assert "comments" not in outcome.event.model_dump(mode="json")
+
+
+def test_the_comment_count_is_passed_on() -> None:
+    data = load("pull_request.opened")
+    data["pull_request"]["comments"] = 4
+    outcome = parse_payload("pull_request", data)
+    assert isinstance(outcome, Accepted) and outcome.event.comments == 4

@@ -53,6 +53,16 @@ def app_host(fake: FakeGitHub, private_key: str, **overrides: Any) -> Host:
 # -- change() -----------------------------------------------------------------------------------
 
 
+def test_change_counts_the_pull_requests_comments(fake: FakeGitHub) -> None:
+    # Its issue comments (ours among them), not another pull request's.
+    fake.add_pull(REPO, 5)
+    fake.add_pull(REPO, 6)
+    fake.add_comment(REPO, 5, "first")
+    fake.add_comment(REPO, 5, "second")
+    fake.add_comment(REPO, 6, "elsewhere")
+    assert host_for(fake).change(REPO, 5).comments == 2
+
+
 @pytest.mark.parametrize(
     ("fields", "state", "draft"),
     [
@@ -77,6 +87,7 @@ def test_change_reports_state(fake: FakeGitHub, fields: dict[str, Any], state: s
         updated_at=updated,
         title="Add *things*",
         url=f"{fake.origin}/octo/app/pull/5",
+        comments=0,
     )
     assert len(change.head_sha) == 40
     # One request: the repository is not fetched first.

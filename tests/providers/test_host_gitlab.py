@@ -37,6 +37,16 @@ def host_for(fake: FakeGitLab, **overrides: Any) -> Host:
 # -- change() -----------------------------------------------------------------------------------
 
 
+def test_change_counts_the_notes_people_wrote(fake: FakeGitLab) -> None:
+    # Ours is a note people write; GitLab's own ("added 1 commit") are not counted.
+    fake.add_merge_request(PROJECT, 3)
+    fake.add_merge_request(PROJECT, 4)
+    fake.add_note(PROJECT, 3, "looks good")
+    fake.add_note(PROJECT, 3, "added 1 commit", system=True)
+    fake.add_note(PROJECT, 4, "elsewhere")
+    assert host_for(fake).change(PROJECT, 3).comments == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "state", "draft"),
     [
@@ -63,6 +73,7 @@ def test_change_reports_state(fake: FakeGitLab, fields: dict[str, Any], state: s
         updated_at=updated,
         title=fields["title"],
         url=f"{fake.origin}/{PROJECT}/-/merge_requests/3",
+        comments=0,
     )
     # The project is addressed by its URL-encoded path, subgroups included, in one request.
     assert [(r.method, r.path, r.auth, r.credential) for r in fake.requests] == [

@@ -57,6 +57,13 @@ def server_host(fake: FakeBitbucketServer, **overrides: Any) -> Host:
 # == Bitbucket Cloud ============================================================================
 
 
+def test_cloud_without_a_search_the_comment_is_created_in_one_call(cloud: FakeBitbucketCloud) -> None:
+    comment_id = cloud_host(cloud).upsert_comment(CLOUD_REPO, 5, body("new"), MARKER, search=False)
+
+    assert cloud.calls() == [("POST", CLOUD_COMMENTS)]
+    assert [str(c.id) for c in cloud.comments(CLOUD_REPO, 5)] == [comment_id]
+
+
 def test_cloud_comment_is_edited_not_duplicated_across_three_upserts(cloud: FakeBitbucketCloud) -> None:
     cloud.add_comment(CLOUD_REPO, 5, "Nice work")
     host = cloud_host(cloud)
@@ -241,6 +248,24 @@ def test_cloud_rate_limits_follow_the_remaining_header_when_present(cloud: FakeB
 
 
 # == Bitbucket Data Center ======================================================================
+
+
+def test_server_without_a_search_the_comment_is_created_in_one_call(server: FakeBitbucketServer) -> None:
+    comment_id = server_host(server).upsert_comment(SERVER_REPO, 5, body("new"), MARKER, search=False)
+
+    assert server.calls() == [("POST", f"{SERVER_PULL}/comments")]
+    assert [str(c.id) for c in server.comments(SERVER_REPO, 5)] == [comment_id]
+
+
+def test_server_a_known_id_that_is_not_ours_is_never_edited(server: FakeBitbucketServer) -> None:
+    # An id whose comment lacks the marker (someone else's) is left alone, with or without a search.
+    other = server.add_comment(SERVER_REPO, 5, "Nice work")
+    host = server_host(server)
+
+    created = host.upsert_comment(SERVER_REPO, 5, body("new"), MARKER, known_id=str(other.id), search=False)
+
+    assert created != str(other.id)
+    assert [c.text for c in server.comments(SERVER_REPO, 5)] == ["Nice work", body("new")]
 
 
 def test_server_comment_is_edited_not_duplicated_across_three_upserts(server: FakeBitbucketServer) -> None:

@@ -55,6 +55,14 @@ def head(fake: FakeGitHub) -> str:
 # -- the comment -------------------------------------------------------------------------------
 
 
+def test_without_a_search_the_comment_is_created_in_one_call(fake: FakeGitHub) -> None:
+    # The caller knows the pull request has no comments: nothing is listed first.
+    comment_id = host_for(fake).upsert_comment(REPO, 5, body("new"), MARKER, search=False)
+
+    assert fake.calls() == [("POST", COMMENTS)]
+    assert [(str(c.id), c.body) for c in fake.comments(REPO, 5)] == [(comment_id, body("new"))]
+
+
 def test_the_comment_is_edited_not_duplicated_across_three_upserts(fake: FakeGitHub) -> None:
     fake.add_comment(REPO, 5, "LGTM", user="reviewer")
     host = host_for(fake)

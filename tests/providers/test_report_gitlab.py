@@ -45,6 +45,13 @@ def head(fake: FakeGitLab) -> str:
 # -- the note ----------------------------------------------------------------------------------
 
 
+def test_without_a_search_the_note_is_created_in_one_call(fake: FakeGitLab) -> None:
+    note_id = host_for(fake).upsert_comment(PROJECT, 5, body("new"), MARKER, search=False)
+
+    assert fake.calls() == [("POST", NOTES)]
+    assert [str(n.id) for n in fake.projects[PROJECT].notes.values()] == [note_id]
+
+
 def test_the_note_is_edited_not_duplicated_across_three_upserts(fake: FakeGitLab) -> None:
     fake.add_note(PROJECT, 5, "Looks good")
     host = host_for(fake)

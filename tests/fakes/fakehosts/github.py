@@ -606,7 +606,8 @@ class FakeGitHub(GitHubHooks, GitHubWrites, FakeHost):
             "rebaseable": None,
             "mergeable_state": "unknown",
             "merged_by": self.user_json(pull.user) if pull.merged else None,
-            "comments": 0,
+            # Issue comments, as GitHub counts them (review comments are `review_comments`).
+            "comments": sum(1 for c in list(repo.comments.values()) if c.number == pull.number),
             "review_comments": 0,
             "maintainer_can_modify": False,
             "commits": 1,

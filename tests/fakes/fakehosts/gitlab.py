@@ -430,7 +430,10 @@ class FakeGitLab(GitLabHooks, GitLabWrites, FakeHost):
             "closed_at": iso(mr.updated_at) if closed and mr.state == "closed" else None,
             "target_branch": mr.target_branch,
             "source_branch": mr.source_branch,
-            "user_notes_count": 0,
+            # The notes people wrote (ours among them), not the system's.
+            "user_notes_count": sum(
+                1 for n in list(project.notes.values()) if n.iid == mr.iid and not n.system
+            ),
             "upvotes": 0,
             "downvotes": 0,
             "author": author,
