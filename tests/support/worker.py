@@ -123,6 +123,15 @@ class BackgroundWorker:
         # A job cut short by the stop (a deferred readiness check, say) ends cancelled.
         with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.worker.close())
+        # arq's close cancels the jobs without waiting for them: let them finish cancelling, as
+        # asyncio.run does, rather than leave them to be destroyed pending (and reported, as
+        # "Task was destroyed but it is pending", in whichever later test collects them).
+        left = asyncio.all_tasks(self.loop)
+        for task in left:
+            task.cancel()
+        if left:
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
 
