@@ -95,4 +95,4 @@ async def read_body(
                     break
     except TimeoutError:
         raise TooSlow from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)

@@ -145,7 +145,7 @@ def _ms(moment: datetime) -> int:
 class DeliveryStore:
     def __init__(self, redis: Redis, settings: GatewaySettings) -> None:
         self.redis = redis
-        self.connection = connection = settings.connection
+        connection = settings.connection
         self.web = web = settings.web
         self.keys = settings.keys
         script = _SCRIPT
@@ -162,7 +162,8 @@ class DeliveryStore:
             "period": str(housekeeping_period(settings)),
         }.items():
             script = script.replace("{" + name + "}", value)
-        # The deadline of each call, kept by its batch.
+        # Each call's reply, or past the Redis deadline (kept by its batch) redis-py's
+        # TimeoutError, as Redis being unavailable.
         self._deliver = ScriptBatcher(redis, script, connection.redis_timeout)
 
     @staticmethod
@@ -171,10 +172,6 @@ class DeliveryStore:
     ) -> list[bytes]:
         # Encoded here, as the script's ARGV: the batcher writes bytes as they are.
         return [provider.value.encode(), delivery_id.encode(), b"%d" % _us(now), (repository or "").encode()]
-
-    async def _run(self, args: list[bytes]) -> Any:
-        """The script's reply, within the Redis deadline; past it the call fails as Redis being unavailable."""
-        return await self._deliver(args)
 
     async def accept(
         self,
@@ -196,7 +193,7 @@ class DeliveryStore:
         )
         job = encode_event_job(event_json, _ms(event.received_at))
         blob = body_blob(headers, body) if self.web.delivery_bodies_max > 0 else b""
-        verdict, attempt, first = await self._run(
+        verdict, attempt, first = await self._deliver(
             [
                 *self._common_args(event.provider, event.delivery_id, event.received_at, event.repository),
                 b"accept",
@@ -223,7 +220,7 @@ class DeliveryStore:
             event_json=event_json,
         )
         job = encode_event_job(event_json, _ms(now))
-        _, attempt, _ = await self._run(
+        _, attempt, _ = await self._deliver(
             [
                 *self._common_args(event.provider, event.delivery_id, now, event.repository),
                 b"replay",
@@ -238,7 +235,7 @@ class DeliveryStore:
         self, provider: Provider, delivery_id: str, now: datetime, repository: str | None, entry: bytes
     ) -> int:
         """Record a delivery that was not accepted (ignored, pong, rejected)."""
-        _, attempt, _ = await self._run(
+        _, attempt, _ = await self._deliver(
             [*self._common_args(provider, delivery_id, now, repository), b"log", entry]
         )
         return int(attempt)

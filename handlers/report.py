@@ -21,7 +21,6 @@ handed back to it with each report.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import uuid
@@ -170,12 +169,13 @@ class Reporter:
                 # no earlier comment (the first edition's, one whose id was lost) can exist.
                 search = found is not None or status.host_comments != 0
                 comment_id = await asyncio.to_thread(
-                    functools.partial(host.upsert_comment, search=search),
+                    host.upsert_comment,
                     status.repository,
                     status.number,
                     body,
                     MARKER,
                     state.comment_id,
+                    search=search,
                 )
                 state = state.model_copy(update={"comment_id": comment_id, "comment_digest": body_digest})
                 if await self._generation(env) > generation:
